@@ -1,0 +1,1 @@
+"""Text → vectors (encoders) and vectors → neighbours (vector stores)."""

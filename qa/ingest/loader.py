@@ -1,0 +1,149 @@
+"""Read a corpus folder (news pages as .txt/.md, bulk .jsonl) into Articles; bad files are reported, never fatal.
+
+Source text is the file decoded as UTF-8 with universal newlines (exactly what Python's ``open()`` returns),
+so ``open(path, encoding="utf-8").read()[start:end]`` reproduces every citation.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from qa.errors import CorpusError
+from qa.ingest.newspage import parse_iso_date, parse_page
+from qa.records import Article
+
+log = logging.getLogger(__name__)
+
+DOC_ID = re.compile(r"^[\w][\w.\-]{0,199}$")
+_BINARY_SNIFF = 8192
+
+
+@dataclass
+class LoadReport:
+    articles: list[Article] = field(default_factory=list)
+    skipped: list[CorpusError] = field(default_factory=list)
+
+
+def valid_doc_id(doc_id: str) -> bool:
+    """Letters, digits, ``_ - .``; no path separators, no leading dot: safe as a file name."""
+    return bool(DOC_ID.match(doc_id)) and ".." not in doc_id
+
+
+def decode_source(raw: bytes, path: Path | str) -> str:
+    """Bytes → source text, or CorpusError for binary / non-UTF-8 content."""
+    if b"\x00" in raw[:_BINARY_SNIFF]:
+        raise CorpusError(path, "binary file (NUL bytes)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CorpusError(path, f"not valid UTF-8 (byte {exc.start})") from exc
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def read_source(path: Path, max_bytes: int) -> str:
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise CorpusError(path, f"file is {size} bytes, over the limit of {max_bytes}")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CorpusError(path, f"cannot read: {exc.strerror or exc}") from exc
+    return decode_source(raw, path)
+
+
+def page_article(text: str, doc_id: str, source: str) -> Article:
+    if not text.strip():
+        raise CorpusError(source, "empty file")
+    if source.endswith(".md"):
+        first = text.lstrip().split("\n", 1)[0]
+        title = first.lstrip("#").strip() if first.startswith("#") else None
+        article = parse_page(text, doc_id=doc_id, source=source, title=title)
+    else:
+        article = parse_page(text, doc_id=doc_id, source=source)
+    if not article.segments:
+        raise CorpusError(source, "no article text left after cleaning")
+    return article
+
+
+def jsonl_articles(text: str, source: str) -> Iterator[Article | CorpusError]:
+    """One article per line: ``{"id", "title", "date", "text", "url"}``; offsets refer to ``text``."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        where = f"{source}:{number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            yield CorpusError(where, f"invalid JSON: {exc.msg}")
+            continue
+        if not isinstance(record, dict):
+            yield CorpusError(where, "a line must be a JSON object")
+            continue
+        doc_id, body = record.get("id"), record.get("text")
+        if not isinstance(doc_id, str | int) or not valid_doc_id(str(doc_id)):
+            yield CorpusError(where, f"missing or invalid 'id': {doc_id!r}")
+            continue
+        if not isinstance(body, str) or not body.strip():
+            yield CorpusError(where, "missing or empty 'text'")
+            continue
+        title = record.get("title")
+        url = record.get("url")
+        try:
+            article = parse_page(
+                body,
+                doc_id=str(doc_id),
+                source=f"{source}#{doc_id}",
+                title=title if isinstance(title, str) and title.strip() else None,
+                date_iso=parse_iso_date(record.get("date") if isinstance(record.get("date"), str) else None),
+                url=url if isinstance(url, str) else None,
+            )
+        except Exception as exc:  # a parser bug must not stop the whole import
+            yield CorpusError(where, f"cannot parse: {exc}")
+            continue
+        yield article if article.segments else CorpusError(where, "no article text left after cleaning")
+
+
+def load_file(path: Path, max_bytes: int) -> Iterator[Article | CorpusError]:
+    try:
+        text = read_source(path, max_bytes)
+        if path.suffix.lower() == ".jsonl":
+            yield from jsonl_articles(text, str(path))
+            return
+        if not valid_doc_id(path.stem):
+            raise CorpusError(path, f"file name {path.stem!r} is not a usable doc_id")
+        yield page_article(text, path.stem, str(path))
+    except CorpusError as exc:
+        yield exc
+
+
+def corpus_files(directory: Path, patterns: Iterable[str]) -> list[Path]:
+    if not directory.is_dir():
+        raise CorpusError(directory, "corpus folder does not exist")
+    files = {p for pattern in patterns for p in directory.glob(pattern) if p.is_file()}
+    return sorted(files)
+
+
+def load_corpus(directory: Path, patterns: Iterable[str], max_bytes: int) -> LoadReport:
+    """Every article of the folder; each unreadable file or record is in ``skipped`` with its reason."""
+    report = LoadReport()
+    seen: dict[str, str] = {}
+    for path in corpus_files(directory, patterns):
+        for item in load_file(path, max_bytes):
+            if isinstance(item, CorpusError):
+                log.warning("skipped %s: %s", item.path, item.reason)
+                report.skipped.append(item)
+            elif item.doc_id in seen:
+                error = CorpusError(
+                    item.source, f"doc_id {item.doc_id!r} already used by {seen[item.doc_id]}"
+                )
+                log.warning("skipped %s: %s", error.path, error.reason)
+                report.skipped.append(error)
+            else:
+                seen[item.doc_id] = item.source
+                report.articles.append(item)
+    return report

@@ -1,0 +1,80 @@
+"""The typed records that flow one way through the service: Article → Segment → Chunk → Hit → Answer.
+
+Every offset is a code-point offset into the article's source text (the file decoded as UTF-8, or the
+`text` field of a JSONL record), so that ``article.text[chunk.start:chunk.end] == chunk.text`` always.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Section(StrEnum):
+    BODY = "body"
+    RELATED = "related"  # a teaser of another article shown on this page
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """A contiguous span of the source that keeps one label; chunks never cross its ends."""
+
+    section: Section
+    start: int
+    end: int
+    heading: str = ""  # the teaser's title for related segments
+
+
+@dataclass(frozen=True, slots=True)
+class Article:
+    doc_id: str
+    title: str
+    date: str | None  # ISO yyyy-mm-dd, only when the page states it
+    source: str  # the file (and record id for JSONL) the text came from
+    text: str  # the whole source text; offsets refer to it
+    segments: tuple[Segment, ...]
+    url: str | None = None
+    dropped: int = 0  # lines dropped as boilerplate (captions, repeats, navigation)
+
+    def segment_text(self, segment: Segment) -> str:
+        return self.text[segment.start : segment.end]
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    doc_id: str
+    section: Section
+    start: int
+    end: int
+    text: str
+    heading: str = ""
+
+    def __post_init__(self) -> None:
+        if self.end - self.start != len(self.text):
+            raise ValueError("chunk offsets do not match its text length")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A chunk retrieved for a question, with its fused score and why it was found."""
+
+    chunk: Chunk
+    score: float
+    title: str
+    date: str | None
+    dense_score: float | None = None
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+    supported: bool = True  # the question's named entities appear in its article
+    why: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    question: str
+    answerable: bool
+    hits: tuple[Hit, ...]
+    text: str = ""  # a short chat-style answer with [n] markers
+    reason: str = ""  # why the service abstained, when it did
+    search_query: str = ""  # the question as searched (history, aliases applied)
+    warnings: tuple[str, ...] = field(default_factory=tuple)

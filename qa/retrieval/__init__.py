@@ -1,0 +1,1 @@
+"""Retrieval: lexical (BM25 over Chinese tokens), dense (in embeddings/), fusion, abstention."""

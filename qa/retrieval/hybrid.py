@@ -1,0 +1,109 @@
+"""Hybrid search: dense (FAISS) and lexical (BM25) candidate lists fused by weighted reciprocal rank.
+
+With conversation history, a second pair of lists is searched for "earlier turns + question" and fused
+with a lower weight, so a follow-up borrows the topic of the conversation without drowning the question.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from embeddings.encoder import Encoder
+from qa.config import RetrievalSettings
+from qa.index.search_index import SearchIndex
+from qa.records import Section
+from qa.retrieval.query import Query
+from qa.textnorm import fold
+
+
+@dataclass
+class Candidate:
+    row: int
+    score: float = 0.0
+    dense_score: float = 0.0
+    dense_rank: int | None = None
+    lexical_rank: int | None = None
+    why: list[str] = field(default_factory=list)
+
+
+def _bigrams(text: str) -> set[str]:
+    folded = "".join(fold(text).split())
+    return {folded[i : i + 2] for i in range(len(folded) - 1)}
+
+
+def rrf(ranked: list[list[tuple[int, float]]], weights: list[float], k: int) -> dict[int, float]:
+    fused: dict[int, float] = {}
+    for hits, weight in zip(ranked, weights, strict=True):
+        for rank, (row, _) in enumerate(hits):
+            fused[row] = fused.get(row, 0.0) + weight / (k + rank + 1)
+    return fused
+
+
+class HybridSearcher:
+    def __init__(self, index: SearchIndex, encoder: Encoder, settings: RetrievalSettings) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.settings = settings
+
+    def search(
+        self, query: Query, limit: int, allowed: npt.NDArray[np.bool_] | None = None
+    ) -> list[Candidate]:
+        s = self.settings
+        n = s.candidates
+        texts = [query.dense_text] + (
+            [f"{query.history_text} {query.dense_text}"] if query.history_text else []
+        )
+        vectors = self.encoder.encode_queries(texts)
+        dense = self.index.store.search(vectors, n, allowed)
+        lexical = [self.index.lexical.search(query.tokens, n, allowed)]
+        if query.history_text:
+            lexical.append(self.index.lexical.search(query.history_tokens + query.tokens, n, allowed))
+        lists = [dense[0], lexical[0]]
+        weights = [s.dense_weight, s.lexical_weight]
+        if query.history_text:
+            lists += [dense[1], lexical[1]]
+            weights += [s.dense_weight * s.history_weight, s.lexical_weight * s.history_weight]
+        fused = rrf(lists, weights, s.rrf_k)
+        if not fused:
+            return []
+        rows = list(fused)
+        cosines = self.index.store.vectors(rows) @ vectors[0]
+        dense_rank = {row: r for r, (row, _) in enumerate(dense[0])}
+        lexical_rank = {row: r for r, (row, _) in enumerate(lexical[0])}
+        candidates = []
+        for row, cosine in zip(rows, cosines, strict=True):
+            chunk = self.index.chunks[row]
+            score = fused[row] * (s.related_penalty if chunk.section is Section.RELATED else 1.0)
+            cand = Candidate(row, score, float(cosine), dense_rank.get(row), lexical_rank.get(row))
+            if cand.dense_rank is not None:
+                cand.why.append(f"dense #{cand.dense_rank + 1}")
+            if cand.lexical_rank is not None:
+                cand.why.append(f"bm25 #{cand.lexical_rank + 1}")
+            candidates.append(cand)
+        candidates.sort(key=lambda c: -c.score)
+        return self._body_before_teaser(candidates)[:limit]
+
+    def _body_before_teaser(self, candidates: list[Candidate]) -> list[Candidate]:
+        """A related-news teaser never ranks above a body passage of its page that says the same thing."""
+        chunks = self.index.chunks
+        ordered = list(candidates)
+        i = 0
+        while i < len(ordered):
+            cand = ordered[i]
+            chunk = chunks[cand.row]
+            if chunk.section is Section.RELATED:
+                grams = _bigrams(chunk.text)
+                for j in range(len(ordered) - 1, i, -1):
+                    other = chunks[ordered[j].row]
+                    if other.doc_id == chunk.doc_id and other.section is Section.BODY and grams:
+                        overlap = len(grams & _bigrams(other.text)) / len(grams)
+                        if overlap >= 0.5:
+                            ordered.insert(j, ordered.pop(i))
+                            ordered[j].score = min(ordered[j].score, ordered[j - 1].score)
+                            i -= 1
+                            break
+            i += 1
+        return ordered

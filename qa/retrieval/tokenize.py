@@ -1,0 +1,210 @@
+"""Chinese-aware tokens for BM25 and entity checks: jieba words plus CJK character bigrams.
+
+Text is folded first (NFKC, Traditional → Simplified, lower case). Words keep names whole (a user
+dictionary of names, plus every alias), bigrams make matching robust to segmentation differences;
+Latin words and numbers stay whole.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+import jieba
+import jieba.posseg
+
+from qa.textnorm import fold, is_cjk
+
+log = logging.getLogger(__name__)
+jieba.setLogLevel(logging.WARNING)
+
+STOPWORDS = frozenset(
+    [
+        "的",
+        "了",
+        "是",
+        "在",
+        "和",
+        "与",
+        "及",
+        "有",
+        "也",
+        "都",
+        "就",
+        "而",
+        "并",
+        "对",
+        "从",
+        "把",
+        "被",
+        "将",
+        "等",
+        "之",
+        "其",
+        "这",
+        "那",
+        "该",
+        "此",
+        "为",
+        "于",
+        "以",
+        "或",
+        "中",
+        "上",
+        "下",
+        "吗",
+        "呢",
+        "吧",
+        "啊",
+        "什么",
+        "哪些",
+        "哪个",
+        "哪位",
+        "哪里",
+        "哪",
+        "谁",
+        "多少",
+        "几",
+        "怎么",
+        "怎样",
+        "如何",
+        "为什么",
+        "是否",
+        "是不是",
+        "请问",
+        "一下",
+        "一个",
+        "哪一天",
+        "何时",
+        "什么时候",
+        "多大",
+        "多长",
+        "有没有",
+        "关于",
+        "告诉",
+        "我",
+        "你",
+        "他",
+        "她",
+        "它",
+        "我们",
+        "他们",
+        "the",
+        "a",
+        "an",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "and",
+        "is",
+        "are",
+        "was",
+        "were",
+        "what",
+        "which",
+        "who",
+        "whom",
+        "how",
+        "when",
+        "where",
+        "why",
+        "many",
+        "much",
+        "does",
+        "do",
+        "did",
+        "with",
+        "by",
+        "at",
+        "from",
+    ]
+)
+BUNDLED_USERDICT = Path(__file__).resolve().parent.parent / "data" / "userdict.txt"
+ENTITY_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz"})
+GENERIC_ENTITIES = frozenset(
+    [
+        "中国",
+        "越南",
+        "中越",
+        "越中",
+        "两国",
+        "双方",
+        "国家",
+        "政府",
+        "地方",
+        "全国",
+        "国际",
+        "世界",
+        "亚洲",
+        "东盟",
+        "中央",
+        "中共",
+        "越共",
+        "越南政府",
+    ]
+)
+_CJK = "\u3400-\u9fff\uf900-\ufaff"
+_TOKEN = re.compile(rf"\d+(?:[.,]\d+)*%?|[{_CJK}]+|[^\W\d_{_CJK}]+")
+_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年)")
+
+
+class ChineseTokenizer:
+    """Thread-safe wrapper around one jieba dictionary with the names users configure."""
+
+    def __init__(self, names: Iterable[str] = (), userdict: Path | None = None) -> None:
+        self._jieba = jieba.Tokenizer()
+        self._lock = threading.Lock()
+        self._names = sorted({fold(n) for n in names if n.strip()})
+        self._userdict = userdict
+        self._ready = False
+        self._pos: jieba.posseg.POSTokenizer | None = None
+
+    def _init(self) -> None:
+        with self._lock:
+            if self._ready:
+                return
+            self._jieba.initialize()
+            self._jieba.load_userdict(str(BUNDLED_USERDICT))
+            if self._userdict:
+                self._jieba.load_userdict(str(self._userdict))
+            for name in self._names:
+                self._jieba.add_word(name, freq=200, tag="nr")
+            self._pos = jieba.posseg.POSTokenizer(self._jieba)
+            self._ready = True
+
+    def words(self, text: str) -> list[str]:
+        """jieba words of the folded text (no stopword removal)."""
+        if not self._ready:
+            self._init()
+        return [w for w in self._jieba.lcut(fold(text)) if w.strip()]
+
+    def tokens(self, text: str) -> list[str]:
+        """BM25 tokens: Chinese content words, Latin words and numbers, and the bigrams of every CJK run."""
+        folded = fold(text)
+        out = [w for w in self.words(folded) if w not in STOPWORDS and all(is_cjk(c) for c in w)]
+        for run in _TOKEN.findall(folded):
+            if not is_cjk(run[0]):
+                if run not in STOPWORDS:
+                    out.append(run)
+            elif len(run) > 1:
+                out.extend("#" + run[i : i + 2] for i in range(len(run) - 1))
+        return out
+
+    def entities(self, text: str) -> list[str]:
+        """Names of people, places and organisations in a question, and the years it asks about."""
+        if not self._ready:
+            self._init()
+        assert self._pos is not None
+        folded = fold(text)
+        found: list[str] = []
+        for pair in self._pos.lcut(folded):
+            word, tag = pair.word, pair.flag
+            if tag in ENTITY_TAGS and len(word) >= 2 and word not in GENERIC_ENTITIES and word not in found:
+                found.append(word)
+        found.extend(y for y in _YEAR.findall(folded) if y not in found)
+        return found

@@ -1,0 +1,37 @@
+"""The answer as JSON, the same for the CLI (--json), the HTTP service and the bot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from qa.answer import best_sentence
+from qa.records import Answer, Hit
+
+
+def hit_to_json(hit: Hit, rank: int, question: str) -> dict[str, Any]:
+    start, end = best_sentence(hit.chunk.text, question)
+    return {
+        "rank": rank,
+        "text": hit.chunk.text,
+        "score": hit.score,
+        "doc_id": hit.chunk.doc_id,
+        "title": hit.title,
+        "date": hit.date,
+        "section": hit.chunk.section.value,
+        "heading": hit.chunk.heading or None,
+        "start": hit.chunk.start,
+        "end": hit.chunk.end,
+        "highlight": {"start": start, "end": end},
+        "dense_score": hit.dense_score,
+        "why": list(hit.why),
+    }
+
+
+def answer_to_json(answer: Answer) -> dict[str, Any]:
+    return {
+        "question": answer.question,
+        "answerable": answer.answerable,
+        "answer": answer.text,
+        "reason": answer.reason or None,
+        "passages": [hit_to_json(h, i, answer.question) for i, h in enumerate(answer.hits, start=1)],
+    }
