@@ -85,6 +85,21 @@ class ServerSettings(_Section):
     api_keys: tuple[str, ...]
 
 
+class TelegramSettings(_Section):
+    enabled: bool
+    bot_token: str
+    secret_token: str
+    path: str = Field(pattern=r"^/[\w/\-]*$")
+    max_message_chars: int = Field(ge=100, le=100_000)
+    history_turns: int = Field(ge=0, le=50)
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> TelegramSettings:
+        if self.enabled and not self.secret_token:
+            raise ValueError("telegram.secret_token must be set when telegram.enabled is true")
+        return self
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Build it with :func:`load_settings`, not directly."""
 
@@ -99,6 +114,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings
     aliases: AliasSettings
     server: ServerSettings
+    telegram: TelegramSettings
     config_path: Path = Path()
 
     @classmethod

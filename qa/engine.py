@@ -14,12 +14,13 @@ from embeddings.encoder import Encoder
 from embeddings.models import load_encoder
 from qa import answer as answer_text
 from qa.config import Settings
-from qa.errors import IndexStoreError, QuestionError
+from qa.documents import NewDocument, parse_document, remove_from_corpus, write_document
+from qa.errors import CorpusError, DocumentNotFoundError, IndexStoreError, QuestionError
 from qa.index import builder
 from qa.index.builder import BuildReport
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
-from qa.ingest.loader import load_corpus
-from qa.records import Answer, Hit
+from qa.ingest.loader import LoadReport, load_corpus, load_file
+from qa.records import Answer, Article, Hit
 from qa.retrieval.abstain import Grounding
 from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import AliasTable, QueryBuilder
@@ -56,6 +57,7 @@ class Engine:
         self.settings = settings
         self._encoder = encoder
         self._lock = threading.RLock()
+        self._write_lock = threading.Lock()  # one add/delete/build at a time in this process
         self._snapshot: _Snapshot | None = None
         self.aliases = AliasTable(settings.aliases.groups)
         userdict = (
@@ -106,7 +108,14 @@ class Engine:
     def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
         """Bring the index up to date with the corpus folder and load it."""
         s = self.settings
-        corpus = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
+        with self._write_lock:
+            corpus = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
+            return self._update(corpus, rebuild=rebuild, show_progress=show_progress)
+
+    def _update(
+        self, corpus: LoadReport, *, rebuild: bool = False, show_progress: bool | None = None
+    ) -> BuildReport:
+        s = self.settings
         c = s.chunking
         report = builder.build_index(
             corpus,
@@ -122,15 +131,57 @@ class Engine:
         self.reload()
         return report
 
+    # -- documents ---------------------------------------------------------------------------------
+    def add_document(self, doc: NewDocument) -> Article:
+        """Add or replace an article: stored in the corpus folder and searchable when this returns."""
+        parse_document(doc)  # reject bad input before anything is written
+        with self._write_lock:
+            current = self._require().index.articles
+            target = write_document(self.settings.corpus_dir, doc, current.get(doc.doc_id))
+            loaded = [
+                a for a in load_file(target, self.settings.corpus.max_file_bytes) if isinstance(a, Article)
+            ]
+            errors = [
+                e
+                for e in load_file(target, self.settings.corpus.max_file_bytes)
+                if isinstance(e, CorpusError)
+            ]
+            if not loaded:
+                target.unlink(missing_ok=True)
+                raise QuestionError(errors[0].reason if errors else "the document has no indexable text")
+            article = next(a for a in loaded if a.doc_id == doc.doc_id)
+            articles = [a for a in current.values() if a.doc_id != doc.doc_id] + [article]
+            self._update(LoadReport(articles=articles), show_progress=False)
+        return article
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove an article from the corpus and the index; it is never cited again once this returns."""
+        with self._write_lock:
+            current = self._require().index.articles
+            article = current.get(doc_id)
+            if article is None:
+                raise DocumentNotFoundError(doc_id)
+            remove_from_corpus(self.settings.corpus_dir, article)
+            articles = [a for a in current.values() if a.doc_id != doc_id]
+            self._update(LoadReport(articles=articles), show_progress=False)
+
     def reload(self) -> None:
         index = load_index(self.settings.index_dir, self.dense_key(), self.lexical_key())
         with self._lock:
             self._snapshot = _Snapshot(index, self.encoder, self.settings)
 
-    def open(self, *, build_if_missing: bool = True, show_progress: bool | None = None) -> Engine:
-        """Load the index; build it first when there is none yet (first use on a fresh clone)."""
+    def open(
+        self, *, build_if_missing: bool = True, sync: bool = False, show_progress: bool | None = None
+    ) -> Engine:
+        """Load the index; build it first when there is none yet (first use on a fresh clone).
+
+        With ``sync``, also bring it up to date with the corpus folder (what a server does at start-up,
+        so that a write interrupted by a crash is completed).
+        """
         try:
             self.reload()
+            if sync:
+                self.build(show_progress=show_progress)
         except IndexStoreError:
             from qa.index import layout
 
