@@ -36,7 +36,8 @@ def _normalise(rows: npt.NDArray[Any]) -> Vectors:
     rows = np.asarray(rows, dtype=np.float32)
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (rows / norms).astype(np.float32, copy=False)
+    out: Vectors = (rows / norms).astype(np.float32, copy=False)
+    return out
 
 
 class FakeEncoder:
@@ -50,7 +51,7 @@ class FakeEncoder:
 
     @property
     def name(self) -> str:
-        return f"fake-{self._dim}"
+        return f"fake:{self._dim}"
 
     @property
     def dim(self) -> int:

@@ -88,7 +88,7 @@ class FaissFlatStore:
             ids = np.flatnonzero(allowed).astype(np.int64)
             if ids.size == 0:
                 return [[] for _ in range(len(queries))]
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))  # type: ignore[call-arg]
         scores, rows = self._index.search(
             np.ascontiguousarray(queries, np.float32), min(k, total), params=params
         )
