@@ -58,9 +58,15 @@ class RetrievalSettings(_Section):
     dense_weight: float = Field(ge=0)
     lexical_weight: float = Field(ge=0)
     related_penalty: float = Field(gt=0, le=1)
+    rerank_depth: int = Field(ge=0, le=1000)
+    coverage_weight: float = Field(ge=0)
+    type_weight: float = Field(ge=0)
     history_turns: int = Field(ge=0, le=20)
     history_weight: float = Field(ge=0, le=1)
     min_dense_score: float = Field(ge=-1, le=1)
+    min_dense_score_foreign: float = Field(ge=-1, le=1)
+    min_coverage: float = Field(ge=0, le=1)
+    rank_window: int = Field(ge=1)
     entity_check: bool
     userdict: str
 

@@ -156,13 +156,15 @@ def read_snapshot(version: Path, manifest: dict[str, Any]) -> SearchIndex:
 
 
 def check_keys(manifest: dict[str, Any], dense_key: dict[str, Any], lexical_key: dict[str, Any]) -> None:
-    built, wanted = manifest.get("dense", {}), dense_key
-    for key in sorted(set(built) | set(wanted)):
-        if built.get(key) != wanted.get(key):
-            raise IndexMismatchError(
-                f"the index was built with {key} = {built.get(key)!r} but the configuration asks for "
-                f"{wanted.get(key)!r}; run `qa index` to rebuild it"
-            )
+    built = manifest.get("dense", {})
+    differ = [key for key in dense_key if built.get(key) != dense_key[key]]
+    differ += [key for key in built if key not in dense_key]
+    if differ:
+        was = ", ".join(f"{key}={built.get(key)!r}" for key in differ)
+        wants = ", ".join(f"{key}={dense_key.get(key)!r}" for key in differ)
+        raise IndexMismatchError(
+            f"the index was built with {was} but the configuration asks for {wants}; run `qa index` to rebuild it"
+        )
     if manifest.get("lexical") != lexical_key:
         raise IndexMismatchError(
             "the index was built with other tokenizer settings (aliases or user dictionary); run `qa index`"

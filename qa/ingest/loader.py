@@ -70,6 +70,11 @@ def page_article(text: str, doc_id: str, source: str) -> Article:
     return article
 
 
+def _title_from(body: str) -> str | None:
+    """With no title given, a multi-line text starts with its title; a one-line text has none."""
+    return None if len([line for line in body.split("\n") if line.strip()]) > 1 else ""
+
+
 def jsonl_articles(text: str, source: str) -> Iterator[Article | CorpusError]:
     """One article per line: ``{"id", "title", "date", "text", "url"}``; offsets refer to ``text``."""
     for number, line in enumerate(text.split("\n"), start=1):
@@ -98,7 +103,7 @@ def jsonl_articles(text: str, source: str) -> Iterator[Article | CorpusError]:
                 body,
                 doc_id=str(doc_id),
                 source=f"{source}#{doc_id}",
-                title=title if isinstance(title, str) and title.strip() else None,
+                title=title if isinstance(title, str) and title.strip() else _title_from(body),
                 date_iso=parse_iso_date(record.get("date") if isinstance(record.get("date"), str) else None),
                 url=url if isinstance(url, str) else None,
             )

@@ -153,7 +153,7 @@ class _PageParser:
 
     def run(self, lines: list[Line]) -> None:
         in_related = False
-        heading: str | None = None  # a teaser title waiting for its summary
+        heading: Line | None = None  # a teaser title waiting for its summary
         for line in lines:
             key = line.key
             if key in RELATED_MARKERS:
@@ -165,19 +165,20 @@ class _PageParser:
                 continue
             twice = doubled_title(line.text)
             if twice is not None:
-                heading = self._flush_heading(heading)
-                heading = twice
-                self.seen.add(re.sub(r"\s+", "", fold(twice)))
+                self._flush_heading(heading)
+                first_half = line.text[: len(line.text) // 2].rstrip(WHITESPACE)
+                heading = Line(line.start, line.start + len(first_half), twice)
+                self.seen.add(heading.key)
                 self.drop()
                 continue
             if in_related and title_like(line.text):
-                heading = self._flush_heading(heading)
-                heading = line.text
+                self._flush_heading(heading)
+                heading = line
                 self.seen.add(key)
                 self.drop()
                 continue
             if heading is not None:
-                self.keep(line, Section.RELATED, heading)
+                self.keep(line, Section.RELATED, heading.text)
                 heading = None
             elif in_related or is_link_list(line.text):
                 self.keep(line, Section.RELATED)
@@ -186,14 +187,11 @@ class _PageParser:
         self._flush_heading(heading)
         self._close()
 
-    def _flush_heading(self, heading: str | None) -> None:
+    def _flush_heading(self, heading: Line | None) -> None:
         """A teaser title with no summary after it is kept as a related segment of its own."""
-        if heading is None:
-            return
-        start = self.text.rfind(heading)
-        if start >= 0:
+        if heading is not None:
             self._close()
-            self.segments.append(Segment(Section.RELATED, start, start + len(heading)))
+            self.segments.append(Segment(Section.RELATED, heading.start, heading.end))
 
 
 def parse_page(
@@ -218,6 +216,9 @@ def parse_page(
             break
     parser = _PageParser(text, title_line)
     parser.run(lines)
+    if not (title or "").strip() and parser.segments:
+        first = parser.segments[0]
+        title = text[first.start : first.end].split("\n", 1)[0][:40]
     return Article(
         doc_id=doc_id,
         title=(title or "").strip(),

@@ -1,0 +1,61 @@
+"""Shared fixtures: the seed corpus, settings that use the fake encoder, and a ready engine."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from qa.config import Settings, load_settings
+from qa.engine import Engine
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+CONFIG = ROOT / "config.toml"
+
+
+def seed_text(doc_id: str) -> str:
+    """A seed file as the shared scorer reads it."""
+    with open(SEEDS / f"{doc_id}.txt", encoding="utf-8") as handle:
+        return handle.read()
+
+
+@pytest.fixture
+def corpus_dir(tmp_path: Path) -> Path:
+    """A writable copy of the seed articles."""
+    target = tmp_path / "corpus"
+    target.mkdir()
+    for path in SEEDS.glob("*.txt"):
+        shutil.copy(path, target / path.name)
+    return target
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, corpus_dir: Path) -> Callable[..., Settings]:
+    """Settings over the copied corpus, the fake encoder and a temporary index; sections can be overridden."""
+
+    def make(**sections: dict[str, Any]) -> Settings:
+        base: dict[str, dict[str, Any]] = {
+            "corpus": {"dir": str(corpus_dir)},
+            "index": {"dir": str(tmp_path / "index"), "show_progress": False},
+            "model": {"name": "fake:64", "cache_dir": str(tmp_path / "models")},
+            "retrieval": {"min_dense_score": -1.0},
+        }
+        for name, values in sections.items():
+            base.setdefault(name, {}).update(values)
+        return load_settings(CONFIG, **base)
+
+    return make
+
+
+@pytest.fixture
+def fake_settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture
+def engine(fake_settings: Settings) -> Engine:
+    return Engine(fake_settings).open(show_progress=False)

@@ -1,0 +1,162 @@
+"""The index on disk: round trip, incremental updates, deletes, atomic saves, checksums, mismatches."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from embeddings.encoder import FakeEncoder, Vectors
+from qa.config import Settings
+from qa.engine import Engine
+from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
+from qa.index import layout
+
+
+class CountingEncoder(FakeEncoder):
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.passages = 0
+
+    @property
+    def name(self) -> str:
+        return "fake:64"
+
+    def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> Vectors:
+        self.passages += len(texts)
+        return super().encode_passages(texts)
+
+
+def test_round_trip(engine: Engine, fake_settings: Settings) -> None:
+    again = Engine(fake_settings).open(build_if_missing=False)
+    assert len(again.index) == len(engine.index) > 0
+    assert again.index.articles.keys() == engine.index.articles.keys()
+    for a, b in zip(engine.index.chunks, again.index.chunks, strict=True):
+        assert a == b
+    manifest = again.index.manifest
+    assert manifest["dense"]["model"] == "fake:64"
+    assert manifest["dense"]["dim"] == 64
+    c = fake_settings.chunking
+    assert manifest["dense"]["chunking"] == {
+        "max_chars": c.max_chars,
+        "overlap_chars": c.overlap_chars,
+        "min_chars": c.min_chars,
+    }
+    assert manifest["counts"] == {"articles": 5, "passages": len(engine.index)}
+    assert "built_at" in manifest and "vectors.npy" in manifest["files"]
+
+
+def test_only_new_or_changed_articles_are_embedded(fake_settings: Settings, corpus_dir: Path) -> None:
+    encoder = CountingEncoder()
+    eng = Engine(fake_settings, encoder=encoder)
+    first = eng.build()
+    assert encoder.passages == first.passages
+    again = eng.build()
+    assert again.encoded == 0 and not again.changed and encoder.passages == first.passages
+
+    path = corpus_dir / "004_9796523c0b21f5fd.txt"
+    path.write_text(path.read_text(encoding="utf-8") + "\n\n新增一段关于胡志明市的正文。", encoding="utf-8")
+    (corpus_dir / "new.txt").write_text("新文章标题\n\n越南与老挝签署了新的铁路合作协议。", encoding="utf-8")
+    before = encoder.passages
+    report = eng.build()
+    assert report.updated == ["004_9796523c0b21f5fd"] and report.added == ["new"]
+    changed = sum(1 for c in eng.index.chunks if c.doc_id in {"004_9796523c0b21f5fd", "new"})
+    assert encoder.passages - before == changed
+    assert report.unchanged == 4
+
+
+def test_deleted_article_is_never_cited_again(engine: Engine, corpus_dir: Path) -> None:
+    question = "胡志明市副主席杨英德和上海哪位副市长开了视频会议?"
+    assert engine.ask(question).hits[0].chunk.doc_id == "004_9796523c0b21f5fd"
+    (corpus_dir / "004_9796523c0b21f5fd.txt").unlink()
+    report = engine.build()
+    assert report.removed == ["004_9796523c0b21f5fd"]
+    for hit in engine.ask(question, top_k=50).hits:
+        assert hit.chunk.doc_id != "004_9796523c0b21f5fd"
+    assert "004_9796523c0b21f5fd" not in engine.index.articles
+
+
+def test_a_crash_before_publishing_leaves_the_previous_index(
+    engine: Engine, fake_settings: Settings, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = len(engine.index)
+    (corpus_dir / "new.txt").write_text("新文章\n\n一段新的正文。", encoding="utf-8")
+
+    def crash(*_: object) -> None:
+        raise OSError("simulated crash")
+
+    monkeypatch.setattr(layout, "publish", crash)
+    with pytest.raises(OSError):
+        engine.build()
+    monkeypatch.undo()
+    reopened = Engine(fake_settings).open(build_if_missing=False)
+    assert len(reopened.index) == before and "new" not in reopened.index.articles
+    report = reopened.build()  # re-running finishes the job and cleans the leftovers
+    assert report.added == ["new"]
+    versions = [p for p in fake_settings.index_dir.glob("v-*")]
+    assert len(versions) == 1
+
+
+def test_tampered_or_truncated_files_are_detected(engine: Engine, fake_settings: Settings) -> None:
+    version = layout.current_version(fake_settings.index_dir)
+    assert version is not None
+    chunks = version / "chunks.jsonl"
+    chunks.write_bytes(chunks.read_bytes()[:-40])
+    with pytest.raises(IndexCorruptError, match="checksum"):
+        Engine(fake_settings).open(build_if_missing=False)
+    Engine(fake_settings).build(rebuild=True)  # the way out the message names
+    assert Engine(fake_settings).open(build_if_missing=False).index.manifest["counts"]["articles"] == 5
+    version = layout.current_version(fake_settings.index_dir)
+    assert version is not None
+    (version / "vectors.npy").unlink()
+    with pytest.raises(IndexCorruptError, match="missing"):
+        Engine(fake_settings).open(build_if_missing=False)
+
+
+def test_index_built_with_another_model_or_chunking_is_refused(
+    engine: Engine, make_settings: Callable[..., Settings]
+) -> None:
+    with pytest.raises(IndexMismatchError, match="model"):
+        Engine(make_settings(model={"name": "fake:32"})).open(build_if_missing=False)
+    with pytest.raises(IndexMismatchError, match="chunking"):
+        Engine(make_settings(chunking={"max_chars": 300})).open(build_if_missing=False)
+    rebuilt = Engine(make_settings(chunking={"max_chars": 300}))
+    rebuilt.build()
+    assert rebuilt.index.manifest["dense"]["chunking"]["max_chars"] == 300
+
+
+def test_missing_index_without_build(fake_settings: Settings) -> None:
+    with pytest.raises(IndexStoreError, match="qa index"):
+        Engine(fake_settings).open(build_if_missing=False)
+
+
+def test_empty_corpus_builds_an_empty_index_that_abstains(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    eng = Engine(make_settings(corpus={"dir": str(empty)})).open()
+    assert len(eng.index) == 0
+    answer = eng.ask("越南与中国的贸易额是多少?")
+    assert not answer.answerable and answer.hits == ()
+
+
+def test_unknown_words_get_a_normal_no_answer(engine: Engine) -> None:
+    answer = engine.ask("zzqx qwxv")
+    assert not answer.answerable or all(h.chunk.text for h in answer.hits)
+    lexical_only = engine.index.lexical.search(engine.tokenizer.tokens("zzqx"), 5)
+    assert lexical_only == []
+
+
+def test_stale_build_folders_are_removed(engine: Engine, fake_settings: Settings) -> None:
+    junk = fake_settings.index_dir / "v-19990101T000000-deadbeef"
+    junk.mkdir()
+    (junk / "vectors.npy").write_bytes(b"partial")
+    engine.build()
+    assert not junk.exists()
+    assert layout.current_version(fake_settings.index_dir) is not None
+    shutil.rmtree(fake_settings.index_dir)
+    with pytest.raises(IndexStoreError):
+        Engine(fake_settings).open(build_if_missing=False)
