@@ -22,8 +22,10 @@ from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
 from qa.ingest.loader import LoadReport, load_corpus, load_file
 from qa.records import Answer, Article, Hit
 from qa.retrieval.abstain import Grounding
+from qa.retrieval.gazetteer import Gazetteer
 from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import AliasTable, QueryBuilder
+from qa.retrieval.rerank import Reranker
 from qa.retrieval.tokenize import ChineseTokenizer
 
 log = logging.getLogger(__name__)
@@ -42,14 +44,16 @@ class Filters:
 class _Snapshot:
     """Everything a question needs, swapped as one object when the index changes."""
 
-    def __init__(self, index: SearchIndex, encoder: Encoder, settings: Settings) -> None:
+    def __init__(
+        self, index: SearchIndex, encoder: Encoder, tokenizer: ChineseTokenizer, settings: Settings
+    ) -> None:
+        r = settings.retrieval
         self.index = index
-        self.searcher = HybridSearcher(index, encoder, settings.retrieval)
-        self.grounding = Grounding(
-            index,
-            min_dense_score=settings.retrieval.min_dense_score,
-            entity_check=settings.retrieval.entity_check,
+        self.searcher = HybridSearcher(index, encoder, r)
+        self.reranker = Reranker(
+            index, tokenizer, coverage_weight=r.coverage_weight, type_weight=r.type_weight
         )
+        self.grounding = Grounding(index, r)
 
 
 class Engine:
@@ -64,7 +68,9 @@ class Engine:
             settings.resolve(Path(settings.retrieval.userdict)) if settings.retrieval.userdict else None
         )
         self.tokenizer = ChineseTokenizer(self.aliases.names, userdict)
-        self.queries = QueryBuilder(self.tokenizer, self.aliases, settings.retrieval.history_turns)
+        self.queries = QueryBuilder(
+            self.tokenizer, self.aliases, settings.retrieval.history_turns, Gazetteer()
+        )
 
     # -- parts -------------------------------------------------------------------------------------
     @property
@@ -168,7 +174,7 @@ class Engine:
     def reload(self) -> None:
         index = load_index(self.settings.index_dir, self.dense_key(), self.lexical_key())
         with self._lock:
-            self._snapshot = _Snapshot(index, self.encoder, self.settings)
+            self._snapshot = _Snapshot(index, self.encoder, self.tokenizer, self.settings)
 
     def open(
         self, *, build_if_missing: bool = True, sync: bool = False, show_progress: bool | None = None
@@ -231,16 +237,20 @@ class Engine:
             allowed = snap.index.mask(
                 doc_ids=filters.doc_ids, date_from=filters.date_from, date_to=filters.date_to
             )
-        candidates = snap.searcher.search(query, max(k, 10), allowed)
+        depth = max(k, self.settings.retrieval.rerank_depth)
+        candidates = snap.searcher.search(query, depth, allowed)
+        candidates = snap.reranker.rerank(query.question, query.tokens, candidates)
+        candidates = snap.searcher.body_before_teaser(candidates)[: max(k, 10)]
+        decision = snap.grounding.decide(query, candidates)
         index = snap.index
         hits: list[Hit] = []
-        for cand in candidates:
+        for judged in decision.ordered[:k] if decision.answerable else []:
+            cand = judged.candidate
             chunk = index.chunks[cand.row]
             article = index.articles[chunk.doc_id]
-            missing = snap.grounding.missing_entities(query, cand.row)
             why = [*cand.why, f"cosine {cand.dense_score:.3f}"]
-            if missing:
-                why.append("article does not mention " + "、".join(missing))
+            if judged.missing:
+                why.append("does not mention " + "、".join(judged.missing))
             hits.append(
                 Hit(
                     chunk=chunk,
@@ -250,26 +260,11 @@ class Engine:
                     dense_score=round(cand.dense_score, 4),
                     dense_rank=cand.dense_rank,
                     lexical_rank=cand.lexical_rank,
-                    supported=not missing,
+                    supported=not judged.missing,
                     why=tuple(why),
                 )
             )
-        supported = [h for h in hits if h.supported]
-        confident = [
-            h
-            for h in supported
-            if h.dense_score is not None and h.dense_score >= snap.grounding.min_dense_score
-        ]
-        if not hits:
-            reason = "没有任何相关段落"
-        elif not supported:
-            reason = "文章没有提到" + "、".join(g[0] for g in query.entities)
-        elif not confident:
-            reason = "相关度过低"
-        else:
-            reason = ""
-        answerable = not reason
-        shown = (supported + [h for h in hits if not h.supported])[:k] if answerable else []
+        answerable, reason, shown = decision.answerable, decision.reason, hits
         return Answer(
             question=question,
             answerable=answerable,

@@ -26,6 +26,7 @@ class Candidate:
     dense_score: float = 0.0
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    coverage: float = 0.0  # share of the question's terms in the passage's best sentence
     why: list[str] = field(default_factory=list)
 
 
@@ -84,9 +85,9 @@ class HybridSearcher:
                 cand.why.append(f"bm25 #{cand.lexical_rank + 1}")
             candidates.append(cand)
         candidates.sort(key=lambda c: -c.score)
-        return self._body_before_teaser(candidates)[:limit]
+        return candidates[:limit]
 
-    def _body_before_teaser(self, candidates: list[Candidate]) -> list[Candidate]:
+    def body_before_teaser(self, candidates: list[Candidate]) -> list[Candidate]:
         """A related-news teaser never ranks above a body passage of its page that says the same thing."""
         chunks = self.index.chunks
         ordered = list(candidates)

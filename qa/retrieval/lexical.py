@@ -32,6 +32,9 @@ class LexicalIndex:
         retriever.index(corpus, show_progress=False)
         return cls(retriever, len(corpus))
 
+    def knows(self, token: str) -> bool:
+        return self._retriever is not None and token in self._retriever.vocab_dict
+
     def scores(self, tokens: Sequence[str]) -> npt.NDArray[np.float32]:
         """BM25 score of every passage; all zeros when no token of the query is in the vocabulary."""
         if self._retriever is None:

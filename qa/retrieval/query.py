@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from qa.retrieval.gazetteer import Gazetteer
 from qa.retrieval.tokenize import ChineseTokenizer
-from qa.textnorm import fold
+from qa.textnorm import cjk_ratio, fold
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,8 @@ class Query:
     entities: list[tuple[str, ...]]  # each: the spellings of one name the answer must mention
     history_text: str = ""  # earlier user turns used as context ("" when none)
     history_tokens: list[str] = field(default_factory=list)
+    content_words: list[str] = field(default_factory=list)  # the question's other words (not names)
+    chinese: bool = True  # written mostly in Chinese (else English, Vietnamese, ...)
 
 
 class AliasTable:
@@ -42,23 +45,57 @@ class AliasTable:
 
 
 class QueryBuilder:
-    def __init__(self, tokenizer: ChineseTokenizer, aliases: AliasTable, history_turns: int) -> None:
+    def __init__(
+        self, tokenizer: ChineseTokenizer, aliases: AliasTable, history_turns: int, gazetteer: Gazetteer
+    ) -> None:
         self.tokenizer = tokenizer
         self.aliases = aliases
         self.history_turns = history_turns
+        self.gazetteer = gazetteer
+
+    def _entities(self, question: str, chinese: bool) -> tuple[list[tuple[str, ...]], list[str]]:
+        """Names the answer must mention (each with its spellings), and Chinese names of foreign ones."""
+        groups: list[tuple[str, ...]] = []
+
+        def add(group: tuple[str, ...]) -> None:
+            if not any(set(group) & set(g) for g in groups):
+                groups.append(group)
+
+        translated: list[str] = []
+        words = self.tokenizer.words(question)
+        places = self.gazetteer.in_words(words) if chinese else self.gazetteer.in_foreign_text(question)
+        for place in places:
+            if not chinese:
+                translated.append(place.names[0])
+            if not place.generic:
+                add(place.names)
+        for name in self.tokenizer.entities(question, chinese=chinese):
+            if self.gazetteer.generic(name):
+                continue
+            if not any(name in n or n in name for g in groups for n in g):
+                add(self.aliases.variants(name))
+        return groups, translated
 
     def build(self, question: str, history: Sequence[str] = ()) -> Query:
+        chinese = cjk_ratio(question) >= 0.3
         extra: list[str] = []
         for group in self.aliases.mentioned(question):
             extra.extend(n for n in group if n not in fold(question))
+        entities, translated = self._entities(question, chinese)
         dense_text = question + (f" ({' '.join(extra)})" if extra else "")
-        tokens = self.tokenizer.tokens(question) + [t for n in extra for t in self.tokenizer.tokens(n)]
-        entities: list[tuple[str, ...]] = []
-        for name in self.tokenizer.entities(question):
-            group = self.aliases.variants(name)
-            if group not in entities:
-                entities.append(group)
+        own = self.tokenizer.tokens(question)
+        tokens = list(own)
+        for name in extra + translated:
+            tokens += self.tokenizer.tokens(name)
+        named = {n for g in entities for n in g}
+        content = [
+            t
+            for t in own
+            if not t.startswith("#")
+            and not self.gazetteer.generic(t)
+            and not any(t in n or n in t for n in named)
+        ]
         turns = [t for t in history if t.strip()][-self.history_turns :] if self.history_turns else []
         history_text = " ".join(turns)
         history_tokens = self.tokenizer.tokens(history_text) if history_text else []
-        return Query(question, dense_text, tokens, entities, history_text, history_tokens)
+        return Query(question, dense_text, tokens, entities, history_text, history_tokens, content, chinese)

@@ -151,6 +151,10 @@ GENERIC_ENTITIES = frozenset(
 _CJK = "\u3400-\u9fff\uf900-\ufaff"
 _TOKEN = re.compile(rf"\d+(?:[.,]\d+)*%?|[{_CJK}]+|[^\W\d_{_CJK}]+")
 _YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?:年)")
+_BARE_YEAR = re.compile(r"(?<!\d)((?:19|20)\d{2})(?!\d)")
+_LATIN_TERM = re.compile(r"(?<![a-z])[a-z][a-z0-9+#.\-]*[a-z0-9+#](?![a-z])")
+_QUESTION_WORD = re.compile(r"[哪何几]|什么")
+_ORGANISATION = re.compile(r"..(?:公司|集团|银行|大学|学院|医院|协会|基金会|交易所|研究院)$")
 
 
 class ChineseTokenizer:
@@ -186,7 +190,9 @@ class ChineseTokenizer:
     def tokens(self, text: str) -> list[str]:
         """BM25 tokens: Chinese content words, Latin words and numbers, and the bigrams of every CJK run."""
         folded = fold(text)
-        out = [w for w in self.words(folded) if w not in STOPWORDS and all(is_cjk(c) for c in w)]
+        out = [
+            w for w in self.words(folded) if len(w) > 1 and w not in STOPWORDS and all(is_cjk(c) for c in w)
+        ]
         for run in _TOKEN.findall(folded):
             if not is_cjk(run[0]):
                 if run not in STOPWORDS:
@@ -195,16 +201,34 @@ class ChineseTokenizer:
                 out.extend("#" + run[i : i + 2] for i in range(len(run) - 1))
         return out
 
-    def entities(self, text: str) -> list[str]:
-        """Names of people, places and organisations in a question, and the years it asks about."""
+    def tagged(self, text: str) -> list[tuple[str, str]]:
+        """(word, part-of-speech tag) pairs of the folded text."""
         if not self._ready:
             self._init()
         assert self._pos is not None
+        return [(pair.word, pair.flag) for pair in self._pos.lcut(fold(text))]
+
+    def entities(self, text: str, *, chinese: bool = True) -> list[str]:
+        """Names of people, places and organisations in a question, and the years it asks about."""
         folded = fold(text)
         found: list[str] = []
-        for pair in self._pos.lcut(folded):
-            word, tag = pair.word, pair.flag
-            if tag in ENTITY_TAGS and len(word) >= 2 and word not in GENERIC_ENTITIES and word not in found:
-                found.append(word)
-        found.extend(y for y in _YEAR.findall(folded) if y not in found)
+
+        def add(name: str) -> None:
+            if name not in found and name not in GENERIC_ENTITIES:
+                found.append(name)
+
+        if chinese:
+            for word, tag in self.tagged(folded):
+                if (tag in ENTITY_TAGS and len(word) >= 2) or (
+                    len(word) >= 4 and _ORGANISATION.search(word) and not _QUESTION_WORD.search(word)
+                ):
+                    add(word)
+            for term in _LATIN_TERM.findall(folded):
+                if term not in STOPWORDS:
+                    add(term)
+            for year in _YEAR.findall(folded):
+                add(year)
+        else:
+            for year in _BARE_YEAR.findall(folded):
+                add(year)
         return found

@@ -1,0 +1,67 @@
+"""Named places, organisations and leaders in Chinese, English and Vietnamese.
+
+Used two ways: an English or Vietnamese name in a question adds its Chinese name to the lexical query
+(cross-lingual matching), and every non-generic name a question mentions must appear in a cited passage.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from qa.retrieval.tokenize import GENERIC_ENTITIES
+from qa.textnorm import fold
+
+BUNDLED = Path(__file__).resolve().parent.parent / "data" / "gazetteer.tsv"
+_LATIN = "a-z0-9\u00c0-\u024f\u1e00-\u1eff"
+
+
+@dataclass(frozen=True)
+class Place:
+    names: tuple[str, ...]  # Chinese spellings, folded; the first is the usual one
+    generic: bool
+
+
+class Gazetteer:
+    def __init__(self, path: Path = BUNDLED) -> None:
+        self._zh: dict[str, Place] = {}
+        self._foreign: list[tuple[re.Pattern[str], Place]] = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            cells = [*line.split("\t"), "", "", "", "0"][:4]
+            place = Place(tuple(fold(n) for n in cells[0].split("|") if n), cells[3].strip() == "1")
+            for name in place.names:
+                self._zh[name] = place
+            for foreign in [n for cell in cells[1:3] for n in cell.split("|") if n.strip()]:
+                pattern = re.compile(rf"(?<![{_LATIN}]){re.escape(fold(foreign))}(?![{_LATIN}])")
+                self._foreign.append((pattern, place))
+        self._longest_first = sorted(self._zh, key=len, reverse=True)
+
+    def generic(self, name: str) -> bool:
+        """Too common to be what a question is about (中国, 越南, 中越 ...)."""
+        folded = fold(name)
+        place = self._zh.get(folded)
+        return (place is not None and place.generic) or folded in GENERIC_ENTITIES
+
+    def in_words(self, words: list[str]) -> list[Place]:
+        """Places named by jieba words of a Chinese question (a word may start with one: 日本首相)."""
+        found: list[Place] = []
+        for word in words:
+            for name in self._longest_first:
+                if word.startswith(name) and len(name) >= 2:
+                    place = self._zh[name]
+                    if place not in found:
+                        found.append(place)
+                    break
+        return found
+
+    def in_foreign_text(self, text: str) -> list[Place]:
+        """Places named in English or Vietnamese text."""
+        folded = fold(text)
+        found: list[Place] = []
+        for pattern, place in self._foreign:
+            if place not in found and pattern.search(folded):
+                found.append(place)
+        return found
