@@ -92,9 +92,8 @@ def ingest(
     table = Table(title=f"{len(report.articles)} articles in {s.corpus_dir}")
     for column in ("doc_id", "title", "date", "body", "related", "passages", "dropped lines"):
         table.add_column(column)
-    c = s.chunking
     for a in report.articles:
-        chunks = chunk_article(a, max_chars=c.max_chars, overlap_chars=c.overlap_chars, min_chars=c.min_chars)
+        chunks = chunk_article(a, **s.chunking.kwargs())
         body = sum(seg.section is Section.BODY for seg in a.segments)
         table.add_row(
             a.doc_id,

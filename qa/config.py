@@ -44,6 +44,10 @@ class ChunkingSettings(_Section):
     overlap_chars: int = Field(ge=0)
     min_chars: int = Field(ge=1)
 
+    def kwargs(self) -> dict[str, int]:
+        """As keyword arguments of qa.ingest.chunker.chunk_article."""
+        return {"max_chars": self.max_chars, "overlap_chars": self.overlap_chars, "min_chars": self.min_chars}
+
     @model_validator(mode="after")
     def _overlap_below_size(self) -> ChunkingSettings:
         if self.overlap_chars >= self.max_chars:

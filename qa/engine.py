@@ -19,6 +19,7 @@ from qa.errors import CorpusError, DocumentNotFoundError, IndexStoreError, Quest
 from qa.index import builder
 from qa.index.builder import BuildReport
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
+from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import LoadReport, load_corpus, load_file
 from qa.records import Answer, Article, Hit
 from qa.retrieval.abstain import Grounding
@@ -122,7 +123,6 @@ class Engine:
         self, corpus: LoadReport, *, rebuild: bool = False, show_progress: bool | None = None
     ) -> BuildReport:
         s = self.settings
-        c = s.chunking
         report = builder.build_index(
             corpus,
             index_dir=s.index_dir,
@@ -130,7 +130,7 @@ class Engine:
             tokenizer=self.tokenizer,
             dense_key=self.dense_key(),
             lexical_key=self.lexical_key(),
-            chunking={"max_chars": c.max_chars, "overlap_chars": c.overlap_chars, "min_chars": c.min_chars},
+            chunking=s.chunking.kwargs(),
             rebuild=rebuild,
             show_progress=s.index.show_progress if show_progress is None else show_progress,
         )
@@ -140,21 +140,18 @@ class Engine:
     # -- documents ---------------------------------------------------------------------------------
     def add_document(self, doc: NewDocument) -> Article:
         """Add or replace an article: stored in the corpus folder and searchable when this returns."""
-        parse_document(doc)  # reject bad input before anything is written
+        c = self.settings.chunking
+        if not chunk_article(parse_document(doc), **c.kwargs()):  # reject before anything is written
+            raise QuestionError(f"the document has no passage of at least {c.min_chars} characters to index")
         with self._write_lock:
             current = self._require().index.articles
             target = write_document(self.settings.corpus_dir, doc, current.get(doc.doc_id))
-            loaded = [
-                a for a in load_file(target, self.settings.corpus.max_file_bytes) if isinstance(a, Article)
-            ]
-            errors = [
-                e
-                for e in load_file(target, self.settings.corpus.max_file_bytes)
-                if isinstance(e, CorpusError)
-            ]
+            items = list(load_file(target, self.settings.corpus.max_file_bytes))
+            loaded = [a for a in items if isinstance(a, Article)]
             if not loaded:
                 target.unlink(missing_ok=True)
-                raise QuestionError(errors[0].reason if errors else "the document has no indexable text")
+                errors = [e.reason for e in items if isinstance(e, CorpusError)]
+                raise QuestionError(errors[0] if errors else "the document has no indexable text")
             article = next(a for a in loaded if a.doc_id == doc.doc_id)
             articles = [a for a in current.values() if a.doc_id != doc.doc_id] + [article]
             self._update(LoadReport(articles=articles), show_progress=False)

@@ -1,0 +1,1 @@
+"""The HTTP service: ``qa.api.app.create_app(settings)``."""

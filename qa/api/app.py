@@ -1,0 +1,93 @@
+"""The FastAPI application: one shared Engine, thin routes, one JSON error shape, auth and size limits.
+
+``create_app(settings)`` is what ``qa serve`` runs. Errors are always ``{"error": {"code", "message"}}``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI, Security
+
+from qa.api.deps import bearer_scheme
+from qa.api.errors import install_error_handlers
+from qa.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from qa.api.routes import ask, chat, documents, health
+from qa.api.startup import Readiness, lifespan
+from qa.api.web import mount_web
+from qa.config import Settings
+from qa.engine import Engine
+from qa.errors import ConfigError
+
+DESCRIPTION = """\
+Question answering with verifiable citations over Chinese news articles.
+
+Every answer cites passages by `[n]`; a passage's `text` is exactly `article.text[start:end]` of the
+article `doc_id` (see `GET /v1/documents/{doc_id}`). When the articles do not answer a question the
+service says so (`answerable: false`) instead of guessing.
+
+**Errors** always have the shape `{"error": {"code": "...", "message": "..."}}` (validation errors add
+`details`: one `{loc, msg, type}` per invalid field). Statuses: 400 malformed body (invalid JSON or
+UTF-8), 401 missing/wrong API key, 404 unknown article or route, 413 body too large, 415 wrong content
+type, 422 invalid input, 503 index not loaded yet, 500 unexpected (details only in the server log).
+
+**Authentication**: when API keys are configured, every `/v1` route needs `Authorization: Bearer <key>`;
+`/`, `/healthz` and `/readyz` stay open.
+"""
+
+try:
+    VERSION = version("zh-news-qa")
+except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
+    VERSION = "0.0.0"
+
+TAGS = [
+    {"name": "questions", "description": "Ask a question, get an answer with cited passages."},
+    {"name": "chat (OpenAI-compatible)", "description": "The OpenAI chat completions API, with citations."},
+    {"name": "documents", "description": "The articles: list, read, add or replace, delete."},
+    {"name": "health", "description": "Liveness and readiness probes."},
+    {"name": "web", "description": "The web chat page."},
+]
+
+
+def _telegram_router(engine: Engine, settings: Settings) -> Any:
+    try:
+        module = importlib.import_module("qa.bot.telegram")
+    except ModuleNotFoundError as exc:
+        if exc.name not in {"qa.bot", "qa.bot.telegram"}:
+            raise
+        raise ConfigError(
+            "telegram.enabled is true but the Telegram adapter qa.bot.telegram is missing"
+        ) from exc
+    return module.telegram_router(engine, settings)
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The service. ``engine`` may be injected (tests); otherwise one is created and opened at start-up
+    (index built on first use, synced with the corpus folder) while /healthz already answers."""
+    shared = engine if engine is not None else Engine(settings)
+    app = FastAPI(
+        title="Chinese news QA",
+        version=VERSION,
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = shared
+    app.state.readiness = Readiness()
+
+    install_error_handlers(app)
+    secured = [Security(bearer_scheme)] if settings.server.api_keys else []
+    app.include_router(health.router)
+    for module in (ask, chat, documents):
+        app.include_router(module.router, dependencies=secured)
+    if settings.telegram.enabled:
+        app.include_router(_telegram_router(shared, settings))
+    mount_web(app)
+
+    # added last = outermost: authentication first, then the body size limit
+    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.server.api_keys)
+    return app

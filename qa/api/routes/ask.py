@@ -1,0 +1,32 @@
+"""POST /v1/ask: a question → an answer with cited passages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+
+from qa.api.answering import ask_json
+from qa.api.deps import EngineDep, require_json
+from qa.api.errors import responses
+from qa.api.schemas import AskRequest, AskResponse
+
+router = APIRouter(tags=["questions"])
+
+
+@router.post(
+    "/v1/ask",
+    response_model=AskResponse,
+    summary="Answer a question with cited passages",
+    description=(
+        "Searches the articles for the question and answers with the key sentences of the best passages, "
+        "each followed by its [n] marker; `passages[n-1]` is the cited text with its offsets in the "
+        "article. When the articles do not answer the question, `answerable` is false, `reason` says why "
+        "and no passage is cited. Earlier *user* turns of `history` help resolve follow-up questions."
+    ),
+    responses=responses(400, 401, 413, 415, 422, 503),
+    dependencies=[Depends(require_json)],
+)
+async def ask(body: AskRequest, engine: EngineDep) -> dict[str, Any]:
+    history = [turn.content for turn in body.history if turn.role == "user"]
+    return await ask_json(engine, body.question, history=history, top_k=body.top_k, filters=body.filters)

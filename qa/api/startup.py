@@ -1,0 +1,61 @@
+"""Start-up: the engine opens (builds or syncs its index) in a worker thread while the server already
+answers /healthz; /readyz turns 200 when it is done."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from qa.engine import Engine
+from qa.errors import IndexStoreError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Readiness:
+    ready: bool = False
+    error: str | None = None
+
+
+def has_index(engine: Engine) -> bool:
+    try:
+        return engine.index is not None
+    except IndexStoreError:
+        return False
+
+
+async def open_engine(engine: Engine, readiness: Readiness) -> None:
+    try:
+        await anyio.to_thread.run_sync(lambda: engine.open(sync=True), abandon_on_cancel=True)
+    except Exception as exc:  # reported by /readyz and the log; the process stays up for the probes
+        log.exception("the engine could not be opened")
+        readiness.error = str(exc) or type(exc).__name__
+        return
+    readiness.ready = True
+    index = engine.index
+    log.info("ready: %d articles, %d passages", len(index.articles), len(index))
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    engine: Engine = app.state.engine
+    readiness: Readiness = app.state.readiness
+    task: asyncio.Task[None] | None = None
+    if has_index(engine):  # an engine injected already open (tests, embedding)
+        readiness.ready = True
+    else:
+        task = asyncio.create_task(open_engine(engine, readiness), name="qa-open-engine")
+    try:
+        yield
+    finally:
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,1027 @@
+"""The HTTP service through FastAPI's TestClient: answers, documents, auth, start-up and bad input."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from qa.api.app import create_app
+from qa.config import Settings, load_settings
+from qa.engine import Engine
+from qa.errors import ModelError
+
+ROOT = Path(__file__).resolve().parent.parent
+SEEDS = ROOT / "seeds"
+
+HCMC = "000_a2194725df4ab5f6"  # 胡志明市 … 8个友好合作城市 (2025-01-21)
+TRADE = "001_53bd41b2b23f3bca"  # 2024年前11月双边贸易金额 (2025-01-10)
+HANOI = "003_de8d194c5a4a5bf1"  # undated
+QUESTION = "胡志明市与中国多少个城市建立了友好合作关系？"
+NEW_FACT = "芽庄市与昆明市签署友好城市协议"
+NEW_TEXT = (
+    "芽庄市与昆明市签署友好城市协议\n\n"
+    "3月5日,芽庄市与昆明市在芽庄签署友好城市协议,双方将开通直航航线,并在旅游、教育和农业领域开展合作。\n"
+)
+
+
+def source_text(corpus: Path, doc_id: str) -> str:
+    """An article's source as the scorer reads it."""
+    with open(corpus / f"{doc_id}.txt", encoding="utf-8") as handle:
+        return handle.read()
+
+
+def make_settings(root: Path, **sections: dict[str, Any]) -> Settings:
+    """Settings over a fresh copy of the seeds in ``root``, the fake encoder and an index in ``root``."""
+    corpus = root / "corpus"
+    if not corpus.exists():
+        corpus.mkdir(parents=True)
+        for path in SEEDS.iterdir():
+            shutil.copy(path, corpus / path.name)
+    base: dict[str, dict[str, Any]] = {
+        "corpus": {"dir": str(corpus)},
+        "index": {"dir": str(root / "index"), "show_progress": False},
+        "model": {"name": "fake:64", "cache_dir": str(root / "models")},
+        "retrieval": {"min_dense_score": -1.0},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return load_settings(ROOT / "config.toml", **base)
+
+
+class Service:
+    """One app over its own corpus copy and index, with an open engine and a TestClient."""
+
+    def __init__(self, root: Path, **sections: dict[str, Any]) -> None:
+        self.settings = make_settings(root, **sections)
+        self.corpus = self.settings.corpus_dir
+        self.engine = Engine(self.settings).open(sync=True, show_progress=False)
+        self.client = TestClient(create_app(self.settings, self.engine))
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """For tests that change nothing: built once per module."""
+    service = Service(tmp_path_factory.mktemp("shared"))
+    with service.client:
+        yield service
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[Service]:
+    """For tests that add or delete articles."""
+    service = Service(tmp_path)
+    with service.client:
+        yield service
+
+
+@pytest.fixture
+def client(shared: Service) -> TestClient:
+    return shared.client
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    """Settings over a fresh corpus copy, for tests that build their own app."""
+    return make_settings(tmp_path)
+
+
+def ask(client: TestClient, question: str, **extra: Any) -> dict[str, Any]:
+    response = client.post("/v1/ask", json={"question": question, **extra})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def cited_docs(answer: dict[str, Any]) -> set[str]:
+    return {p["doc_id"] for p in answer["passages"]}
+
+
+def assert_error(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+    if code is not None:
+        assert body["error"]["code"] == code, body
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+# -- questions -------------------------------------------------------------------------------------
+
+
+def test_ask_cites_verbatim_passages(shared: Service) -> None:
+    client = shared.client
+    answer = ask(client, QUESTION, top_k=3)
+    assert answer["question"] == QUESTION
+    assert answer["answerable"] is True and answer["reason"] is None
+    assert 1 <= len(answer["passages"]) <= 3
+    assert "[1]" in answer["answer"]
+    for rank, passage in enumerate(answer["passages"], start=1):
+        assert passage["rank"] == rank
+        source = source_text(shared.corpus, passage["doc_id"])
+        assert source[passage["start"] : passage["end"]] == passage["text"]
+        assert 0 <= passage["highlight"]["start"] < passage["highlight"]["end"] <= len(passage["text"])
+        assert passage["section"] in {"body", "related"}
+    assert answer["passages"][0]["doc_id"] == HCMC
+    assert "8" in answer["passages"][0]["text"]
+
+
+def test_ask_default_top_k_comes_from_settings(shared: Service) -> None:
+    answer = ask(shared.client, QUESTION)
+    assert len(answer["passages"]) == shared.settings.retrieval.top_k
+
+
+def test_question_about_japan_abstains(client: TestClient) -> None:
+    answer = ask(client, "日本与越南的贸易额是多少？")
+    assert answer["answerable"] is False
+    assert answer["passages"] == []
+    assert "日本" in answer["reason"]
+    assert "[1]" not in answer["answer"]
+
+
+def test_history_passes_only_earlier_user_turns(shared: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, engine = shared.client, shared.engine
+    seen: list[list[str]] = []
+    original = engine.ask
+
+    def spy(question: str, **kwargs: Any) -> Any:
+        seen.append(list(kwargs["history"]))
+        return original(question, **kwargs)
+
+    monkeypatch.setattr(engine, "ask", spy)
+    history = [
+        {"role": "user", "content": "胡志明市与中国的合作情况如何？"},
+        {"role": "assistant", "content": "日本日本日本"},
+        {"role": "system", "content": "ignored"},
+    ]
+    answer = ask(client, "那里有多少个有效的中国投资项目？", history=history)
+    assert seen == [["胡志明市与中国的合作情况如何？"]]
+    assert HCMC in cited_docs(answer)
+
+
+def test_filters_by_date_and_doc_id(client: TestClient) -> None:
+    recent = ask(client, "胡志明市与中国的合作", filters={"date_from": "2025-01-15"})
+    assert recent["passages"] and cited_docs(recent) == {HCMC}
+    older = ask(client, "越中关系", filters={"date_to": "2025-01-10"})
+    assert older["passages"] and all(p["date"] <= "2025-01-10" for p in older["passages"])
+    only = ask(client, "越中关系", filters={"doc_ids": [HANOI]})
+    assert only["passages"] and cited_docs(only) == {HANOI}
+
+
+def test_unknown_doc_ids_in_filters_match_nothing(client: TestClient) -> None:
+    answer = ask(client, QUESTION, filters={"doc_ids": ["nope", "../etc/passwd"]})
+    assert answer["answerable"] is False and answer["passages"] == []
+
+
+# -- chat (OpenAI-compatible) ----------------------------------------------------------------------
+
+
+def test_chat_completion_with_citations(client: TestClient) -> None:
+    response = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": "zh-news-qa",
+            "messages": [{"role": "system", "content": "你是助手"}, {"role": "user", "content": QUESTION}],
+            "temperature": 0.3,
+            "max_tokens": 100,
+            "n": 1,
+        },
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "chat.completion" and body["id"].startswith("chatcmpl-")
+    assert body["model"] == "zh-news-qa"
+    (choice,) = body["choices"]
+    assert choice["message"]["role"] == "assistant" and choice["finish_reason"] == "stop"
+    assert "[1]" in choice["message"]["content"]
+    assert body["citations"] and body["citations"][0]["doc_id"] == HCMC
+    usage = body["usage"]
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"] > 0
+    assert choice["message"]["content"] == ask(client, QUESTION)["answer"]
+
+
+def test_chat_uses_earlier_user_messages_as_history(shared: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    client, engine = shared.client, shared.engine
+    calls: list[tuple[str, list[str]]] = []
+    original = engine.ask
+
+    def spy(question: str, **kwargs: Any) -> Any:
+        calls.append((question, list(kwargs["history"])))
+        return original(question, **kwargs)
+
+    monkeypatch.setattr(engine, "ask", spy)
+    messages = [
+        {"role": "user", "content": "胡志明市与中国的合作情况如何？"},
+        {"role": "assistant", "content": "……"},
+        {"role": "user", "content": [{"type": "text", "text": "那里有多少个有效的中国投资项目？"}]},
+    ]
+    response = client.post("/v1/chat/completions", json={"model": "m", "messages": messages})
+    assert response.status_code == 200, response.text
+    assert calls == [("那里有多少个有效的中国投资项目？", ["胡志明市与中国的合作情况如何？"])]
+
+
+def sse_events(text: str) -> list[str]:
+    return [line[len("data:") :].strip() for line in text.splitlines() if line.startswith("data:")]
+
+
+def test_chat_streaming_events(client: TestClient) -> None:
+    import json
+
+    payload = {"model": "m", "stream": True, "messages": [{"role": "user", "content": QUESTION}]}
+    with client.stream("POST", "/v1/chat/completions", json=payload) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = response.read().decode("utf-8")
+    events = sse_events(text)
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    assert all(c["object"] == "chat.completion.chunk" for c in chunks)
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    with_choices = [c for c in chunks if c["choices"]]
+    assert with_choices[-1]["choices"][0]["finish_reason"] == "stop"
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in with_choices)
+    assert content == ask(client, QUESTION)["answer"]
+    citation_chunks = [c for c in chunks if "citations" in c]
+    assert len(citation_chunks) == 1 and citation_chunks[0]["choices"] == []
+    assert citation_chunks[0]["citations"][0]["doc_id"] == HCMC
+    assert chunks[-1] is citation_chunks[0]
+
+
+def test_models_list(client: TestClient) -> None:
+    body = client.get("/v1/models").json()
+    assert body["object"] == "list" and body["data"][0]["id"]
+
+
+# -- documents -------------------------------------------------------------------------------------
+
+
+def test_list_and_read_documents(shared: Service) -> None:
+    client = shared.client
+    page = client.get("/v1/documents").json()
+    assert page["total"] == 5 and len(page["items"]) == 5
+    first = page["items"][0]
+    assert first["doc_id"] == HCMC and first["date"] == "2025-01-21" and first["passages"] > 0
+    assert sum(first["sections"].values()) == first["passages"]
+    second_page = client.get("/v1/documents", params={"offset": 3, "limit": 10}).json()
+    assert [i["doc_id"] for i in second_page["items"]] == [i["doc_id"] for i in page["items"][3:]]
+
+    detail = client.get(f"/v1/documents/{HCMC}").json()
+    assert detail["text"] == source_text(shared.corpus, HCMC)
+    assert detail["segments"] and all(
+        0 <= s["start"] < s["end"] <= len(detail["text"]) for s in detail["segments"]
+    )
+    passage = ask(client, QUESTION)["passages"][0]
+    assert detail["text"][passage["start"] : passage["end"]] == passage["text"]
+
+
+def test_add_replace_delete_document(fresh: Service) -> None:
+    client, api_corpus = fresh.client, fresh.corpus
+    assert NEW_FACT not in str(ask(client, "芽庄市与昆明市签署了什么协议？"))
+
+    created = client.post("/v1/documents", json={"doc_id": "nhatrang-kunming", "text": NEW_TEXT})
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/v1/documents/nhatrang-kunming"
+    summary = created.json()
+    assert (
+        summary["doc_id"] == "nhatrang-kunming" and summary["replaced"] is False and summary["passages"] >= 1
+    )
+    assert (api_corpus / "nhatrang-kunming.txt").is_file()  # durable: in the corpus folder
+
+    answer = ask(client, "芽庄市与昆明市签署了什么协议？")
+    assert answer["answerable"] and answer["passages"][0]["doc_id"] == "nhatrang-kunming"
+    stored = source_text(api_corpus, "nhatrang-kunming")
+    assert (
+        stored[answer["passages"][0]["start"] : answer["passages"][0]["end"]] == answer["passages"][0]["text"]
+    )
+
+    # a fresh engine over the same folders sees it too
+    assert "nhatrang-kunming" in Engine(fresh.settings).open(show_progress=False).index.articles
+
+    replaced = client.post(
+        "/v1/documents",
+        json={
+            "doc_id": "nhatrang-kunming",
+            "title": "芽庄市与成都市开通直航",
+            "date": "2025-03-06",
+            "text": "3月6日,芽庄市与成都市之间的直航航线正式开通,每周运营四个航班。",
+            "url": "https://example.com/n/1",
+        },
+    )
+    assert replaced.status_code == 201, replaced.text
+    assert replaced.json()["replaced"] is True and replaced.json()["date"] == "2025-03-06"
+    detail = client.get("/v1/documents/nhatrang-kunming").json()
+    assert "成都市" in detail["text"] and "昆明市" not in detail["text"]
+    assert detail["url"] == "https://example.com/n/1" and detail["title"] == "芽庄市与成都市开通直航"
+    assert "nhatrang-kunming" in cited_docs(ask(client, "芽庄市与成都市之间的直航每周有几个航班？"))
+    assert client.get("/v1/documents").json()["total"] == 6
+
+    deleted = client.delete("/v1/documents/nhatrang-kunming")
+    assert deleted.status_code == 204 and deleted.content == b""
+    for question in ("芽庄市与成都市之间的直航每周有几个航班？", "芽庄市与昆明市签署了什么协议？"):
+        assert "nhatrang-kunming" not in cited_docs(ask(client, question, top_k=50))
+    assert_error(client.get("/v1/documents/nhatrang-kunming"), 404, "not_found")
+    assert_error(client.delete("/v1/documents/nhatrang-kunming"), 404, "not_found")
+    assert not list(api_corpus.glob("nhatrang-kunming.*"))
+    assert client.get("/v1/documents").json()["total"] == 5
+
+
+def test_upload_document_file(fresh: Service) -> None:
+    client = fresh.client
+    raw = NEW_TEXT.encode("utf-8")
+    response = client.post("/v1/documents", files={"file": ("nhatrang.txt", raw, "text/plain")})
+    assert response.status_code == 201, response.text
+    assert response.json()["doc_id"] == "nhatrang"
+    named = client.post(
+        "/v1/documents", files={"file": ("x.md", raw, "text/markdown")}, data={"doc_id": "named-upload"}
+    )
+    assert named.status_code == 201, named.text
+    assert named.json()["doc_id"] == "named-upload"
+    assert {"nhatrang", "named-upload"} <= cited_docs(ask(client, "芽庄市与昆明市签署了什么协议？", top_k=10))
+
+
+def test_chinese_doc_id(fresh: Service) -> None:
+    client = fresh.client
+    created = client.post("/v1/documents", json={"doc_id": "芽庄新闻", "text": NEW_TEXT})
+    assert created.status_code == 201, created.text
+    assert created.headers["location"] == "/v1/documents/%E8%8A%BD%E5%BA%84%E6%96%B0%E9%97%BB"
+    assert client.get(created.headers["location"]).json()["doc_id"] == "芽庄新闻"
+    assert "芽庄新闻" in cited_docs(ask(client, "芽庄市与昆明市签署了什么协议？"))
+    assert client.delete("/v1/documents/芽庄新闻").status_code == 204
+    assert_error(client.get("/v1/documents/芽庄新闻"), 404, "not_found")
+
+
+def test_delete_seed_article_is_never_cited_again(fresh: Service) -> None:
+    client = fresh.client
+    assert HCMC in cited_docs(ask(client, QUESTION))
+    assert client.delete(f"/v1/documents/{HCMC}").status_code == 204
+    for question in (QUESTION, "胡志明市的中国投资项目", "越中建交75周年"):
+        assert HCMC not in cited_docs(ask(client, question, top_k=50))
+
+
+# -- authentication --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def secured(tmp_path: Path) -> Iterator[Service]:
+    service = Service(tmp_path, server={"api_keys": ["key-one", "key-two"]})
+    with service.client:
+        yield service
+
+
+def test_api_keys_guard_every_v1_route(secured: Service) -> None:
+    client, api_corpus = secured.client, secured.corpus
+    calls: list[tuple[str, str, dict[str, Any]]] = [
+        ("POST", "/v1/ask", {"json": {"question": QUESTION}}),
+        (
+            "POST",
+            "/v1/chat/completions",
+            {"json": {"model": "m", "messages": [{"role": "user", "content": "x"}]}},
+        ),
+        ("GET", "/v1/models", {}),
+        ("GET", "/v1/documents", {}),
+        ("GET", f"/v1/documents/{HCMC}", {}),
+        ("POST", "/v1/documents", {"json": {"doc_id": "intruder", "text": NEW_TEXT}}),
+        ("POST", "/v1/documents", {"files": {"file": ("intruder.txt", NEW_TEXT.encode())}}),
+        ("DELETE", f"/v1/documents/{HCMC}", {}),
+        ("POST", "/v1/ask", {"content": b"{not json", "headers": {"content-type": "application/json"}}),
+    ]
+    bad_headers: list[dict[str, str]] = [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": "Bearer key-one-and-more"},
+        {"Authorization": "Basic a2V5LW9uZTp4"},
+        {"Authorization": "key-one"},
+        {"Authorization": "Bearer "},
+    ]
+    for method, path, kwargs in calls:
+        for headers in bad_headers:
+            extra = {**kwargs.get("headers", {}), **headers}
+            response = client.request(method, path, **{**kwargs, "headers": extra})
+            assert_error(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"].startswith("Bearer")
+    # nothing was indexed or deleted
+    assert not list(api_corpus.glob("intruder*"))
+    page = client.get("/v1/documents", headers={"Authorization": "Bearer key-two"}).json()
+    assert page["total"] == 5 and HCMC in {i["doc_id"] for i in page["items"]}
+
+    for key in ("key-one", "key-two"):
+        response = client.post(
+            "/v1/ask", json={"question": QUESTION}, headers={"Authorization": f"Bearer {key}"}
+        )
+        assert response.status_code == 200, response.text
+    lower = client.get("/v1/models", headers={"authorization": "bearer key-one"})
+    assert lower.status_code == 200
+
+
+def test_open_routes_need_no_key(secured: Service) -> None:
+    client = secured.client
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/").status_code == 200
+    schema = client.get("/openapi.json").json()
+    assert "ApiKey" in schema["components"]["securitySchemes"]
+    assert schema["paths"]["/v1/ask"]["post"]["security"] == [{"ApiKey": []}]
+    assert "security" not in schema["paths"]["/healthz"]["get"]
+
+
+def test_no_keys_means_no_auth(client: TestClient) -> None:
+    assert client.get("/v1/documents").status_code == 200
+    assert "security" not in client.get("/openapi.json").json()["paths"]["/v1/ask"]["post"]
+
+
+# -- health, start-up, web page, schema -----------------------------------------------------------
+
+
+def test_health_and_ready(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "articles": 5,
+        "passages": ready.json()["passages"],
+        "model": "fake:64",
+    }
+    assert ready.json()["passages"] > 5
+
+
+def wait_ready(client: TestClient, seconds: float = 30) -> Any:
+    deadline = time.monotonic() + seconds
+    while True:
+        response = client.get("/readyz")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        time.sleep(0.05)
+
+
+def test_not_ready_until_the_index_is_loaded(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine(settings)
+    gate = threading.Event()
+    original = engine.open
+
+    def slow_open(**kwargs: Any) -> Engine:
+        assert kwargs.get("sync") is True
+        gate.wait(30)
+        return original(**kwargs)
+
+    monkeypatch.setattr(engine, "open", slow_open)
+    with TestClient(create_app(settings, engine)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert_error(client.get("/readyz"), 503, "not_ready")
+        response = client.post("/v1/ask", json={"question": QUESTION})
+        assert_error(response, 503, "not_ready")
+        assert response.headers["retry-after"]
+        assert_error(client.get("/v1/documents"), 503, "not_ready")
+        gate.set()
+        assert wait_ready(client).status_code == 200
+        assert ask(client, QUESTION)["answerable"]
+
+
+def test_app_creates_and_opens_its_own_engine(settings: Settings) -> None:
+    with TestClient(create_app(settings)) as client:
+        ready = wait_ready(client)
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["articles"] == 5
+        assert ask(client, QUESTION)["answerable"]
+
+
+def test_start_up_failure_is_reported_by_readyz(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    engine = Engine(settings)
+
+    def broken(**kwargs: Any) -> Engine:
+        raise ModelError("cannot build the model")
+
+    monkeypatch.setattr(engine, "open", broken)
+    with TestClient(create_app(settings, engine)) as client:
+        deadline = time.monotonic() + 10
+        while client.get("/readyz").json()["error"]["code"] != "startup_failed":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        error = assert_error(client.get("/readyz"), 503, "startup_failed")
+        assert "cannot build the model" in error["message"]
+        assert client.get("/healthz").status_code == 200
+        assert_error(client.post("/v1/ask", json={"question": QUESTION}), 503, "index_unavailable")
+
+
+def test_web_page(client: TestClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert "<html" in response.text.lower()
+
+
+def test_web_page_is_the_static_index_when_installed(client: TestClient) -> None:
+    page = ROOT / "qa" / "static" / "index.html"
+    if not page.is_file():
+        pytest.skip("qa/static/index.html is not installed")
+    assert client.get("/").content == page.read_bytes()
+
+
+def test_web_page_placeholder_without_static_folder(tmp_path: Path) -> None:
+    from fastapi import FastAPI
+
+    from qa.api.web import mount_web
+
+    app = FastAPI()
+    mount_web(app, tmp_path / "missing")
+    with TestClient(app) as client:
+        response = client.get("/")
+        assert response.status_code == 200 and "/docs" in response.text
+        assert client.get("/static/app.js").status_code == 404
+
+
+def test_telegram_router_mounted_only_when_enabled(settings: Settings, tmp_path: Path) -> None:
+    pytest.importorskip("qa.bot.telegram")
+    path = "/telegram/webhook"
+    off = create_app(settings)
+    assert path not in off.openapi()["paths"]
+    with TestClient(off) as client:
+        assert client.post(path, json={"update_id": 1}).status_code in (404, 405)
+    enabled = make_settings(tmp_path, telegram={"enabled": True, "secret_token": "t0ken", "bot_token": "1:x"})
+    with TestClient(create_app(enabled)) as client:
+        response = client.post(path, json={"update_id": 1})  # no secret header: refused by the adapter
+        assert response.status_code not in (404, 405) and response.status_code < 500
+
+
+def test_telegram_enabled_without_adapter_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from qa.errors import ConfigError
+
+    monkeypatch.setitem(sys.modules, "qa.bot.telegram", None)
+    enabled = make_settings(tmp_path, telegram={"enabled": True, "secret_token": "t0ken"})
+    with pytest.raises(ConfigError, match=r"qa\.bot\.telegram"):
+        create_app(enabled)
+
+
+def test_openapi_documents_every_route(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    expected = {
+        ("post", "/v1/ask"),
+        ("post", "/v1/chat/completions"),
+        ("get", "/v1/models"),
+        ("get", "/v1/documents"),
+        ("post", "/v1/documents"),
+        ("get", "/v1/documents/{doc_id}"),
+        ("delete", "/v1/documents/{doc_id}"),
+        ("get", "/healthz"),
+        ("get", "/readyz"),
+        ("get", "/"),
+    }
+    found = {(m, p) for p, ops in schema["paths"].items() for m in ops}
+    assert expected <= found
+    for path, ops in schema["paths"].items():
+        for method, op in ops.items():
+            assert op.get("summary") and op.get("tags"), (method, path)
+            for status, response in op["responses"].items():
+                if status.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.endswith("/ErrorResponse"), (method, path, status)
+    upload = schema["paths"]["/v1/documents"]["post"]["requestBody"]["content"]
+    assert {"application/json", "multipart/form-data"} <= set(upload)
+    ask_body = schema["components"]["schemas"]["AskRequest"]
+    assert ask_body.get("examples") and ask_body["properties"]["question"].get("description")
+    assert client.get("/docs").status_code == 200
+
+
+def test_unexpected_errors_are_generic_json(shared: Service, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(shared.engine, "ask", boom)
+    app = create_app(shared.settings, shared.engine)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        error = assert_error(client.post("/v1/ask", json={"question": QUESTION}), 500, "internal_error")
+        assert "secret" not in error["message"]
+
+
+# -- bad input -------------------------------------------------------------------------------------
+
+JSON = {"content-type": "application/json"}
+LONG = "问" * 2001
+
+
+def _chunks(total: int, size: int = 64 * 1024) -> Iterator[bytes]:
+    while total > 0:
+        yield b" " * min(size, total)
+        total -= size
+
+
+BAD_INPUT: list[tuple[str, str, str, dict[str, Any], int | None, str | None]] = [
+    # id, method, path, request kwargs, status, error code
+    ("empty question", "POST", "/v1/ask", {"json": {"question": ""}}, 422, "invalid_input"),
+    ("blank question", "POST", "/v1/ask", {"json": {"question": " \n\t\u3000 "}}, 422, "invalid_input"),
+    ("long question", "POST", "/v1/ask", {"json": {"question": LONG}}, 422, "invalid_input"),
+    ("missing question", "POST", "/v1/ask", {"json": {"top_k": 3}}, 422, "invalid_request"),
+    ("null question", "POST", "/v1/ask", {"json": {"question": None}}, 422, "invalid_request"),
+    ("number question", "POST", "/v1/ask", {"json": {"question": 42}}, 422, "invalid_request"),
+    ("list question", "POST", "/v1/ask", {"json": {"question": ["a"]}}, 422, "invalid_request"),
+    ("top_k zero", "POST", "/v1/ask", {"json": {"question": "越南", "top_k": 0}}, 422, "invalid_input"),
+    ("top_k negative", "POST", "/v1/ask", {"json": {"question": "越南", "top_k": -1}}, 422, "invalid_input"),
+    ("top_k too big", "POST", "/v1/ask", {"json": {"question": "越南", "top_k": 51}}, 422, "invalid_input"),
+    ("top_k huge", "POST", "/v1/ask", {"json": {"question": "越南", "top_k": 10**30}}, 422, None),
+    ("top_k string", "POST", "/v1/ask", {"json": {"question": "越南", "top_k": "3"}}, 422, "invalid_request"),
+    ("top_k float", "POST", "/v1/ask", {"json": {"question": "越南", "top_k": 2.5}}, 422, "invalid_request"),
+    ("top_k bool", "POST", "/v1/ask", {"json": {"question": "越南", "top_k": True}}, 422, "invalid_request"),
+    ("unknown field", "POST", "/v1/ask", {"json": {"question": "越南", "k": 3}}, 422, "invalid_request"),
+    (
+        "history not list",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "history": "x"}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "history bad role",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "history": [{"role": "robot", "content": "x"}]}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "history no content",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "history": [{"role": "user"}]}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "date slashes",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "filters": {"date_from": "2025/01/01"}}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "date impossible",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "filters": {"date_to": "2025-02-30"}}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "date with time",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "filters": {"date_to": "2025-02-03T10:00:00"}}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "dates reversed",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "filters": {"date_from": "2025-02-01", "date_to": "2025-01-01"}}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "doc_ids not list",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "filters": {"doc_ids": "abc"}}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "unknown filter",
+        "POST",
+        "/v1/ask",
+        {"json": {"question": "越南", "filters": {"source": "x"}}},
+        422,
+        "invalid_request",
+    ),
+    ("body is a list", "POST", "/v1/ask", {"json": ["越南"]}, 422, "invalid_request"),
+    ("body is a string", "POST", "/v1/ask", {"json": "越南"}, 422, "invalid_request"),
+    ("invalid json", "POST", "/v1/ask", {"content": b'{"question": ', "headers": JSON}, 400, "invalid_json"),
+    (
+        "trailing comma",
+        "POST",
+        "/v1/ask",
+        {"content": b'{"question": "a",}', "headers": JSON},
+        400,
+        "invalid_json",
+    ),
+    (
+        "invalid utf-8",
+        "POST",
+        "/v1/ask",
+        {"content": b'{"question": "\xff\xfe\xe8"}', "headers": JSON},
+        400,
+        "invalid_encoding",
+    ),
+    (
+        "lone surrogate",
+        "POST",
+        "/v1/ask",
+        {"content": b'{"question": "\\ud800"}', "headers": JSON},
+        422,
+        "invalid_request",
+    ),
+    (
+        "surrogate in chat model",
+        "POST",
+        "/v1/chat/completions",
+        {"content": b'{"model": "\\udfff", "messages": [{"role": "user", "content": "a"}]}', "headers": JSON},
+        422,
+        "invalid_request",
+    ),
+    (
+        "surrogate in document",
+        "POST",
+        "/v1/documents",
+        {"content": b'{"doc_id": "x", "text": "\\ud83d abc"}', "headers": JSON},
+        400,
+        "invalid_json",
+    ),
+    (
+        "low surrogate in document",
+        "POST",
+        "/v1/documents",
+        {"content": b'{"doc_id": "x", "text": "abc \\udfff"}', "headers": JSON},
+        None,
+        None,
+    ),
+    ("empty body", "POST", "/v1/ask", {"content": b"", "headers": JSON}, 422, "invalid_request"),
+    (
+        "text/plain",
+        "POST",
+        "/v1/ask",
+        {"content": b'{"question": "a"}', "headers": {"content-type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+    ),
+    ("no content type", "POST", "/v1/ask", {"content": b'{"question": "a"}'}, 415, "unsupported_media_type"),
+    ("form body", "POST", "/v1/ask", {"data": {"question": "a"}}, 415, "unsupported_media_type"),
+    (
+        "too large (content-length)",
+        "POST",
+        "/v1/ask",
+        {"content": b" " * 1_000_001, "headers": JSON},
+        413,
+        "payload_too_large",
+    ),
+    (
+        "too large (chunked)",
+        "POST",
+        "/v1/ask",
+        {"content": _chunks(1_200_000), "headers": JSON},
+        413,
+        "payload_too_large",
+    ),
+    ("wrong method", "GET", "/v1/ask", {}, 405, "method_not_allowed"),
+    ("unknown route", "GET", "/v1/nothing", {}, 404, "not_found"),
+    # chat
+    ("chat no messages", "POST", "/v1/chat/completions", {"json": {"model": "m", "messages": []}}, 422, None),
+    (
+        "chat no user",
+        "POST",
+        "/v1/chat/completions",
+        {"json": {"model": "m", "messages": [{"role": "system", "content": "x"}]}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "chat empty question",
+        "POST",
+        "/v1/chat/completions",
+        {"json": {"model": "m", "messages": [{"role": "user", "content": " "}]}},
+        422,
+        "invalid_input",
+    ),
+    (
+        "chat bad role",
+        "POST",
+        "/v1/chat/completions",
+        {"json": {"model": "m", "messages": [{"role": "robot", "content": "x"}]}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "chat messages not list",
+        "POST",
+        "/v1/chat/completions",
+        {"json": {"model": "m", "messages": "hi"}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "chat stream not bool",
+        "POST",
+        "/v1/chat/completions",
+        {"json": {"model": "m", "stream": "maybe", "messages": [{"role": "user", "content": "x"}]}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "chat long question",
+        "POST",
+        "/v1/chat/completions",
+        {"json": {"model": "m", "stream": True, "messages": [{"role": "user", "content": LONG}]}},
+        422,
+        "invalid_input",
+    ),
+    # documents
+    ("unknown doc", "GET", "/v1/documents/no-such-article", {}, 404, "not_found"),
+    ("delete unknown doc", "DELETE", "/v1/documents/no-such-article", {}, 404, "not_found"),
+    ("traversal encoded", "GET", "/v1/documents/..%2F..%2Fconfig.toml", {}, 404, "not_found"),
+    ("traversal delete", "DELETE", "/v1/documents/..%2Fseeds", {}, 404, "not_found"),
+    ("dot-dot id", "GET", "/v1/documents/..config", {}, 422, "invalid_input"),
+    ("dot-dot inside id", "DELETE", "/v1/documents/a..b", {}, 422, "invalid_input"),
+    ("hidden id", "DELETE", "/v1/documents/.hidden", {}, 422, "invalid_input"),
+    ("list bad limit", "GET", "/v1/documents?limit=0", {}, 422, "invalid_request"),
+    ("list bad offset", "GET", "/v1/documents?offset=-1", {}, 422, "invalid_request"),
+    ("list limit text", "GET", "/v1/documents?limit=ten", {}, 422, "invalid_request"),
+    (
+        "add traversal id",
+        "POST",
+        "/v1/documents",
+        {"json": {"doc_id": "../evil", "text": NEW_TEXT}},
+        422,
+        "invalid_input",
+    ),
+    (
+        "add slash id",
+        "POST",
+        "/v1/documents",
+        {"json": {"doc_id": "a/b", "text": NEW_TEXT}},
+        422,
+        "invalid_input",
+    ),
+    (
+        "add empty text",
+        "POST",
+        "/v1/documents",
+        {"json": {"doc_id": "x", "text": "   "}},
+        422,
+        "invalid_input",
+    ),
+    ("add no text", "POST", "/v1/documents", {"json": {"doc_id": "x"}}, 422, "invalid_request"),
+    (
+        "add bad date",
+        "POST",
+        "/v1/documents",
+        {"json": {"doc_id": "x", "text": NEW_TEXT, "date": "5 March"}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "add unknown field",
+        "POST",
+        "/v1/documents",
+        {"json": {"doc_id": "x", "text": NEW_TEXT, "lang": "zh"}},
+        422,
+        "invalid_request",
+    ),
+    ("add invalid json", "POST", "/v1/documents", {"content": b"{", "headers": JSON}, 400, "invalid_json"),
+    (
+        "add invalid utf-8",
+        "POST",
+        "/v1/documents",
+        {"content": b'{"doc_id": "x", "text": "\xff"}', "headers": JSON},
+        400,
+        "invalid_json",
+    ),
+    (
+        "add text/plain",
+        "POST",
+        "/v1/documents",
+        {"content": NEW_TEXT.encode(), "headers": {"content-type": "text/plain"}},
+        415,
+        "unsupported_media_type",
+    ),
+    ("add no content type", "POST", "/v1/documents", {"content": b"{}"}, 415, "unsupported_media_type"),
+    (
+        "upload wrong extension",
+        "POST",
+        "/v1/documents",
+        {"files": {"file": ("a.pdf", b"%PDF-1.4")}},
+        422,
+        "invalid_input",
+    ),
+    (
+        "upload no extension",
+        "POST",
+        "/v1/documents",
+        {"files": {"file": ("notes", NEW_TEXT.encode())}},
+        422,
+        "invalid_input",
+    ),
+    (
+        "upload not utf-8",
+        "POST",
+        "/v1/documents",
+        {"files": {"file": ("a.txt", "越南".encode("gbk"))}},
+        422,
+        "invalid_document",
+    ),
+    (
+        "upload binary",
+        "POST",
+        "/v1/documents",
+        {"files": {"file": ("a.txt", b"\x00\x01\x02abc")}},
+        422,
+        "invalid_document",
+    ),
+    ("upload empty", "POST", "/v1/documents", {"files": {"file": ("a.txt", b"")}}, 422, "invalid_input"),
+    (
+        "upload traversal name",
+        "POST",
+        "/v1/documents",
+        {"files": {"file": ("../../x.txt", NEW_TEXT.encode())}, "data": {"doc_id": "../x"}},
+        422,
+        "invalid_input",
+    ),
+    (
+        "upload no file field",
+        "POST",
+        "/v1/documents",
+        {"data": {"doc_id": "x"}, "files": {"other": ("a.txt", b"x")}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "upload file as text",
+        "POST",
+        "/v1/documents",
+        {"files": {"file": (None, "not a file")}},
+        422,
+        "invalid_request",
+    ),
+    (
+        "upload too large",
+        "POST",
+        "/v1/documents",
+        {"files": {"file": ("big.txt", b"a" * 1_100_000)}},
+        413,
+        "payload_too_large",
+    ),
+    (
+        "broken multipart",
+        "POST",
+        "/v1/documents",
+        {"content": b"--x\r\nnonsense", "headers": {"content-type": "multipart/form-data; boundary=x"}},
+        None,
+        None,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [case[1:] for case in BAD_INPUT],
+    ids=[case[0] for case in BAD_INPUT],
+)
+def test_bad_input(
+    shared: Service,
+    method: str,
+    path: str,
+    kwargs: dict[str, Any],
+    status: int | None,
+    code: str | None,
+) -> None:
+    client = shared.client
+    corpus = shared.corpus
+    before = sorted((p.name, p.stat().st_size) for p in corpus.iterdir())
+    response = client.request(method, path, **kwargs)
+    if status is None:  # only "a clear 4xx, never a 5xx"
+        assert 400 <= response.status_code < 500, response.text
+        assert "error" in response.json()
+    else:
+        assert_error(response, status, code)
+    after = sorted((p.name, p.stat().st_size) for p in corpus.iterdir())
+    assert after == before  # nothing was written or deleted
+    assert client.get("/readyz").status_code == 200
+
+
+def test_schema_examples_are_valid() -> None:
+    from pydantic import BaseModel
+
+    from qa.api import schemas
+
+    models = [
+        m
+        for m in vars(schemas).values()
+        if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schemas.__name__
+    ]
+    checked = 0
+    for model in models:
+        for example in model.model_json_schema().get("examples", []):
+            model.model_validate(example)
+            checked += 1
+    assert checked >= 10
