@@ -1,0 +1,259 @@
+"""Answers formatted for chat platforms: plain text or Telegram MarkdownV2, cut to a message-length limit.
+
+The public API::
+
+    from qa.bot import ask, format_answer
+
+    reply = ask(engine, "胡志明市与中国多少个地方保持友好合作关系?", history=["earlier question"])
+    for text in reply.messages(markdown=True, limit=4096):
+        ...  # send each part as one message
+
+    parts = format_answer(answer, markdown=False, limit=4096)  # an qa.records.Answer you already have
+
+A formatted answer is a list of *blocks*, each kept whole in one message:
+
+* the lines of the chat-style answer (``answer.text``, one line per cited sentence, with its ``[n]``
+  marker; the "—— 《title》" source after the marker is left out, the citation block names it);
+* one block per cited passage: the citation line ``[n] 《title》 date · section · doc_id:start-end`` and
+  the quoted passage text under it.
+
+Messages are packed greedily with whole blocks. A block that is longer than the limit on its own gets its
+quoted text cut with "…"; its citation line (or an answer line's ``[n]`` marker) is never cut.
+Lengths are counted in UTF-16 code units, as Telegram counts them, on the text as sent (for MarkdownV2
+the escaped text, which is never shorter than the text Telegram displays).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from qa.answer import NO_ANSWER
+from qa.errors import QuestionError
+from qa.records import Answer, Hit, Section
+
+__all__ = [
+    "BotReply",
+    "QuestionAsker",
+    "ask",
+    "escape_markdown",
+    "escape_markdown_code",
+    "format_answer",
+    "format_error",
+    "text_length",
+]
+
+ELLIPSIS = "…"
+SOURCES_HEADING = "来源 Sources"
+NO_ANSWER_HEADING = "无法回答 No answer"
+RELATED_LABEL = "相关新闻 related-news teaser"
+
+_MARKDOWN_SPECIAL = re.compile(r"([\\_*\[\]()~`>#+\-=|{}.!])")
+_CODE_SPECIAL = re.compile(r"([\\`])")
+# "sentence [1] —— 《title》（date）": the sentence may be cut, the marker may not; the source after "——"
+# is left out, since the citation block of [1] names it
+_ANSWER_LINE = re.compile(r"^(?P<text>.*?)\s*(?P<marker>\[\d+\])(?:\s*——.*)?$", re.DOTALL)
+
+
+def escape_markdown(text: str) -> str:
+    """Escape every character that Telegram MarkdownV2 treats as markup (outside code entities)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def escape_markdown_code(text: str) -> str:
+    """Escape text for inside a MarkdownV2 ``code`` or ``pre`` entity (only ``\\`` and `````)."""
+    return _CODE_SPECIAL.sub(r"\\\1", text)
+
+
+def text_length(text: str) -> int:
+    """The length as Telegram counts it: UTF-16 code units."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+class QuestionAsker(Protocol):
+    """What :func:`ask` needs of an engine (``qa.engine.Engine`` is one)."""
+
+    def ask(self, question: str, *, history: Sequence[str] = ...) -> Answer: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BotReply:
+    """The result of one chat question: an answer, or why the question could not be asked."""
+
+    question: str
+    answer: Answer | None  # None when the question itself was rejected (empty, too long)
+    error: str = ""
+
+    @property
+    def answerable(self) -> bool:
+        return self.answer is not None and self.answer.answerable
+
+    def messages(self, *, markdown: bool, limit: int) -> list[str]:
+        """The messages to send, in order, each at most ``limit`` UTF-16 code units long."""
+        if self.answer is None:
+            return format_error(self.error, markdown=markdown, limit=limit)
+        return format_answer(self.answer, markdown=markdown, limit=limit)
+
+
+def ask(engine: QuestionAsker, question: str, history: Sequence[str] = ()) -> BotReply:
+    """Ask ``engine`` a chat question; ``history`` holds the chat's earlier questions, oldest first.
+
+    A question the engine refuses (:class:`qa.errors.QuestionError`: empty, too long) becomes a reply
+    carrying the reason; any other error propagates.
+    """
+    question = question.strip()
+    try:
+        answer = engine.ask(question, history=tuple(history))
+    except QuestionError as exc:
+        return BotReply(question=question, answer=None, error=str(exc))
+    return BotReply(question=question, answer=answer)
+
+
+# -- blocks ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Block:
+    """Rendered text made of a fixed part and a cuttable part: ``render(cuttable)`` is the block's text."""
+
+    cuttable: str
+    render: Callable[[str], str]
+    separator: str  # put before this block when it follows another block in the same message
+
+    @property
+    def text(self) -> str:
+        return self.render(self.cuttable)
+
+    def cut_to(self, limit: int) -> str:
+        """The block with its cuttable text shortened (ending with "…") so that it fits in ``limit``."""
+        if text_length(self.text) <= limit:
+            return self.text
+        low, high = 0, len(self.cuttable) - 1  # keep cuttable[:n] + "…"; find the largest n that fits
+        if text_length(self.render(ELLIPSIS)) > limit:
+            raise ValueError(
+                f"a citation needs more than {limit} characters on its own; raise the message limit"
+            )
+        while low < high:
+            middle = (low + high + 1) // 2
+            if text_length(self.render(self._shortened(middle))) <= limit:
+                low = middle
+            else:
+                high = middle - 1
+        return self.render(self._shortened(low))
+
+    def _shortened(self, n: int) -> str:
+        kept = self.cuttable[:n]
+        if kept and "\ud800" <= kept[-1] <= "\udbff":  # never keep half of a surrogate pair
+            kept = kept[:-1]
+        return kept.rstrip() + ELLIPSIS
+
+
+class _Style:
+    """How one output format writes each piece."""
+
+    def __init__(self, markdown: bool) -> None:
+        self.markdown = markdown
+
+    def text(self, value: str) -> str:
+        return escape_markdown(value) if self.markdown else value
+
+    def bold(self, value: str) -> str:
+        return f"*{escape_markdown(value)}*" if self.markdown else value
+
+    def code(self, value: str) -> str:
+        return f"`{escape_markdown_code(value)}`" if self.markdown else value
+
+    def quote(self, value: str) -> str:
+        if self.markdown:
+            return ">" + escape_markdown(value)
+        return f"  “{value}”"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _citation_line(number: int, hit: Hit, style: _Style) -> str:
+    chunk = hit.chunk
+    parts = [
+        style.bold(f"[{number}]"),
+        style.text(f"《{hit.title}》" if hit.title else "《无标题 untitled》"),
+    ]
+    details = []
+    if hit.date:
+        details.append(style.text(hit.date))
+    if chunk.section is Section.RELATED:
+        label = RELATED_LABEL + (f"：{chunk.heading}" if chunk.heading else "")
+        details.append(style.text(label))
+    details.append(style.code(f"{chunk.doc_id}:{chunk.start}-{chunk.end}"))
+    return " ".join(parts) + " " + style.text(" · ").join(details)
+
+
+def _answer_blocks(answer: Answer, style: _Style) -> list[_Block]:
+    blocks: list[_Block] = []
+    if not answer.answerable:
+        text = answer.text or NO_ANSWER + (f"（{answer.reason}）" if answer.reason else "")
+        heading = style.bold(NO_ANSWER_HEADING)
+        blocks.append(_Block(_one_line(text), lambda s: heading + "\n" + style.text(s), ""))
+        return blocks
+    lines = [line for line in answer.text.splitlines() if line.strip()]
+    for index, line in enumerate(lines):
+        match = _ANSWER_LINE.match(line.strip())
+        body, tail = (match.group("text"), " " + match.group("marker")) if match else (line.strip(), "")
+
+        def render(s: str, tail: str = tail) -> str:
+            return style.text(s + tail)
+
+        blocks.append(_Block(body, render, "" if index == 0 else "\n"))
+    for number, hit in enumerate(answer.hits, start=1):
+        citation = _citation_line(number, hit, style)
+        if number == 1:
+            citation = style.bold(SOURCES_HEADING) + "\n" + citation
+
+        def render_citation(s: str, citation: str = citation) -> str:
+            return citation + "\n" + style.quote(s)
+
+        blocks.append(_Block(_one_line(hit.chunk.text), render_citation, "\n\n" if blocks else ""))
+    return blocks
+
+
+def _pack(blocks: Sequence[_Block], limit: int) -> list[str]:
+    if limit < 1:
+        raise ValueError("the message limit must be positive")
+    messages: list[str] = []
+    current = ""
+    for block in blocks:
+        text = block.text
+        if current and text_length(current) + text_length(block.separator + text) <= limit:
+            current += block.separator + text
+            continue
+        if current:
+            messages.append(current)
+        current = block.cut_to(limit)
+    if current:
+        messages.append(current)
+    return messages
+
+
+def format_answer(answer: Answer, *, markdown: bool, limit: int) -> list[str]:
+    """``answer`` as chat messages: plain text, or Telegram MarkdownV2 when ``markdown`` (all escaped).
+
+    Each message is at most ``limit`` UTF-16 code units. Messages split only between whole blocks (an
+    answer sentence, a citation with its quoted passage); a block too long on its own has its quoted text
+    cut with "…" while its citation line stays whole. Every citation ``[1]..[n]`` (one per hit, in the
+    order of ``answer.hits``, matching the ``[n]`` markers of ``answer.text``) appears exactly once across
+    the messages. An abstention is one block: a "no answer" heading and the reason.
+
+    Raises ValueError when ``limit`` is too small to hold one citation line.
+    """
+    return _pack(_answer_blocks(answer, _Style(markdown)), limit)
+
+
+def format_error(message: str, *, markdown: bool, limit: int) -> list[str]:
+    """A rejected question (e.g. too long) as chat messages, in the same style as :func:`format_answer`."""
+    style = _Style(markdown)
+    heading = style.bold("问题无效 Invalid question")
+    block = _Block(_one_line(message), lambda s: heading + "\n" + style.text(s), "")
+    return _pack([block], limit)

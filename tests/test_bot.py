@@ -1,0 +1,489 @@
+"""The chat formatting (plain and Telegram MarkdownV2, split to a limit) and the Telegram webhook.
+
+The webhook runs the real python-telegram-bot ``Bot`` (serialising sendMessage) over a fake transport:
+no network is used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from telegram.helpers import escape_markdown as ptb_escape_markdown
+from telegram.request import BaseRequest, RequestData
+
+from qa.bot import BotReply, ask, escape_markdown, format_answer, text_length
+from qa.bot.telegram import SECRET_HEADER, TelegramRouter, telegram_router
+from qa.config import Settings, load_settings
+from qa.engine import Engine
+from qa.records import Answer, Chunk, Hit, Section
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTION = "胡志明市与中国多少个地方保持友好合作关系?"
+SECRET = "s3cret"
+MARKDOWN_SPECIAL = set("_*[]()~`>#+-=|{}.!\\")
+
+
+# -- fixtures --------------------------------------------------------------------------------------------
+
+
+def _settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
+    corpus = tmp / "corpus"
+    if not corpus.exists():
+        corpus.mkdir()
+        for path in (ROOT / "seeds").iterdir():
+            shutil.copy(path, corpus / path.name)
+    base: dict[str, dict[str, Any]] = {
+        "corpus": {"dir": str(corpus)},
+        "index": {"dir": str(tmp / "index"), "show_progress": False},
+        "model": {"name": "fake:64", "cache_dir": str(tmp / "models")},
+        "retrieval": {"min_dense_score": -1.0},
+        "telegram": {"enabled": True, "secret_token": SECRET, "bot_token": "123:ABC"},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return load_settings(ROOT / "config.toml", **base)
+
+
+@pytest.fixture(scope="module")
+def bot_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bot")
+
+
+@pytest.fixture(scope="module")
+def settings(bot_dir: Path) -> Settings:
+    return _settings(bot_dir)
+
+
+@pytest.fixture(scope="module")
+def engine(settings: Settings) -> Engine:
+    return Engine(settings).open(show_progress=False)
+
+
+@pytest.fixture(scope="module")
+def answer(engine: Engine) -> Answer:
+    result = engine.ask(QUESTION)
+    assert result.answerable and len(result.hits) >= 3
+    return result
+
+
+def _hit(
+    number: int, text: str, *, section: Section = Section.BODY, title: str = "标题", heading: str = ""
+) -> Hit:
+    start = 100 * number
+    chunk = Chunk(f"doc{number}", section, start, start + len(text), text, heading)
+    return Hit(chunk=chunk, score=1.0 / number, title=title, date="2024-05-06")
+
+
+def _answer(*hits: Hit) -> Answer:
+    lines = [f"{h.chunk.text[:20]} [{n}] —— 《{h.title}》（{h.date}）" for n, h in enumerate(hits, start=1)]
+    return Answer(question="问题?", answerable=True, hits=hits, text="\n".join(lines))
+
+
+def _citation_lines(answer: Answer, *, markdown: bool) -> list[str]:
+    """The citation line of each hit, as format_answer writes it with no limit."""
+    (whole,) = format_answer(answer, markdown=markdown, limit=100_000)
+    marker = re.compile(r"^\*\\\[(\d+)\\\]\*" if markdown else r"^\[(\d+)\] 《")
+    lines = [line for line in whole.splitlines() if marker.match(line)]
+    assert len(lines) == len(answer.hits)
+    return lines
+
+
+def check_markdown_v2(text: str) -> str:
+    """Fail unless ``text`` is well-formed MarkdownV2 using only bold, code and blockquote markup.
+
+    Returns the text as Telegram would display it (markup removed, escapes resolved).
+    """
+    shown: list[str] = []
+    bold = code = False
+    i = 0
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            assert i + 1 < len(text), "a trailing backslash"
+            following = text[i + 1]
+            if code:
+                assert following in "`\\", f"needless escape {following!r} in code at {i}"
+            else:
+                assert following in MARKDOWN_SPECIAL, f"escape of a plain character {following!r} at {i}"
+            shown.append(following)
+            i += 2
+            continue
+        if char == "`":
+            code = not code
+        elif code:
+            shown.append(char)
+        elif char == "*":
+            bold = not bold
+        elif char == ">" and (i == 0 or text[i - 1] == "\n"):
+            pass  # a blockquote line
+        else:
+            assert char not in MARKDOWN_SPECIAL, (
+                f"unescaped {char!r} at {i}: {text[max(0, i - 20) : i + 20]!r}"
+            )
+            shown.append(char)
+        i += 1
+    assert not bold and not code, "an entity is left open"
+    return "".join(shown)
+
+
+# -- formatting ------------------------------------------------------------------------------------------
+
+
+def test_escape_matches_python_telegram_bot() -> None:
+    sample = r"a_b*c[d]e(f)g~h`i>j#k+l-m=n|o{p}q.r!s\t 中文。（全角）"
+    assert escape_markdown(sample) == ptb_escape_markdown(sample, version=2)
+
+
+def test_plain_answer_has_numbered_citations(answer: Answer) -> None:
+    (message,) = format_answer(answer, markdown=False, limit=4096)
+    assert "\\" not in message and "*" not in message
+    assert message.splitlines()[0].endswith("[1]")
+    for number, hit in enumerate(answer.hits, start=1):
+        chunk = hit.chunk
+        line = next(line for line in message.splitlines() if line.startswith(f"[{number}] "))
+        assert f"《{hit.title}》" in line
+        assert hit.date is None or hit.date in line
+        assert f"{chunk.doc_id}:{chunk.start}-{chunk.end}" in line
+        assert " ".join(chunk.text.split()) in message  # the passage is quoted whole
+
+
+def test_markdown_answer_is_escaped_and_well_formed(answer: Answer) -> None:
+    (message,) = format_answer(answer, markdown=True, limit=4096)
+    shown = check_markdown_v2(message)
+    for number, hit in enumerate(answer.hits, start=1):
+        chunk = hit.chunk
+        assert f"[{number}] 《{hit.title}》" in shown
+        assert f"`{chunk.doc_id}:{chunk.start}-{chunk.end}`" in message  # a code entity
+    dated = [h.date for h in answer.hits if h.date]
+    assert dated and dated[0].replace("-", "\\-") in message  # MarkdownV2 reserves "-"
+    plain = format_answer(answer, markdown=False, limit=4096)[0]
+    assert shown.replace("“", "").replace("”", "") == plain.replace("“", "").replace("”", "").replace(
+        "\n  ", "\n"
+    )
+
+
+@pytest.mark.parametrize("markdown", [False, True])
+@pytest.mark.parametrize("limit", [150, 260, 400, 1000])
+def test_split_never_breaks_a_citation(answer: Answer, markdown: bool, limit: int) -> None:
+    citations = _citation_lines(answer, markdown=markdown)
+    parts = format_answer(answer, markdown=markdown, limit=limit)
+    assert len(parts) > 1
+    for part in parts:
+        assert 0 < text_length(part) <= limit
+        if markdown:
+            check_markdown_v2(part)
+    for citation in citations:  # each citation line whole, in exactly one part
+        assert sum(citation in part.splitlines() for part in parts) == 1, citation
+    markers = re.findall(r"^\*?\\?\[(\d+)\\?\]\*? 《", "\n".join(parts), re.MULTILINE)
+    assert markers == [str(n) for n in range(1, len(answer.hits) + 1)]
+
+
+def test_one_block_longer_than_the_limit_cuts_only_its_quote() -> None:
+    long_text = "越南与中国的合作不断深化。" * 200
+    answer = _answer(_hit(1, long_text, title="一篇很长的文章"), _hit(2, "短段落。"))
+    for markdown in (False, True):
+        citation = _citation_lines(answer, markdown=markdown)[0]
+        parts = format_answer(answer, markdown=markdown, limit=300)
+        block = next(p for p in parts if citation in p.splitlines())
+        assert text_length(block) <= 300
+        assert block.rstrip("”").endswith("…")
+        assert all(text_length(p) <= 300 for p in parts)
+        assert any("短段落" in p for p in parts)
+
+
+def test_limit_is_counted_in_utf16_units() -> None:
+    answer = _answer(_hit(1, "😀" * 300))  # each emoji is two UTF-16 units
+    parts = format_answer(answer, markdown=False, limit=200)
+    assert all(text_length(p) <= 200 for p in parts)
+    assert max(len(p) for p in parts) < 200
+
+
+def test_a_limit_too_small_for_a_citation_line_is_an_error() -> None:
+    answer = _answer(_hit(1, "正文。", title="很长的标题" * 30))
+    with pytest.raises(ValueError, match="limit"):
+        format_answer(answer, markdown=False, limit=100)
+
+
+def test_related_teaser_is_labelled() -> None:
+    answer = _answer(_hit(1, "预告正文。", section=Section.RELATED, heading="另一篇新闻"))
+    (message,) = format_answer(answer, markdown=False, limit=4096)
+    assert "相关新闻" in message and "另一篇新闻" in message
+
+
+def test_abstention_says_no_answer_and_why(engine: Engine) -> None:
+    reply = ask(engine, "特朗普在哪里演讲?")
+    assert not reply.answerable and reply.answer is not None
+    for markdown in (False, True):
+        (message,) = reply.messages(markdown=markdown, limit=4096)
+        shown = check_markdown_v2(message) if markdown else message
+        assert "无法回答" in shown and "No answer" in shown
+        assert reply.answer.reason and reply.answer.reason in shown
+        assert "[1]" not in shown
+
+
+def test_ask_turns_a_rejected_question_into_a_reply(engine: Engine) -> None:
+    reply = ask(engine, "   ")
+    assert reply.answer is None and reply.error
+    (message,) = reply.messages(markdown=True, limit=4096)
+    assert "问题无效" in check_markdown_v2(message)
+
+
+def test_ask_passes_history(engine: Engine) -> None:
+    seen: list[tuple[str, ...]] = []
+
+    class Recording:
+        def ask(self, question: str, *, history: Sequence[str] = ()) -> Answer:
+            seen.append(tuple(history))
+            return engine.ask(question, history=history)
+
+    reply = ask(Recording(), "有多少个?", history=[QUESTION])
+    assert isinstance(reply, BotReply)
+    assert seen == [(QUESTION,)]
+
+
+# -- the Telegram webhook --------------------------------------------------------------------------------
+
+
+class FakeRequest(BaseRequest):
+    """A Bot API transport that records each call and answers like Telegram would, without a network."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.reject_markdown = False
+
+    @property
+    def read_timeout(self) -> float | None:
+        return 1.0
+
+    async def initialize(self) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def do_request(
+        self,
+        url: str,
+        method: str,
+        request_data: RequestData | None = None,
+        read_timeout: Any = None,
+        write_timeout: Any = None,
+        connect_timeout: Any = None,
+        pool_timeout: Any = None,
+    ) -> tuple[int, bytes]:
+        endpoint = url.rsplit("/", 1)[-1]
+        params = dict(request_data.parameters) if request_data else {}
+        self.calls.append((endpoint, params))
+        result: Any = True
+        if endpoint == "getMe":
+            result = {"id": 123, "is_bot": True, "first_name": "QA", "username": "qa_news_bot"}
+        elif endpoint == "sendMessage":
+            if self.reject_markdown and params.get("parse_mode") == "MarkdownV2":
+                body = {"ok": False, "error_code": 400, "description": "Bad Request: can't parse entities"}
+                return 400, json.dumps(body).encode()
+            result = {
+                "message_id": len(self.calls),
+                "date": 1700000000,
+                "chat": {"id": params["chat_id"], "type": "private"},
+                "text": params["text"],
+            }
+        return 200, json.dumps({"ok": True, "result": result}).encode()
+
+    def sent(self) -> list[dict[str, Any]]:
+        return [params for endpoint, params in self.calls if endpoint == "sendMessage"]
+
+
+class RecordingEngine:
+    """The engine, remembering the history each question was asked with."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.asked: list[tuple[str, tuple[str, ...]]] = []
+
+    def ask(self, question: str, *, history: Sequence[str] = ()) -> Answer:
+        self.asked.append((question, tuple(history)))
+        return self.engine.ask(question, history=history)
+
+
+def update(update_id: int, text: str | None = QUESTION, *, chat_id: int = 42, **extra: Any) -> dict[str, Any]:
+    message: dict[str, Any] = {
+        "message_id": update_id,
+        "date": 1700000000,
+        "chat": {"id": chat_id, "type": "private"},
+        "from": {"id": chat_id, "is_bot": False, "first_name": "A"},
+        **extra,
+    }
+    if text is not None:
+        message["text"] = text
+    return {"update_id": update_id, "message": message}
+
+
+class Harness:
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        self.transport = FakeRequest()
+        self.engine = RecordingEngine(engine)
+        self.router = telegram_router(self.engine, settings, request=self.transport)
+        self.path = settings.telegram.path
+        app = FastAPI()
+        app.include_router(self.router)
+        self.client = TestClient(app)
+
+    def post(self, payload: Any, secret: str | None = SECRET) -> Any:
+        headers = {SECRET_HEADER: secret} if secret is not None else {}
+        return self.client.post(self.path, json=payload, headers=headers)
+
+
+@pytest.fixture
+def hook(engine: Engine, settings: Settings) -> Iterator[Harness]:
+    harness = Harness(engine, settings)
+    with harness.client:
+        yield harness
+
+
+def test_router_is_an_api_router_on_the_configured_path(hook: Harness) -> None:
+    assert isinstance(hook.router, TelegramRouter)
+    assert [getattr(r, "path", None) for r in hook.router.routes] == ["/telegram/webhook"]
+
+
+@pytest.mark.parametrize(("secret", "status"), [(None, 401), ("wrong", 403), ("s3cret ", 403), ("", 403)])
+def test_wrong_or_missing_secret_is_rejected(hook: Harness, secret: str | None, status: int) -> None:
+    response = hook.post(update(1), secret=secret)
+    assert response.status_code == status
+    assert hook.transport.calls == []
+    assert hook.engine.asked == []
+
+
+def test_a_question_gets_a_cited_markdown_reply(hook: Harness) -> None:
+    response = hook.post(update(1))
+    assert response.status_code == 200 and response.json()["ok"] is True
+    sent = hook.transport.sent()
+    assert sent and all(m["chat_id"] == 42 and m["parse_mode"] == "MarkdownV2" for m in sent)
+    text = "\n".join(m["text"] for m in sent)
+    shown = check_markdown_v2(text)
+    first = hook.engine.engine.ask(QUESTION).hits[0]
+    assert f"[1] 《{first.title}》" in shown
+    assert f"`{first.chunk.doc_id}:{first.chunk.start}-{first.chunk.end}`" in text
+    assert hook.engine.asked == [(QUESTION, ())]
+
+
+def test_a_duplicate_delivery_is_answered_once(hook: Harness) -> None:
+    first = hook.post(update(7))
+    again = hook.post(update(7))
+    assert first.status_code == again.status_code == 200
+    assert len(hook.engine.asked) == 1
+    assert len(hook.transport.sent()) == len(
+        format_answer(hook.engine.engine.ask(QUESTION), markdown=True, limit=4096)
+    )
+
+
+def test_a_follow_up_uses_the_chat_history(hook: Harness, settings: Settings) -> None:
+    hook.post(update(1))
+    hook.post(update(2, "其中有哪些城市?"))
+    hook.post(update(3, "别的聊天", chat_id=99))
+    assert hook.engine.asked == [
+        (QUESTION, ()),
+        ("其中有哪些城市?", (QUESTION,)),
+        ("别的聊天", ()),
+    ]
+    for n in range(4, 10):
+        hook.post(update(n, f"问题{n}"))
+    kept = hook.engine.asked[-1][1]
+    assert len(kept) == settings.telegram.history_turns
+    assert kept[-1] == "问题8"
+
+
+def test_new_command_forgets_the_history(hook: Harness) -> None:
+    hook.post(update(1))
+    hook.post(update(2, "/new"))
+    hook.post(update(3, "其中有哪些城市?"))
+    assert hook.engine.asked[-1] == ("其中有哪些城市?", ())
+    assert any("新对话" in m["text"] for m in hook.transport.sent())
+
+
+@pytest.mark.parametrize("command", ["/start", "/help", "/help@qa_news_bot"])
+def test_start_and_help_get_usage(hook: Harness, command: str) -> None:
+    assert hook.post(update(1, command)).status_code == 200
+    (message,) = hook.transport.sent()
+    assert message["chat_id"] == 42 and "/new" in check_markdown_v2(message["text"])
+    assert hook.engine.asked == []
+
+
+def test_a_command_for_another_bot_is_ignored(hook: Harness) -> None:
+    hook.post(update(1, "/help@other_bot"))
+    assert hook.transport.sent() == []
+
+
+def test_non_text_updates_are_acknowledged_and_ignored(hook: Harness) -> None:
+    sticker = {"file_id": "x", "file_unique_id": "y", "width": 1, "height": 1, "is_animated": False,
+               "is_video": False, "type": "regular"}  # fmt: skip
+    assert hook.post(update(1, None, sticker=sticker)).status_code == 200
+    edited = {"update_id": 2, "edited_message": update(2)["message"] | {"edit_date": 1700000001}}
+    assert hook.post(edited).status_code == 200
+    assert hook.transport.sent() == [] and hook.engine.asked == []
+
+
+def test_a_body_that_is_not_an_update_is_a_client_error(hook: Harness) -> None:
+    response = hook.client.post(hook.path, content=b"not json", headers={SECRET_HEADER: SECRET})
+    assert response.status_code == 400
+    assert hook.post([1, 2]).status_code == 400
+    assert hook.transport.calls == []
+
+
+def test_rejected_markdown_falls_back_to_plain_text(hook: Harness) -> None:
+    hook.transport.reject_markdown = True
+    hook.post(update(1))
+    plain = [m for m in hook.transport.sent() if "parse_mode" not in m]
+    assert plain and "[1] 《" in plain[0]["text"] + plain[-1]["text"]
+
+
+def test_a_long_answer_is_sent_in_parts_under_the_limit(engine: Engine, bot_dir: Path) -> None:
+    settings = _settings(bot_dir, telegram={"max_message_chars": 300})
+    harness = Harness(engine, settings)
+    with harness.client:
+        harness.post(update(1))
+    sent = harness.transport.sent()
+    assert len(sent) > 1
+    assert all(text_length(m["text"]) <= 300 for m in sent)
+    shown = check_markdown_v2("\n".join(m["text"] for m in sent))
+    assert all(f"[{n}] 《" in shown for n in range(1, 6))
+
+
+def test_missing_bot_token_is_a_config_error(bot_dir: Path, engine: Engine) -> None:
+    from qa.errors import ConfigError
+
+    settings = _settings(bot_dir, telegram={"bot_token": ""})
+    with pytest.raises(ConfigError, match="bot_token"):
+        telegram_router(engine, settings)
+
+
+def test_the_service_mounts_the_webhook(
+    engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app_module = pytest.importorskip("qa.api.app")
+    import telegram
+
+    import qa.bot.telegram as adapter
+
+    transport = FakeRequest()
+
+    def fake_bot(token: str, request: Any = None, get_updates_request: Any = None) -> telegram.Bot:
+        return telegram.Bot(token, request=transport, get_updates_request=transport)
+
+    monkeypatch.setattr(adapter, "Bot", fake_bot)
+    app = app_module.create_app(settings, engine)
+    with TestClient(app) as client:
+        path = settings.telegram.path
+        assert client.post(path, json=update(1), headers={SECRET_HEADER: "nope"}).status_code == 403
+        assert transport.calls == []
+        assert client.post(path, json=update(1), headers={SECRET_HEADER: SECRET}).status_code == 200
+    sent = transport.sent()
+    assert sent and sent[0]["chat_id"] == 42
+    assert "[1] 《" in check_markdown_v2("\n".join(m["text"] for m in sent))
