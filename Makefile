@@ -1,0 +1,51 @@
+# Everything runs in .venv, created on first use. torch comes first, as the CPU wheel that lies on disk,
+# so that pip never pulls a multi-GB CUDA build.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+QUESTION ?= 胡志明市与中国多少个地方保持友好合作关系?
+
+.PHONY: install run test test-fast lint format browser bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+## Answer a question over seeds/ (builds the model and the index on first use).
+run: install
+	$(BIN)/qa ask "$(QUESTION)"
+
+## The whole suite, as CI runs it: fast tests, real-model tests, real-server and browser tests.
+test: install browser
+	$(BIN)/pytest -m "" -q
+
+## The fast default: fake encoder, no server, no browser.
+test-fast: install
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+## Debian's Chromium for the web-page test (no browser download); skipped where apt-get is missing.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null; \
+	fi
+
+bench: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/retrieval_inews.py
+
+clean:
+	rm -rf $(VENV) .qa
