@@ -69,6 +69,7 @@ class RetrievalSettings(_Section):
     history_weight: float = Field(ge=0, le=1)
     min_dense_score: float = Field(ge=-1, le=1)
     min_dense_score_foreign: float = Field(ge=-1, le=1)
+    entity_relief: float = Field(ge=0, le=1)
     min_coverage: float = Field(ge=0, le=1)
     rank_window: int = Field(ge=1)
     entity_check: bool

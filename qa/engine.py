@@ -23,7 +23,7 @@ from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import LoadReport, load_corpus, load_file
 from qa.records import Answer, Article, Hit
 from qa.retrieval.abstain import Grounding
-from qa.retrieval.gazetteer import Gazetteer
+from qa.retrieval.gazetteer import Gazetteer, Glossary
 from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import AliasTable, QueryBuilder
 from qa.retrieval.rerank import Reranker
@@ -70,7 +70,7 @@ class Engine:
         )
         self.tokenizer = ChineseTokenizer(self.aliases.names, userdict)
         self.queries = QueryBuilder(
-            self.tokenizer, self.aliases, settings.retrieval.history_turns, Gazetteer()
+            self.tokenizer, self.aliases, settings.retrieval.history_turns, Gazetteer(), Glossary()
         )
 
     # -- parts -------------------------------------------------------------------------------------

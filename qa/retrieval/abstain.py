@@ -8,7 +8,8 @@ Signals, in the order they are checked (each measured on the dev set and on off-
 - rank: the best supported passage must be among the top ``rank_window`` passages of the ranking; a
   passage that merely mentions the name further down is not an answer;
 - similarity: its cosine with the question reaches ``min_dense_score`` (``min_dense_score_foreign`` for
-  questions not written in Chinese, whose cosines with Chinese text run lower);
+  questions not written in Chinese, whose cosines with Chinese text run lower), less ``entity_relief``
+  when the question names something and the passage names it too;
 - novelty: when the question uses a word the corpus never contains (人口, 地铁), the passage's best sentence
   must still cover ``min_coverage`` of the question's terms.
 """
@@ -66,7 +67,7 @@ class Grounding:
             return []
         text = self._context(row)
         lacking = [group[0] for group in query.entities if not any(name in text for name in group)]
-        asked = [w for w in query.content_words if query.chinese and len(w) >= 2]
+        asked = [w for w in query.content_words if len(w) >= 2]
         if asked and query.entities and not any(word in text for word in asked):
             lacking.append("“" + "、".join(asked[:3]) + "”")
         return lacking
@@ -98,6 +99,8 @@ class Grounding:
             names = "、".join(dict.fromkeys(n for j in judged[: s.rank_window] for n in j.missing))
             return Decision(False, f"最相关的段落没有提到{names}", ordered)
         floor = s.min_dense_score if query.chinese else s.min_dense_score_foreign
+        if query.entities:  # the names it asks about are in the passage: evidence beyond similarity
+            floor -= s.entity_relief
         if best.candidate.dense_score < floor:
             return Decision(False, f"相关度过低（{best.candidate.dense_score:.2f} < {floor:.2f}）", ordered)
         novel = self.novel_words(query) if query.chinese else []

@@ -65,3 +65,34 @@ class Gazetteer:
             if place not in found and pattern.search(folded):
                 found.append(place)
         return found
+
+
+GLOSSARY = Path(__file__).resolve().parent.parent / "data" / "glossary.tsv"
+
+
+class Glossary:
+    """Common news words in English and Vietnamese with their Chinese: dictionary-based query translation."""
+
+    def __init__(self, path: Path = GLOSSARY) -> None:
+        self._entries: list[tuple[re.Pattern[str], tuple[str, ...]]] = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            zh, *foreign = [*line.split("\t"), "", ""][:3]
+            renderings = tuple(fold(w) for w in zh.split("|") if w.strip())
+            for name in (n for cell in foreign for n in cell.split("|") if n.strip()):
+                pattern = re.compile(rf"(?<![{_LATIN}]){re.escape(fold(name))}(?![{_LATIN}])")
+                self._entries.append((pattern, renderings))
+        # Longer phrases first, so "vice mayor" wins over "mayor".
+        self._entries.sort(key=lambda entry: -len(entry[0].pattern))
+
+    def translate(self, text: str) -> list[str]:
+        """Chinese renderings of the English or Vietnamese words and phrases of ``text``."""
+        folded = fold(text)
+        found: list[str] = []
+        for pattern, renderings in self._entries:
+            match = pattern.search(folded)
+            if match:
+                folded = folded[: match.start()] + " " + folded[match.end() :]
+                found.extend(w for w in renderings if w not in found)
+        return found

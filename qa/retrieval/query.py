@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from qa.retrieval.gazetteer import Gazetteer
+from qa.retrieval.gazetteer import Gazetteer, Glossary
 from qa.retrieval.tokenize import ChineseTokenizer
 from qa.textnorm import cjk_ratio, fold
 
@@ -46,12 +46,18 @@ class AliasTable:
 
 class QueryBuilder:
     def __init__(
-        self, tokenizer: ChineseTokenizer, aliases: AliasTable, history_turns: int, gazetteer: Gazetteer
+        self,
+        tokenizer: ChineseTokenizer,
+        aliases: AliasTable,
+        history_turns: int,
+        gazetteer: Gazetteer,
+        glossary: Glossary,
     ) -> None:
         self.tokenizer = tokenizer
         self.aliases = aliases
         self.history_turns = history_turns
         self.gazetteer = gazetteer
+        self.glossary = glossary
 
     def _entities(self, question: str, chinese: bool) -> tuple[list[tuple[str, ...]], list[str]]:
         """Names the answer must mention (each with its spellings), and Chinese names of foreign ones."""
@@ -88,9 +94,12 @@ class QueryBuilder:
         for name in extra + translated:
             tokens += self.tokenizer.tokens(name)
         named = {n for g in entities for n in g}
+        if not chinese:  # what an English or Vietnamese question asks about, in Chinese
+            own = [w for zh in self.glossary.translate(question) for w in (zh, *self.tokenizer.tokens(zh))]
+            tokens += own
         content = [
             t
-            for t in own
+            for t in dict.fromkeys(own)
             if not t.startswith("#")
             and not self.gazetteer.generic(t)
             and not any(t in n or n in t for n in named)

@@ -1,0 +1,82 @@
+"""Query understanding for grounding: entities, gazetteer, glossary, novel words (fake encoder)."""
+
+from __future__ import annotations
+
+import pytest
+
+from qa.engine import Engine
+from qa.retrieval.gazetteer import Gazetteer, Glossary
+from qa.retrieval.rerank import AnswerType, answer_type
+
+
+@pytest.mark.parametrize(
+    ("question", "names"),
+    [
+        ("越南与日本的贸易额是多少?", {"日本"}),
+        ("日本首相什么时候访问越南?", {"日本"}),  # a place at the start of a longer word
+        ("苹果公司的市值是多少?", {"苹果公司"}),  # an organisation by its suffix
+        ("如何用Python读取CSV文件?", {"python", "csv"}),  # Latin terms in a Chinese question
+        ("2019年广西的GDP是多少?", {"广西", "gdp", "2019"}),
+        ("河内市干部培训班的结业式在广州哪所大学举行?", {"河内", "广州"}),  # 哪所大学 is no name
+        ("越中两国是哪一天建立外交关系的?", set()),  # 中国/越南 are too common to require
+        ("What is the capital of France?", {"法国"}),
+        ("Who won the 2022 World Cup?", {"2022"}),
+        ("Việt Nam và Nhật Bản ký hiệp định gì?", {"日本"}),
+    ],
+)
+def test_entities_the_answer_must_mention(engine: Engine, question: str, names: set[str]) -> None:
+    query = engine.queries.build(question)
+    assert {group[0] for group in query.entities} == names
+
+
+def test_alias_groups_are_one_entity(engine: Engine) -> None:
+    query = engine.queries.build("何巍大使提出了哪些建议?")
+    assert ("何炜", "何巍") in query.entities
+
+
+def test_foreign_questions_get_chinese_terms(engine: Engine) -> None:
+    query = engine.queries.build("Which Shanghai vice mayor held a video call with Ho Chi Minh City?")
+    assert not query.chinese
+    assert {"上海", "胡志明市", "副市长", "视频会议"} <= set(query.tokens)
+    assert "副市长" in query.content_words  # "vice mayor" is read before "mayor"
+
+
+def test_gazetteer_and_glossary() -> None:
+    gazetteer = Gazetteer()
+    assert [p.names[0] for p in gazetteer.in_foreign_text("trade with the United States and Japan")] == [
+        "美国",
+        "日本",
+    ]
+    assert gazetteer.in_foreign_text("Vietnamese") and gazetteer.in_foreign_text("Vietnamese")[0].generic
+    assert gazetteer.in_words(["越南", "非常"]) and not any(
+        p.names[0] == "南非" for p in gazetteer.in_words(["越南", "非常"])
+    )
+    glossary = Glossary()
+    assert glossary.translate("Thủ tướng Phạm Minh Chính")[:1] == ["总理"]
+    assert "贸易" in glossary.translate("bilateral trade")
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("广西壮族自治区党委书记是谁?", AnswerType.PERSON),
+        ("胡志明市与中国多少个地方保持友好合作关系?", AnswerType.NUMBER),
+        ("友谊关智慧口岸项目预计什么时候建成?", AnswerType.DATE),
+        ("陈青敏是在什么地方会见何炜的?", AnswerType.PLACE),
+        ("How many projects are there?", AnswerType.NUMBER),
+        ("胡志明市希望借鉴上海的哪个模式?", None),
+    ],
+)
+def test_answer_types(question: str, kind: AnswerType | None) -> None:
+    assert answer_type(question) is kind
+
+
+def test_a_passage_naming_the_entity_but_not_the_role_does_not_answer(engine: Engine) -> None:
+    # The seeds mention 泰国 only in a teaser about a Thai scholar, and 美国 only as 美国共产党.
+    assert not engine.ask("泰国总理是谁?").answerable
+    assert not engine.ask("越南与美国的贸易额是多少?").answerable
+
+
+def test_a_word_the_corpus_never_has_makes_it_abstain(engine: Engine) -> None:
+    answer = engine.ask("胡志明市的人口有多少?")
+    assert not answer.answerable and "人口" in answer.reason
