@@ -101,7 +101,8 @@ class SentenceTransformerEncoder:
         self._query_prefix = query_prefix
         self._passage_prefix = passage_prefix
         self._batch_size = batch_size
-        dim = self._model.get_sentence_embedding_dimension()
+        dimension = getattr(self._model, "get_embedding_dimension", None)
+        dim = dimension() if dimension else self._model.get_sentence_embedding_dimension()
         if not dim:
             raise ValueError(f"model {model} does not report an embedding dimension")
         self._dim = int(dim)

@@ -21,8 +21,8 @@ from qa.records import Answer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Question answering over Chinese news.")
 model_app = typer.Typer(no_args_is_help=True, help="The embedding model.")
 app.add_typer(model_app, name="model")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("qa")
 
 
