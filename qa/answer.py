@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from qa.records import Hit, Section
+from qa.records import Hit
 from qa.textnorm import fold
 
 NO_ANSWER = "所检索的新闻中没有找到能回答这个问题的内容。"
@@ -33,14 +33,19 @@ def best_sentence(text: str, question: str) -> tuple[int, int]:
     return best
 
 
-def compose(question: str, hits: Sequence[Hit], answerable: bool, reason: str = "") -> str:
+def compose(question: str, hits: Sequence[Hit], answerable: bool, reason: str = "", lines: int = 3) -> str:
+    """One line per cited passage: its key sentence and its [n] marker; a sentence is quoted once."""
     if not answerable or not hits:
         return NO_ANSWER + (f"（{reason}）" if reason else "")
-    lines = []
-    for number, hit in enumerate(hits[:3], start=1):
+    out: list[str] = []
+    quoted: set[str] = set()
+    for number, hit in enumerate(hits, start=1):
         start, end = best_sentence(hit.chunk.text, question)
-        where = f"《{hit.title}》" + (f"（{hit.date}）" if hit.date else "")
-        if hit.chunk.section is Section.RELATED:
-            where += "的相关新闻"
-        lines.append(f"{hit.chunk.text[start:end]} [{number}] —— {where}")
-    return "\n".join(lines)
+        sentence = hit.chunk.text[start:end]
+        if sentence in quoted:  # overlapping passages share sentences
+            continue
+        quoted.add(sentence)
+        out.append(f"{sentence} [{number}]")
+        if len(out) == lines:
+            break
+    return "\n".join(out)

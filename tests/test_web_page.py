@@ -250,6 +250,7 @@ def test_ask_cite_open_article_follow_up_and_abstain(
     assert page.problems == []
     shots = os.environ.get("QA_SCREENSHOT_DIR")
     if shots:
+        Path(shots).mkdir(parents=True, exist_ok=True)
         for shot in tmp_path.glob("*.png"):
             shutil.copy(shot, Path(shots) / shot.name)
 
