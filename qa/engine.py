@@ -28,6 +28,7 @@ from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import AliasTable, QueryBuilder
 from qa.retrieval.rerank import Reranker
 from qa.retrieval.tokenize import ChineseTokenizer
+from qa.retrieval.variants import NameVariants
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class _Snapshot:
             index, tokenizer, coverage_weight=r.coverage_weight, type_weight=r.type_weight
         )
         self.grounding = Grounding(index, r)
+        self.variants = NameVariants(index.lexical.vocabulary())
 
 
 class Engine:
@@ -229,6 +231,7 @@ class Engine:
         k = self.check_question(question, top_k)
         snap = self._require()
         query = self.queries.build(question.strip(), [h for h in history if isinstance(h, str)])
+        query = snap.variants.expand(query)
         allowed = None
         if filters is not None:
             allowed = snap.index.mask(

@@ -80,3 +80,22 @@ def test_a_passage_naming_the_entity_but_not_the_role_does_not_answer(engine: En
 def test_a_word_the_corpus_never_has_makes_it_abstain(engine: Engine) -> None:
     answer = engine.ask("胡志明市的人口有多少?")
     assert not answer.answerable and "人口" in answer.reason
+
+
+def test_name_variants_are_derived_from_sound_and_surname() -> None:
+    from qa.retrieval.variants import NameVariants
+
+    pairs = ["#阮文", "#文峰", "#文锋", "#袁文", "#陈青", "#青敏", "#合作", "#峰会"]
+    variants = NameVariants(["阮文峰", "合作", *pairs])
+    assert variants.of("阮文锋") == ["阮文峰"]
+    assert variants.of("阮文峰") == ["阮文锋"]
+    assert variants.of("阮闻风") == ["阮文峰", "阮文锋"]  # every corpus spelling of the same sound
+    assert variants.of("袁古洁") == []
+    assert variants.of("Hanoi") == []
+
+
+def test_a_derived_spelling_finds_the_article(engine: Engine) -> None:
+    # Neither the alias table nor the gazetteer knows 黎光禾; the corpus writes 黎光和 (same sound).
+    answer = engine.ask("黎光禾会见了哪个代表团?")
+    assert answer.answerable, answer.reason
+    assert "黎光和" in answer.hits[0].chunk.text

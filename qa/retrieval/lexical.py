@@ -32,6 +32,9 @@ class LexicalIndex:
         retriever.index(corpus, show_progress=False)
         return cls(retriever, len(corpus))
 
+    def vocabulary(self) -> list[str]:
+        return [] if self._retriever is None else [t for t in self._retriever.vocab_dict if t != EMPTY_DOC]
+
     def knows(self, token: str) -> bool:
         return self._retriever is not None and token in self._retriever.vocab_dict
 
