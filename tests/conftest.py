@@ -23,14 +23,30 @@ def seed_text(doc_id: str) -> str:
         return handle.read()
 
 
+def settings_in(root: Path, **sections: dict[str, Any]) -> Settings:
+    """Settings over ``root/corpus`` (a copy of the seeds unless it exists), the fake encoder and an index
+    in ``root``; sections can be overridden."""
+    corpus = root / "corpus"
+    if not corpus.exists():
+        corpus.mkdir(parents=True)
+        for path in SEEDS.glob("*.txt"):
+            shutil.copy(path, corpus / path.name)
+    base: dict[str, dict[str, Any]] = {
+        "corpus": {"dir": str(corpus)},
+        "index": {"dir": str(root / "index"), "show_progress": False},
+        "model": {"name": "fake:64", "cache_dir": str(root / "models")},
+        "retrieval": {"min_dense_score": -1.0},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return load_settings(CONFIG, **base)
+
+
 @pytest.fixture
 def corpus_dir(tmp_path: Path) -> Path:
     """A writable copy of the seed articles."""
-    target = tmp_path / "corpus"
-    target.mkdir()
-    for path in SEEDS.glob("*.txt"):
-        shutil.copy(path, target / path.name)
-    return target
+    settings_in(tmp_path)
+    return tmp_path / "corpus"
 
 
 @pytest.fixture
@@ -38,15 +54,7 @@ def make_settings(tmp_path: Path, corpus_dir: Path) -> Callable[..., Settings]:
     """Settings over the copied corpus, the fake encoder and a temporary index; sections can be overridden."""
 
     def make(**sections: dict[str, Any]) -> Settings:
-        base: dict[str, dict[str, Any]] = {
-            "corpus": {"dir": str(corpus_dir)},
-            "index": {"dir": str(tmp_path / "index"), "show_progress": False},
-            "model": {"name": "fake:64", "cache_dir": str(tmp_path / "models")},
-            "retrieval": {"min_dense_score": -1.0},
-        }
-        for name, values in sections.items():
-            base.setdefault(name, {}).update(values)
-        return load_settings(CONFIG, **base)
+        return settings_in(tmp_path, **sections)
 
     return make
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -13,9 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qa.api.app import create_app
-from qa.config import Settings, load_settings
+from qa.config import Settings
 from qa.engine import Engine
 from qa.errors import ModelError
+from tests.conftest import settings_in
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"
@@ -39,20 +39,7 @@ def source_text(corpus: Path, doc_id: str) -> str:
 
 def make_settings(root: Path, **sections: dict[str, Any]) -> Settings:
     """Settings over a fresh copy of the seeds in ``root``, the fake encoder and an index in ``root``."""
-    corpus = root / "corpus"
-    if not corpus.exists():
-        corpus.mkdir(parents=True)
-        for path in SEEDS.iterdir():
-            shutil.copy(path, corpus / path.name)
-    base: dict[str, dict[str, Any]] = {
-        "corpus": {"dir": str(corpus)},
-        "index": {"dir": str(root / "index"), "show_progress": False},
-        "model": {"name": "fake:64", "cache_dir": str(root / "models")},
-        "retrieval": {"min_dense_score": -1.0},
-    }
-    for name, values in sections.items():
-        base.setdefault(name, {}).update(values)
-    return load_settings(ROOT / "config.toml", **base)
+    return settings_in(root, **sections)
 
 
 class Service:

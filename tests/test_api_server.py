@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -17,8 +16,9 @@ import uvicorn
 from openai import OpenAI
 
 from qa.api.app import create_app
-from qa.config import Settings, load_settings
+from qa.config import Settings
 from qa.engine import Engine
+from tests.conftest import settings_in
 
 pytestmark = pytest.mark.server
 
@@ -33,19 +33,7 @@ NEW_TEXT = (
 
 
 def make_settings(root: Path, **sections: dict[str, Any]) -> Settings:
-    corpus = root / "corpus"
-    corpus.mkdir(parents=True)
-    for path in SEEDS.iterdir():
-        shutil.copy(path, corpus / path.name)
-    base: dict[str, dict[str, Any]] = {
-        "corpus": {"dir": str(corpus)},
-        "index": {"dir": str(root / "index"), "show_progress": False},
-        "model": {"name": "fake:64", "cache_dir": str(root / "models")},
-        "retrieval": {"min_dense_score": -1.0},
-    }
-    for name, values in sections.items():
-        base.setdefault(name, {}).update(values)
-    return load_settings(ROOT / "config.toml", **base)
+    return settings_in(root, **sections)
 
 
 class LiveServer:

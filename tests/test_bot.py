@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,10 @@ from telegram.request import BaseRequest, RequestData
 
 from qa.bot import BotReply, ask, escape_markdown, format_answer, text_length
 from qa.bot.telegram import SECRET_HEADER, TelegramRouter, telegram_router
-from qa.config import Settings, load_settings
+from qa.config import Settings
 from qa.engine import Engine
 from qa.records import Answer, Chunk, Hit, Section
+from tests.conftest import settings_in
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "胡志明市与中国多少个地方保持友好合作关系?"
@@ -35,21 +35,13 @@ MARKDOWN_SPECIAL = set("_*[]()~`>#+-=|{}.!\\")
 
 
 def _settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
-    corpus = tmp / "corpus"
-    if not corpus.exists():
-        corpus.mkdir()
-        for path in (ROOT / "seeds").iterdir():
-            shutil.copy(path, corpus / path.name)
-    base: dict[str, dict[str, Any]] = {
-        "corpus": {"dir": str(corpus)},
-        "index": {"dir": str(tmp / "index"), "show_progress": False},
-        "model": {"name": "fake:64", "cache_dir": str(tmp / "models")},
-        "retrieval": {"min_dense_score": -1.0},
-        "telegram": {"enabled": True, "secret_token": SECRET, "bot_token": "123:ABC"},
+    telegram = {
+        "enabled": True,
+        "secret_token": SECRET,
+        "bot_token": "123:ABC",
+        **sections.pop("telegram", {}),
     }
-    for name, values in sections.items():
-        base.setdefault(name, {}).update(values)
-    return load_settings(ROOT / "config.toml", **base)
+    return settings_in(tmp, telegram=telegram, **sections)
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +75,7 @@ def _hit(
 
 
 def _answer(*hits: Hit) -> Answer:
-    lines = [f"{h.chunk.text[:20]} [{n}] —— 《{h.title}》（{h.date}）" for n, h in enumerate(hits, start=1)]
+    lines = [f"{h.chunk.text[:20]} [{n}]" for n, h in enumerate(hits, start=1)]
     return Answer(question="问题?", answerable=True, hits=hits, text="\n".join(lines))
 
 

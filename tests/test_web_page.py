@@ -20,9 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from qa.config import Settings, load_settings
+from qa.config import Settings
 from qa.documents import NewDocument
 from qa.engine import Engine
+from tests.conftest import settings_in
 
 CHROMIUM = Path(os.environ.get("QA_CHROMIUM", "/usr/bin/chromium"))
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,19 +98,7 @@ class LiveServer:
 
 
 def _settings(tmp: Path, **sections: dict[str, Any]) -> Settings:
-    corpus = tmp / "corpus"
-    corpus.mkdir()
-    for path in (ROOT / "seeds").iterdir():
-        shutil.copy(path, corpus / path.name)
-    base: dict[str, dict[str, Any]] = {
-        "corpus": {"dir": str(corpus)},
-        "index": {"dir": str(tmp / "index"), "show_progress": False},
-        "model": {"name": "fake:64", "cache_dir": str(tmp / "models")},
-        "retrieval": {"min_dense_score": -1.0},
-    }
-    for name, values in sections.items():
-        base.setdefault(name, {}).update(values)
-    return load_settings(ROOT / "config.toml", **base)
+    return settings_in(tmp, **sections)
 
 
 @pytest.fixture(scope="module")

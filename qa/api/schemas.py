@@ -153,6 +153,24 @@ class AskRequest(BaseModel):
     filters: Filters | None = Field(default=None, description="Restrict the search to some articles.")
 
 
+EXAMPLE_ANSWER = "胡志明市与中国8个地方保持着友好合作关系。 [1]"
+EXAMPLE_PASSAGE: dict[str, Any] = {
+    "rank": 1,
+    "text": "胡志明市与中国8个地方保持着友好合作关系。",
+    "score": 1.4213,
+    "doc_id": "000_a2194725df4ab5f6",
+    "title": "胡志明市将努力巩固和发展与中国8个友好合作城市的友好关系",
+    "date": "2025-01-21",
+    "section": "body",
+    "heading": None,
+    "start": 562,
+    "end": 583,
+    "highlight": {"start": 0, "end": 21},
+    "dense_score": 0.9128,
+    "why": ["dense #1", "bm25 #2", "sentence coverage 0.47", "holds a number", "cosine 0.913"],
+}
+
+
 class AskResponse(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -160,25 +178,9 @@ class AskResponse(BaseModel):
                 {
                     "question": "胡志明市与中国多少个城市建立了友好合作关系？",
                     "answerable": True,
-                    "answer": "胡志明市与中国8个地方保持着友好合作关系。 [1] —— 《胡志明市将努力巩固和发展与中国8个友好合作城市的友好关系》（2025-01-21）",
+                    "answer": EXAMPLE_ANSWER,
                     "reason": None,
-                    "passages": [
-                        {
-                            "rank": 1,
-                            "text": "胡志明市与中国8个地方保持着友好合作关系。",
-                            "score": 0.0328,
-                            "doc_id": "000_a2194725df4ab5f6",
-                            "title": "胡志明市将努力巩固和发展与中国8个友好合作城市的友好关系",
-                            "date": "2025-01-21",
-                            "section": "body",
-                            "heading": None,
-                            "start": 812,
-                            "end": 833,
-                            "highlight": {"start": 0, "end": 21},
-                            "dense_score": 0.87,
-                            "why": ["dense #1", "bm25 #1", "cosine 0.870"],
-                        }
-                    ],
+                    "passages": [EXAMPLE_PASSAGE],
                 }
             ]
         }
@@ -290,30 +292,14 @@ class ChatCompletion(BaseModel):
                             "index": 0,
                             "message": {
                                 "role": "assistant",
-                                "content": "胡志明市与中国8个地方保持着友好合作关系。 [1] —— 《胡志明市将努力巩固和发展与中国8个友好合作城市的友好关系》（2025-01-21）",
+                                "content": EXAMPLE_ANSWER,
                             },
                             "finish_reason": "stop",
                             "logprobs": None,
                         }
                     ],
                     "usage": {"prompt_tokens": 22, "completion_tokens": 60, "total_tokens": 82},
-                    "citations": [
-                        {
-                            "rank": 1,
-                            "text": "胡志明市与中国8个地方保持着友好合作关系。",
-                            "score": 0.0328,
-                            "doc_id": "000_a2194725df4ab5f6",
-                            "title": "胡志明市将努力巩固和发展与中国8个友好合作城市的友好关系",
-                            "date": "2025-01-21",
-                            "section": "body",
-                            "heading": None,
-                            "start": 812,
-                            "end": 833,
-                            "highlight": {"start": 0, "end": 21},
-                            "dense_score": 0.87,
-                            "why": ["dense #1", "bm25 #1"],
-                        }
-                    ],
+                    "citations": [EXAMPLE_PASSAGE],
                 }
             ]
         }
