@@ -19,6 +19,7 @@ class CountingEncoder(FakeEncoder):
     def __init__(self) -> None:
         super().__init__(64)
         self.passages = 0
+        self.calls = 0
 
     @property
     def name(self) -> str:
@@ -160,3 +161,30 @@ def test_stale_build_folders_are_removed(engine: Engine, fake_settings: Settings
     shutil.rmtree(fake_settings.index_dir)
     with pytest.raises(IndexStoreError):
         Engine(fake_settings).open(build_if_missing=False)
+
+
+def test_a_build_killed_while_embedding_resumes_where_it_stopped(
+    fake_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa.index import builder
+
+    monkeypatch.setattr(builder, "ENCODE_BATCH", 10)
+
+    class DiesOnThirdBatch(CountingEncoder):
+        def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> Vectors:
+            if self.passages and self.calls == 2:
+                raise KeyboardInterrupt("killed")
+            self.calls += 1
+            return super().encode_passages(texts)
+
+    dying = DiesOnThirdBatch()
+    with pytest.raises(KeyboardInterrupt):
+        Engine(fake_settings, encoder=dying).build()
+    assert layout.current_version(fake_settings.index_dir) is None  # nothing half-built is published
+    done_before = dying.passages
+
+    resumed = CountingEncoder()
+    report = Engine(fake_settings, encoder=resumed).build()
+    assert report.encoded == resumed.passages == report.passages - done_before
+    cache = fake_settings.index_dir / "embedding-cache"
+    assert len([p for p in cache.rglob("*.npy")]) == report.articles  # one entry per indexed article

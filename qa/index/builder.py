@@ -17,6 +17,7 @@ from embeddings.encoder import Encoder, Vectors
 from embeddings.vector_store import FaissFlatStore
 from qa.errors import CorpusError, IndexStoreError
 from qa.index import layout
+from qa.index.embed_cache import EmbeddingCache
 from qa.index.search_index import SearchIndex, passage_text, read_snapshot, write_snapshot
 from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import LoadReport
@@ -52,14 +53,40 @@ def article_hash(article: Article) -> str:
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
-def _encode(encoder: Encoder, texts: list[str], show_progress: bool) -> Vectors:
-    parts = []
-    with tqdm(total=len(texts), desc="embedding passages", unit="passage", disable=not show_progress) as bar:
-        for i in range(0, len(texts), ENCODE_BATCH):
-            batch = texts[i : i + ENCODE_BATCH]
-            parts.append(encoder.encode_passages(batch))
-            bar.update(len(batch))
-    return np.concatenate(parts) if parts else np.zeros((0, encoder.dim), dtype=np.float32)
+def _embed_new(
+    encoder: Encoder,
+    cache: EmbeddingCache,
+    pending: list[tuple[str, list[int]]],
+    texts: dict[int, str],
+    vectors: Vectors,
+    show_progress: bool,
+) -> int:
+    """Fill ``vectors`` for the passages of new or changed articles, from the cache or by embedding
+    them in batches; every article is cached as soon as its batch is done. Returns how many were embedded."""
+    todo: list[tuple[str, list[int]]] = []
+    for digest, positions in pending:
+        cached = cache.get(digest, len(positions))
+        if cached is None:
+            todo.append((digest, positions))
+        elif positions:
+            vectors[positions] = cached
+    total = sum(len(positions) for _, positions in todo)
+    with tqdm(total=total, desc="embedding passages", unit="passage", disable=not show_progress) as bar:
+        batch: list[tuple[str, list[int]]] = []
+        size = 0
+        for i, item in enumerate(todo):
+            batch.append(item)
+            size += len(item[1])
+            if size < ENCODE_BATCH and i + 1 < len(todo):
+                continue
+            order = [p for _, positions in batch for p in positions]
+            if order:
+                vectors[order] = encoder.encode_passages([texts[p] for p in order])
+            for digest, positions in batch:
+                cache.put(digest, vectors[positions])
+            bar.update(size)
+            batch, size = [], 0
+    return total
 
 
 def _previous(
@@ -104,8 +131,8 @@ def build_index(
         hashes: dict[str, str] = {}
         chunks: list[Chunk] = []
         tokens: list[list[str]] = []
-        reused_rows: list[int] = []  # rows of `previous` whose vectors carry over
-        new_positions: list[int] = []  # positions in `chunks` that need embedding
+        reused: list[tuple[int, int]] = []  # (position in `chunks`, row of `previous`) carried over
+        pending: list[tuple[str, list[int]]] = []  # new or changed articles: (hash, positions to embed)
         t0 = time.perf_counter()
         for article in corpus.articles:
             digest = article_hash(article)
@@ -116,19 +143,21 @@ def build_index(
                 report.unchanged += 1
                 for row in previous.rows_by_doc.get(article.doc_id, []):
                     chunk = previous.chunks[row]
+                    reused.append((len(chunks), row))
                     chunks.append(chunk)
                     tokens.append(
                         previous.tokens[row]
                         if tokens_reusable
                         else tokenizer.tokens(passage_text(chunk, article.title))
                     )
-                    reused_rows.append(row)
                 continue
             (report.updated if old else report.added).append(article.doc_id)
+            positions = []
             for chunk in chunk_article(article, **chunking):
-                new_positions.append(len(chunks))
+                positions.append(len(chunks))
                 chunks.append(chunk)
                 tokens.append(tokenizer.tokens(passage_text(chunk, article.title)))
+            pending.append((digest, positions))
         if previous is not None:
             report.removed = sorted(set(previous.articles) - set(articles))
         report.timings["parse_tokenize"] = time.perf_counter() - t0
@@ -141,19 +170,17 @@ def build_index(
             return report
 
         t0 = time.perf_counter()
-        texts = [passage_text(chunks[i], articles[chunks[i].doc_id].title) for i in new_positions]
-        fresh = _encode(encoder, texts, show_progress)
-        report.encoded = len(texts)
+        vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
+        if previous is not None and reused:
+            vectors[[p for p, _ in reused]] = previous.store.vectors([r for _, r in reused])
+        texts = {
+            p: passage_text(chunks[p], articles[chunks[p].doc_id].title) for _, ps in pending for p in ps
+        }
+        cache = EmbeddingCache(index_dir, dense_key, encoder.dim)
+        report.encoded = _embed_new(encoder, cache, pending, texts, vectors, show_progress)
         report.timings["encode"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
-        if new_positions:
-            vectors[new_positions] = fresh
-        if previous is not None and reused_rows:
-            fresh_set = set(new_positions)
-            reused_positions = [i for i in range(len(chunks)) if i not in fresh_set]
-            vectors[reused_positions] = previous.store.vectors(reused_rows)
         store = FaissFlatStore(encoder.dim)
         store.add(vectors)
         lexical = LexicalIndex.build(tokens)
@@ -168,6 +195,7 @@ def build_index(
         }
         layout.seal_version(version, manifest)
         layout.publish(index_dir, version)
+        cache.prune(set(hashes.values()))
         report.timings["write"] = time.perf_counter() - t0
     report.articles, report.passages = len(articles), len(chunks)
     report.version = version.name
