@@ -264,13 +264,12 @@ class Engine:
                     why=tuple(why),
                 )
             )
-        answerable, reason, shown = decision.answerable, decision.reason, hits
         return Answer(
             question=question,
-            answerable=answerable,
-            hits=tuple(shown),
-            text=answer_text.compose(question, shown, answerable, reason),
-            reason=reason,
+            answerable=decision.answerable,
+            hits=tuple(hits),
+            text=answer_text.compose(question, hits, decision.answerable, decision.reason),
+            reason=decision.reason,
             search_query=query.dense_text
             + (f" | history: {query.history_text}" if query.history_text else ""),
         )
