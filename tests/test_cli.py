@@ -118,3 +118,14 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     result = qa(bad, "ask", "问题")
     assert result.returncode == 2
     assert "server.port" in result.stderr
+
+
+def test_chat_keeps_the_conversation(config: Path) -> None:
+    command = [sys.executable, "-c", "from qa.cli import main; main()", "--config", str(config), "chat"]
+    turns = "胡志明市和上海举行了什么会议?\n双方打算重点关注哪些合作领域?\n   \n问题\n"
+    result = subprocess.run(command, input=turns, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr
+    second = result.stdout.split("问>")[2]  # the answer to the follow-up
+    assert "金融中心、智慧城市和改革创新" in second
+    assert "促进胡志明市与中国上海市之间的合作" in second  # the article of the first question
+    assert result.stdout.count("问>") == 3  # the blank line ended the chat; "问题" was never asked
