@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import CorpusError, DocumentNotFoundError, QuestionError
+from qa.index import layout
 from qa.index.layout import write_atomic
 from qa.ingest.loader import decode_source, page_article, valid_doc_id
 from qa.ingest.newspage import parse_iso_date, parse_page
 from qa.records import Article
+
+SOURCE_SUFFIXES = (".txt", ".md", ".jsonl")
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,11 @@ def _source_file(article: Article) -> Path:
 
 
 def write_document(corpus_dir: Path, doc: NewDocument, previous: Article | None) -> Path:
-    """Store the document in the corpus folder, replacing the previous version of that doc_id."""
+    """Store the document in the corpus folder, replacing the previous version of that doc_id.
+
+    The new file is in place before the old one goes, so a crash in between leaves the document (in one
+    version or the other) rather than losing it; the duplicate is removed by the next write of that doc_id.
+    """
     corpus_dir.mkdir(parents=True, exist_ok=True)
     if doc.title or doc.date or doc.url:
         record = {"id": doc.doc_id, "title": doc.title, "date": doc.date, "text": doc.text, "url": doc.url}
@@ -89,23 +96,39 @@ def write_document(corpus_dir: Path, doc: NewDocument, previous: Article | None)
         target = corpus_dir / f"{doc.doc_id}.txt"
         payload = doc.text
     write_atomic(target, payload.encode("utf-8"))
-    if previous is not None:
-        old = _source_file(previous)
-        if old.resolve() != target.resolve():
-            remove_from_corpus(corpus_dir, previous)
+    if previous is not None and _resolve(corpus_dir, previous) != target.resolve():
+        _remove_record(_resolve(corpus_dir, previous), doc.doc_id)
+    _remove_leftovers(corpus_dir, doc.doc_id, keep=target)
     return target
 
 
 def remove_from_corpus(corpus_dir: Path, article: Article) -> None:
-    """Delete the article's file, or its line from a bulk JSONL file; never touches files outside the corpus."""
+    """Delete the article's file, or its line from a bulk JSONL file, and any other file of that doc_id
+    an interrupted replacement left behind; never touches files outside the corpus."""
+    _remove_record(_resolve(corpus_dir, article), article.doc_id)
+    _remove_leftovers(corpus_dir, article.doc_id, keep=None)
+
+
+def _resolve(corpus_dir: Path, article: Article) -> Path:
     path = _source_file(article)
-    root = corpus_dir.resolve()
     resolved = path.resolve() if path.is_absolute() else (corpus_dir / path.name).resolve()
-    if root not in resolved.parents:
+    if corpus_dir.resolve() not in resolved.parents:
         raise DocumentNotFoundError(article.doc_id)
-    if resolved.suffix == ".jsonl":
+    return resolved
+
+
+def _remove_leftovers(corpus_dir: Path, doc_id: str, keep: Path | None) -> None:
+    """The files ``write_document`` writes for a doc_id (and a page of that name), except ``keep``."""
+    for suffix in SOURCE_SUFFIXES:
+        path = corpus_dir / f"{doc_id}{suffix}"
+        if path.is_file() and (keep is None or path.resolve() != keep.resolve()):
+            _remove_record(path.resolve(), doc_id)
+
+
+def _remove_record(path: Path, doc_id: str) -> None:
+    if path.suffix == ".jsonl":
         try:
-            lines = resolved.read_text(encoding="utf-8").split("\n")
+            lines = path.read_text(encoding="utf-8").split("\n")
         except FileNotFoundError:
             return
         kept = []
@@ -114,13 +137,21 @@ def remove_from_corpus(corpus_dir: Path, article: Article) -> None:
                 record = json.loads(line) if line.strip() else None
             except json.JSONDecodeError:
                 record = None
-            if isinstance(record, dict) and str(record.get("id")) == article.doc_id:
+            if isinstance(record, dict) and str(record.get("id")) == doc_id:
                 continue
             if line.strip():
                 kept.append(line)
+        if len(kept) == len([line for line in lines if line.strip()]):
+            return  # the record is not in this file
         if kept:
-            write_atomic(resolved, ("\n".join(kept) + "\n").encode("utf-8"))
+            write_atomic(path, ("\n".join(kept) + "\n").encode("utf-8"))
         else:
-            resolved.unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
     else:
-        resolved.unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
+
+def remove_temp_files(corpus_dir: Path) -> int:
+    """Temporary files of corpus writes killed before their rename. Call it under the index's build lock,
+    which every corpus write of the engine holds."""
+    return layout.remove_temp_files(corpus_dir)

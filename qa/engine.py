@@ -14,9 +14,15 @@ from embeddings.encoder import Encoder
 from embeddings.models import load_encoder
 from qa import answer as answer_text
 from qa.config import Settings
-from qa.documents import NewDocument, parse_document, remove_from_corpus, write_document
+from qa.documents import (
+    NewDocument,
+    parse_document,
+    remove_from_corpus,
+    remove_temp_files,
+    write_document,
+)
 from qa.errors import CorpusError, DocumentNotFoundError, IndexStoreError, QuestionError
-from qa.index import builder
+from qa.index import builder, layout
 from qa.index.builder import BuildReport
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
 from qa.ingest.chunker import chunk_article
@@ -64,7 +70,9 @@ class Engine:
         self.settings = settings
         self._encoder = encoder
         self._lock = threading.RLock()
-        self._write_lock = threading.Lock()  # one add/delete/build at a time in this process
+        # One add/delete/build/reload at a time in this engine; writes also take the index folder's
+        # build lock (layout.build_lock), which serialises them with other engines and processes.
+        self._write_lock = threading.RLock()
         self._snapshot: _Snapshot | None = None
         self.aliases = AliasTable(settings.aliases.groups)
         userdict = (
@@ -117,7 +125,9 @@ class Engine:
     def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
         """Bring the index up to date with the corpus folder and load it."""
         s = self.settings
-        with self._write_lock:
+        with self._write_lock, layout.build_lock(s.index_dir):
+            # Under the lock every corpus writer holds: no add or delete of another engine is half done.
+            remove_temp_files(s.corpus_dir)
             corpus = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
             return self._update(corpus, rebuild=rebuild, show_progress=show_progress)
 
@@ -145,8 +155,8 @@ class Engine:
         c = self.settings.chunking
         if not chunk_article(parse_document(doc), **c.kwargs()):  # reject before anything is written
             raise QuestionError(f"the document has no passage of at least {c.min_chars} characters to index")
-        with self._write_lock:
-            current = self._require().index.articles
+        with self._write_lock, layout.build_lock(self.settings.index_dir):
+            current = self._latest().index.articles
             target = write_document(self.settings.corpus_dir, doc, current.get(doc.doc_id))
             items = list(load_file(target, self.settings.corpus.max_file_bytes))
             loaded = [a for a in items if isinstance(a, Article)]
@@ -161,8 +171,8 @@ class Engine:
 
     def delete_document(self, doc_id: str) -> None:
         """Remove an article from the corpus and the index; it is never cited again once this returns."""
-        with self._write_lock:
-            current = self._require().index.articles
+        with self._write_lock, layout.build_lock(self.settings.index_dir):
+            current = self._latest().index.articles
             article = current.get(doc_id)
             if article is None:
                 raise DocumentNotFoundError(doc_id)
@@ -171,9 +181,23 @@ class Engine:
             self._update(LoadReport(articles=articles), show_progress=False)
 
     def reload(self) -> None:
-        index = load_index(self.settings.index_dir, self.dense_key(), self.lexical_key())
-        with self._lock:
-            self._snapshot = _Snapshot(index, self.encoder, self.tokenizer, self.settings)
+        """Load the live version of the index and swap it in for the questions asked from now on."""
+        with self._write_lock:  # two reloads never race: an older version never replaces a newer one
+            index = load_index(self.settings.index_dir, self.dense_key(), self.lexical_key())
+            snapshot = _Snapshot(index, self.encoder, self.tokenizer, self.settings)
+            with self._lock:
+                self._snapshot = snapshot
+
+    def _latest(self) -> _Snapshot:
+        """The loaded snapshot, reloaded first when another engine or process has published since.
+        Call it holding the build lock, so that nobody publishes before this engine's own update."""
+        snapshot = self._require()
+        live = layout.read_pointer(self.settings.index_dir)
+        loaded = snapshot.index.version
+        if live is None or loaded is None or live[0] != loaded.name:
+            self.reload()
+            snapshot = self._require()
+        return snapshot
 
     def open(
         self, *, build_if_missing: bool = True, sync: bool = False, show_progress: bool | None = None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,8 @@ from qa.config import Settings
 from qa.engine import Engine
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
 from qa.index import layout
+from qa.index.search_index import load_index
+from tests.conftest import settings_in
 
 
 class CountingEncoder(FakeEncoder):
@@ -188,3 +192,183 @@ def test_a_build_killed_while_embedding_resumes_where_it_stopped(
     assert report.encoded == resumed.passages == report.passages - done_before
     cache = fake_settings.index_dir / "embedding-cache"
     assert len([p for p in cache.rglob("*.npy")]) == report.articles  # one entry per indexed article
+
+
+# -- every kind of damaged file is reported, never answered from -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built_index(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("built")
+    Engine(settings_in(root)).build(show_progress=False)
+    return root
+
+
+def _live_name(index_dir: Path) -> str:
+    pointer = layout.read_pointer(index_dir)
+    assert pointer is not None
+    return pointer[0]
+
+
+def _resign(index_dir: Path) -> None:
+    """Record the manifest's current checksum in CURRENT, as a consistent (if strange) writer would."""
+    version = _live_name(index_dir)
+    manifest = index_dir / version / layout.MANIFEST
+    (index_dir / layout.CURRENT).write_text(f"{version}\n{layout.sha256_file(manifest)}\n")
+
+
+def _legacy_pointer(index_dir: Path) -> Path:
+    """CURRENT as older versions wrote it (the name only, no manifest checksum); the version folder."""
+    name = _live_name(index_dir)
+    (index_dir / layout.CURRENT).write_text(name)
+    return index_dir / name
+
+
+def _edit_manifest(index_dir: Path, change: Callable[[dict[str, Any]], Any]) -> None:
+    version = _legacy_pointer(index_dir)
+    manifest = json.loads((version / layout.MANIFEST).read_text(encoding="utf-8"))
+    (version / layout.MANIFEST).write_text(json.dumps(change(manifest)), encoding="utf-8")
+
+
+def _current(index_dir: Path) -> Path:
+    version = layout.current_version(index_dir)
+    assert version is not None
+    return version
+
+
+def _pointer_damage() -> dict[str, Callable[[Path], None]]:
+    def write(data: bytes) -> Callable[[Path], None]:
+        return lambda d: (d / layout.CURRENT).write_bytes(data)
+
+    def cut_checksum(d: Path) -> None:
+        (d / layout.CURRENT).write_bytes((d / layout.CURRENT).read_bytes().rstrip()[:-10])
+
+    def other_checksum(d: Path) -> None:
+        name = _live_name(d)
+        (d / layout.CURRENT).write_text(f"{name}\n{'0' * 64}\n")
+
+    def directory(d: Path) -> None:
+        (d / layout.CURRENT).unlink()
+        (d / layout.CURRENT).mkdir()
+
+    return {
+        "CURRENT garbage": write(b"garbage"),
+        "CURRENT empty": write(b""),
+        "CURRENT not UTF-8": write(b"\xff\xfe\x00v-"),
+        "CURRENT path outside": write(b"v-../../etc\n"),
+        "CURRENT names a missing version": write(b"v-20000101T000000-deadbeef\n"),
+        "CURRENT checksum cut": cut_checksum,
+        "CURRENT other checksum": other_checksum,
+        "CURRENT a directory": directory,
+    }
+
+
+def _manifest_damage() -> dict[str, Callable[[Path], None]]:
+    def manifest(d: Path) -> Path:
+        return _current(d) / layout.MANIFEST
+
+    def bad_files(d: Path) -> None:
+        _edit_manifest(d, lambda m: {**m, "files": ["vectors.npy"]})
+
+    def outside(d: Path) -> None:
+        _edit_manifest(d, lambda m: {**m, "files": {**m["files"], "../CURRENT": "0" * 64}})
+
+    def counts(d: Path) -> None:
+        _edit_manifest(d, lambda m: {**m, "counts": {**m["counts"], "passages": m["counts"]["passages"] + 1}})
+        _resign(d)
+
+    def legacy_not_json(d: Path) -> None:
+        (_legacy_pointer(d) / layout.MANIFEST).write_bytes(b"{not json")
+
+    return {
+        "manifest not JSON": lambda d: manifest(d).write_bytes(b"{not json"),
+        "manifest truncated": lambda d: manifest(d).write_bytes(manifest(d).read_bytes()[:100]),
+        "manifest edited": lambda d: manifest(d).write_bytes(
+            manifest(d).read_bytes().replace(b"fake", b"f4ke")
+        ),
+        "manifest removed": lambda d: manifest(d).unlink(),
+        "manifest not JSON (legacy CURRENT)": legacy_not_json,
+        "manifest a list (legacy CURRENT)": lambda d: _edit_manifest(d, lambda m: [m]),
+        "manifest files not a dict (legacy CURRENT)": bad_files,
+        "manifest lists a file outside (legacy CURRENT)": outside,
+        "manifest counts wrong (re-signed)": counts,
+    }
+
+
+def _file_damage(name: str) -> dict[str, Callable[[Path], None]]:
+    def truncate(d: Path) -> None:
+        path = _current(d) / name
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+    def flip(d: Path) -> None:
+        path = _current(d) / name
+        data = bytearray(path.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        path.write_bytes(bytes(data))
+
+    return {
+        f"{name} truncated": truncate,
+        f"{name} one bit flipped": flip,
+        f"{name} removed": lambda d: (_current(d) / name).unlink(),
+    }
+
+
+INDEX_FILES = [
+    "articles.jsonl",
+    "chunks.jsonl",
+    "tokens.jsonl",
+    "vectors.npy",
+    "bm25/data.csc.index.npy",
+    "bm25/indices.csc.index.npy",
+    "bm25/indptr.csc.index.npy",
+    "bm25/params.index.json",
+    "bm25/vocab.index.json",
+]
+DAMAGE = {
+    **_pointer_damage(),
+    **_manifest_damage(),
+    **{case: damage for name in INDEX_FILES for case, damage in _file_damage(name).items()},
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGE))
+def test_every_kind_of_damaged_file_is_detected(case: str, built_index: Path, tmp_path: Path) -> None:
+    shutil.copytree(built_index / "index", tmp_path / "index")
+    settings = settings_in(tmp_path, corpus={"dir": str(built_index / "corpus")})
+    reference = Engine(settings)
+    assert set(_current(settings.index_dir).glob("bm25/*")) == {
+        _current(settings.index_dir) / name for name in INDEX_FILES if name.startswith("bm25/")
+    }
+    DAMAGE[case](settings.index_dir)
+    with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
+        load_index(settings.index_dir, reference.dense_key(), reference.lexical_key())
+    with pytest.raises(IndexStoreError):  # not rebuilt silently over the damage, not answered from
+        Engine(settings).open(show_progress=False)
+
+
+def test_a_pointer_without_checksum_from_an_older_version_still_loads(
+    engine: Engine, fake_settings: Settings
+) -> None:
+    _legacy_pointer(fake_settings.index_dir)
+    again = Engine(fake_settings).open(build_if_missing=False)
+    assert again.index.hashes == engine.index.hashes
+    question = "胡志明市副主席杨英德和上海哪位副市长开了视频会议?"
+    assert again.ask(question).hits == engine.ask(question).hits
+
+
+def test_a_damaged_index_is_repaired_by_the_build_its_message_names(
+    engine: Engine, fake_settings: Settings
+) -> None:
+    index_dir = fake_settings.index_dir
+    for case in (
+        "CURRENT garbage",
+        "manifest not JSON",
+        "bm25/vocab.index.json removed",
+        "tokens.jsonl truncated",
+    ):
+        DAMAGE[case](index_dir)
+        with pytest.raises(IndexCorruptError):
+            Engine(fake_settings).open(build_if_missing=False)
+        engine.build(rebuild=True, show_progress=False)
+        assert Engine(fake_settings).open(build_if_missing=False).index.hashes == engine.index.hashes
+        assert len(list(index_dir.glob("v-*"))) == 1, case

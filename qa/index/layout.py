@@ -2,7 +2,12 @@
 
 A build writes a new version folder, fsyncs every file, then replaces ``CURRENT`` atomically (temporary
 file, fsync, rename). A crash at any point leaves ``CURRENT`` naming a complete version, so the previous
-index stays loadable. Every file's SHA-256 is in the version's ``manifest.json`` and is checked on load.
+index stays loadable. Every file's SHA-256 is in the version's ``manifest.json`` and is checked on load;
+``CURRENT`` holds the version's name and the SHA-256 of its manifest, so the manifest is checked too.
+
+Writers (builds, document adds and deletes) take ``build_lock``: one at a time per index folder, across
+threads and processes. Readers take no lock: versions are immutable once published, and a reader that
+loses the race with a publish (its version removed while it reads) simply reads ``CURRENT`` again.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +32,7 @@ CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 FORMAT_VERSION = 1
+TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")  # what write_atomic leaves behind when killed
 
 
 def fsync_dir(path: Path) -> None:
@@ -75,37 +83,92 @@ def seal_version(version: Path, manifest: dict[str, Any]) -> None:
 
 def publish(index_dir: Path, version: Path) -> None:
     """Make ``version`` the live index, then remove versions nobody points at any more."""
-    write_atomic(index_dir / CURRENT, version.name.encode())
+    pointer = f"{version.name}\n{sha256_file(version / MANIFEST)}\n"
+    write_atomic(index_dir / CURRENT, pointer.encode())
     for old in index_dir.glob("v-*"):
         if old.is_dir() and old.name != version.name:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def current_version(index_dir: Path) -> Path | None:
+def read_pointer(index_dir: Path) -> tuple[str, str | None] | None:
+    """What ``CURRENT`` says: the live version's name and its manifest's SHA-256 (None in a pointer
+    written before the checksum was recorded); None when there is no index yet."""
     pointer = index_dir / CURRENT
-    if not pointer.is_file():
+    try:
+        raw = pointer.read_bytes()
+    except FileNotFoundError:
         return None
-    name = pointer.read_text(encoding="utf-8").strip()
-    if not name.startswith("v-") or "/" in name:
-        raise IndexCorruptError(f"{pointer} names no index version: {name!r}")
+    except OSError as exc:
+        raise IndexCorruptError(f"cannot read {pointer}: {exc}; run `qa index --rebuild`") from exc
+    try:
+        lines = raw.decode("utf-8").split()
+    except UnicodeDecodeError:
+        lines = []
+    name = lines[0] if lines else ""
+    digest = lines[1] if len(lines) > 1 else None
+    if (
+        len(lines) > 2
+        or not re.fullmatch(r"v-[\w-]+", name)
+        or (digest is not None and not re.fullmatch(r"[0-9a-f]{64}", digest))
+    ):
+        raise IndexCorruptError(f"{pointer} names no index version: {raw[:200]!r}; run `qa index --rebuild`")
+    return name, digest
+
+
+def current_version(index_dir: Path) -> Path | None:
+    """The live version folder (its manifest present and matching ``CURRENT``); None when there is none."""
+    pointer = read_pointer(index_dir)
+    return None if pointer is None else pointed_version(index_dir, pointer)
+
+
+def pointed_version(index_dir: Path, pointer: tuple[str, str | None]) -> Path:
+    """The version folder a pointer read by ``read_pointer`` names, checked against its manifest."""
+    name, digest = pointer
     version = index_dir / name
     if not (version / MANIFEST).is_file():
-        raise IndexCorruptError(f"{pointer} points at {version}, which has no manifest")
+        raise IndexCorruptError(
+            f"{index_dir / CURRENT} points at {version}, which has no manifest; run `qa index --rebuild`"
+        )
+    if digest is not None:
+        try:
+            actual = sha256_file(version / MANIFEST)
+        except OSError as exc:
+            raise IndexCorruptError(
+                f"cannot read {version / MANIFEST}: {exc}; run `qa index --rebuild`"
+            ) from exc
+        if actual != digest:
+            raise IndexCorruptError(
+                f"{version / MANIFEST} does not match the checksum in {index_dir / CURRENT} "
+                "(truncated or altered); run `qa index --rebuild`"
+            )
     return version
 
 
 def read_manifest(version: Path, *, verify: bool) -> dict[str, Any]:
     try:
-        manifest: dict[str, Any] = json.loads((version / MANIFEST).read_text(encoding="utf-8"))
+        manifest = json.loads((version / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"cannot read {version / MANIFEST}: {exc}") from exc
+        raise IndexCorruptError(f"cannot read {version / MANIFEST}: {exc}; run `qa index --rebuild`") from exc
+    if not isinstance(manifest, dict):
+        raise IndexCorruptError(f"{version / MANIFEST} is not a manifest; run `qa index --rebuild`")
     if manifest.get("format") != FORMAT_VERSION:
         raise IndexStoreError(
             f"index at {version} has format {manifest.get('format')}, this version reads {FORMAT_VERSION}; "
             "run `qa index --rebuild`"
         )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+        isinstance(name, str) and isinstance(digest, str) for name, digest in files.items()
+    ):
+        raise IndexCorruptError(f"{version / MANIFEST} lists no files; run `qa index --rebuild`")
+    for name in files:
+        parts = Path(name).parts
+        if not parts or Path(name).is_absolute() or ".." in parts:
+            raise IndexCorruptError(
+                f"{version / MANIFEST} lists a file outside the index: {name!r}; run `qa index --rebuild`"
+            )
     if verify:
-        for name, expected in manifest.get("files", {}).items():
+        for name, expected in files.items():
             path = version / name
             if not path.is_file():
                 raise IndexCorruptError(f"index file {path} is missing; run `qa index --rebuild`")
@@ -117,25 +180,83 @@ def read_manifest(version: Path, *, verify: bool) -> dict[str, Any]:
     return manifest
 
 
+class _DirLock:
+    """The holder of one index folder's lock in this process: a thread lock, then ``flock`` on ``.lock``."""
+
+    def __init__(self) -> None:
+        self.thread_lock = threading.RLock()
+        self.depth = 0
+        self.handle: Any = None
+
+
+_DIR_LOCKS: dict[str, _DirLock] = {}
+_DIR_LOCKS_GUARD = threading.Lock()
+
+
 @contextlib.contextmanager
 def build_lock(index_dir: Path) -> Iterator[None]:
-    """One writer at a time per index folder (other processes wait)."""
+    """One writer at a time per index folder: other threads and other processes wait.
+
+    Re-entrant within a thread, so an engine can hold it across a corpus write and the index update
+    that follows (``build_index`` takes it again).
+    """
     index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / LOCK, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+    key = str(index_dir.resolve())
+    with _DIR_LOCKS_GUARD:
+        entry = _DIR_LOCKS.setdefault(key, _DirLock())
+    with entry.thread_lock:
+        if entry.depth == 0:
+            handle = open(index_dir / LOCK, "a+")  # noqa: SIM115 - held until the outermost exit
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            except BaseException:
+                handle.close()
+                raise
+            entry.handle = handle
+        entry.depth += 1
         try:
             yield
         finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            entry.depth -= 1
+            if entry.depth == 0:
+                handle, entry.handle = entry.handle, None
+                try:
+                    fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+                finally:
+                    handle.close()
+
+
+def remove_temp_files(folder: Path) -> int:
+    """Delete the temporary files ``write_atomic`` leaves when a process dies before its rename.
+
+    Only call it while holding the lock every writer of ``folder`` takes. Returns how many were removed.
+    """
+    removed = 0
+    if folder.is_dir():
+        for path in folder.rglob(".*.tmp"):
+            if TEMP_FILE.match(path.name) and path.is_file():
+                path.unlink(missing_ok=True)
+                removed += 1
+    return removed
 
 
 def remove_stale(index_dir: Path) -> None:
-    """Leftovers of builds that crashed: version folders without a manifest, temporary files."""
+    """Leftovers of builds that crashed: versions that are not live (half-written, sealed but never
+    published, or half-removed by an interrupted publish) and temporary files. Call it under ``build_lock``.
+    """
     live = None
-    with contextlib.suppress(IndexStoreError):
+    unreadable = False
+    try:
         live = current_version(index_dir)
+    except IndexStoreError:
+        unreadable = True  # keep complete versions: one of them may be what the damaged pointer meant
     for path in index_dir.glob("v-*"):
-        if path.is_dir() and path != live and not (path / MANIFEST).is_file():
+        if not path.is_dir() or path == live:
+            continue
+        if not unreadable or not (path / MANIFEST).is_file():
             shutil.rmtree(path, ignore_errors=True)
     for tmp in index_dir.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
+    for folder in index_dir.iterdir():
+        if folder.is_dir() and not folder.name.startswith("v-"):
+            remove_temp_files(folder)  # e.g. the embedding cache

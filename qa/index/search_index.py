@@ -22,6 +22,7 @@ CHUNKS = "chunks.jsonl"
 TOKENS = "tokens.jsonl"
 BM25_DIR = "bm25"
 PASSAGE_CONTEXT = "title-or-heading-v1"
+LOAD_ATTEMPTS = 5
 
 
 def passage_text(chunk: Chunk, title: str) -> str:
@@ -150,7 +151,13 @@ def read_snapshot(version: Path, manifest: dict[str, Any]) -> SearchIndex:
         raise IndexCorruptError(
             f"index at {version} cannot be read: {exc}; run `qa index --rebuild`"
         ) from exc
-    if not (len(chunks) == len(tokens) == len(store)):
+    counts = manifest.get("counts", {"articles": len(articles), "passages": len(chunks)})
+    if (
+        not (len(chunks) == len(tokens) == len(store))
+        or counts != {"articles": len(articles), "passages": len(chunks)}
+        or not all(0 <= c.start < c.end <= len(articles[c.doc_id].text) for c in chunks)
+        or not all(isinstance(t, list) for t in tokens)
+    ):
         raise IndexCorruptError(f"index at {version} is inconsistent; run `qa index --rebuild`")
     return SearchIndex(manifest, articles, hashes, chunks, tokens, store, lexical, version)
 
@@ -174,10 +181,21 @@ def check_keys(manifest: dict[str, Any], dense_key: dict[str, Any], lexical_key:
 def load_index(
     index_dir: Path, dense_key: dict[str, Any], lexical_key: dict[str, Any], *, verify: bool = True
 ) -> SearchIndex:
-    """The live version of the index; IndexStoreError when there is none or it does not fit the config."""
-    version = layout.current_version(index_dir)
-    if version is None:
-        raise IndexStoreError(f"no index in {index_dir}; run `qa index`")
-    manifest = layout.read_manifest(version, verify=verify)
-    check_keys(manifest, dense_key, lexical_key)
-    return read_snapshot(version, manifest)
+    """The live version of the index; IndexStoreError when there is none or it does not fit the config.
+
+    Takes no lock: if a writer publishes a new version and removes this one while it is being read, the
+    read fails and is retried on the version ``CURRENT`` names now. Damage is reported, never retried away.
+    """
+    for attempt in range(LOAD_ATTEMPTS):
+        pointer = layout.read_pointer(index_dir)
+        if pointer is None:
+            raise IndexStoreError(f"no index in {index_dir}; run `qa index`")
+        try:
+            version = layout.pointed_version(index_dir, pointer)
+            manifest = layout.read_manifest(version, verify=verify)
+            check_keys(manifest, dense_key, lexical_key)
+            return read_snapshot(version, manifest)
+        except IndexCorruptError:
+            if attempt + 1 == LOAD_ATTEMPTS or layout.read_pointer(index_dir) == pointer:
+                raise
+    raise AssertionError("unreachable")
