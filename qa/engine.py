@@ -234,8 +234,8 @@ class Engine:
 
     # -- questions ---------------------------------------------------------------------------------
     def check_question(self, question: str, top_k: int | None) -> int:
-        if not isinstance(question, str) or not question.strip():
-            raise QuestionError("the question is empty")
+        if not isinstance(question, str) or not any(c.isprintable() and not c.isspace() for c in question):
+            raise QuestionError("the question is empty (or only spaces and control characters)")
         limit = self.settings.server.max_question_chars
         if len(question) > limit:
             raise QuestionError(f"the question has {len(question)} characters; the limit is {limit}")

@@ -10,11 +10,13 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI, Security
+from pydantic import BaseModel
 
 from qa.api.deps import bearer_scheme
 from qa.api.errors import install_error_handlers
 from qa.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from qa.api.routes import ask, chat, documents, health
+from qa.api.schemas import EXTRA_SCHEMAS
 from qa.api.startup import Readiness, lifespan
 from qa.api.web import mount_web
 from qa.config import Settings
@@ -42,6 +44,8 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a plain checkout
     VERSION = "0.0.0"
 
+REF_TEMPLATE = "#/components/schemas/{model}"
+
 TAGS = [
     {"name": "questions", "description": "Ask a question, get an answer with cited passages."},
     {"name": "chat (OpenAI-compatible)", "description": "The OpenAI chat completions API, with citations."},
@@ -61,6 +65,23 @@ def _telegram_router(engine: Engine, settings: Settings) -> Any:
             "telegram.enabled is true but the Telegram adapter qa.bot.telegram is missing"
         ) from exc
     return module.telegram_router(engine, settings)
+
+
+def add_component_schemas(app: FastAPI, models: tuple[type[BaseModel], ...]) -> None:
+    """Put models that no route names (e.g. the streamed chunk) into the OpenAPI components."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # cached by FastAPI; adding the models again is cheap and idempotent
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        for model in models:
+            definition = model.model_json_schema(ref_template=REF_TEMPLATE)
+            for name, nested in definition.pop("$defs", {}).items():
+                components.setdefault(name, nested)
+            components[model.__name__] = definition
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -86,6 +107,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     if settings.telegram.enabled:
         app.include_router(_telegram_router(shared, settings))
     mount_web(app)
+    add_component_schemas(app, EXTRA_SCHEMAS)
 
     # added last = outermost: authentication first, then the body size limit
     app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)

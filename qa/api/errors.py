@@ -6,6 +6,7 @@ Every error response is ``{"error": {"code": str, "message": str}}`` (validation
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
@@ -14,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from qa.api.schemas import ErrorResponse
 from qa.errors import (
@@ -127,9 +129,32 @@ async def _on_validation(request: Request, exc: Exception) -> JSONResponse:
     return validation_response(exc.errors())
 
 
+_HTTP_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods the OpenAPI schema documents for this path (Starlette's 405 names only those of the
+    first route whose path matches)."""
+    app = request.app
+    table: list[tuple[re.Pattern[str], frozenset[str]]] | None = getattr(app.state, "path_methods", None)
+    if table is None:
+        table = [
+            (compile_path(path)[0], frozenset(m.upper() for m in operations if m in _HTTP_METHODS))
+            for path, operations in app.openapi().get("paths", {}).items()
+        ]
+        app.state.path_methods = table
+    path = request.scope.get("path", "")
+    return sorted({method for pattern, methods in table if pattern.match(path) for method in methods})
+
+
 async def _on_http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     status = exc.status_code
+    headers = dict(exc.headers or {})
+    if status == 405:
+        allowed = allowed_methods(request)
+        if allowed:
+            headers["Allow"] = ", ".join(allowed)
     code = exc.code if isinstance(exc, ApiError) else _CODES.get(status, "error")
     message = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
     if status in (404, 405) and message == HTTPStatus(status).phrase:  # Starlette's routing misses
@@ -140,7 +165,7 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
             code, message = "invalid_encoding", f"the request body is not valid UTF-8 (byte {cause.start})"
         else:
             code, message = "invalid_body", "the request body cannot be parsed"
-    return error_response(status, code, message, headers=exc.headers)
+    return error_response(status, code, message, headers=headers)
 
 
 async def _on_library(request: Request, exc: Exception) -> JSONResponse:

@@ -9,6 +9,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 ISO_DATE_PATTERN = r"^\d{4}-\d{2}-\d{2}$"
+# Documented only (the routes check doc_ids themselves, with the error code `invalid_input`).
+DOC_ID_SCHEMA: dict[str, Any] = {"pattern": r"^\w[\w.\-]{0,199}$", "not": {"pattern": r"\.\."}}
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
@@ -224,7 +226,7 @@ class ChatMessage(BaseModel):
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    include_usage: bool = False
+    include_usage: bool = Field(default=False, strict=True)
 
 
 class ChatCompletionRequest(BaseModel):
@@ -253,7 +255,9 @@ class ChatCompletionRequest(BaseModel):
         max_length=1000,
         description="The conversation; the last user message is the question, earlier ones are history.",
     )
-    stream: bool = Field(default=False, description="Send `chat.completion.chunk` server-sent events.")
+    stream: bool = Field(
+        default=False, strict=True, description="Send `chat.completion.chunk` server-sent events."
+    )
     stream_options: StreamOptions | None = Field(default=None, description="`include_usage` is honoured.")
     top_k: int | None = Field(
         default=None, strict=True, description="Extension: how many passages to cite (like /v1/ask)."
@@ -314,6 +318,60 @@ class ChatCompletion(BaseModel):
     citations: list[Passage] = Field(description="Extension: the cited passages, `[n]` ↔ `rank` n.")
 
 
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = Field(default=None, description="In the first chunk only.")
+    content: str | None = Field(default=None, description="The next piece of the answer.")
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: ChunkDelta
+    logprobs: None = None
+    finish_reason: Literal["stop"] | None = Field(description='`"stop"` in the last chunk with choices.')
+
+
+class ChatCompletionChunk(BaseModel):
+    """One streamed event's JSON (`data:`); the last one before `[DONE]` has no choices and the citations."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int = Field(description="Unix time in seconds.")
+    model: str
+    system_fingerprint: None = None
+    choices: list[ChunkChoice]
+    citations: list[Passage] | None = Field(
+        default=None, description="Extension, in the last chunk only: the cited passages."
+    )
+    usage: Usage | None = Field(
+        default=None, description="In the last chunk, when `stream_options.include_usage` is true."
+    )
+
+
+SSE_EVENT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "One server-sent event: a `chat.completion.chunk` as JSON, or `[DONE]` at the end.",
+    "required": ["data"],
+    "properties": {
+        "event": {"type": "string"},
+        "id": {"type": "string"},
+        "retry": {"type": "integer"},
+        "data": {
+            "anyOf": [
+                {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": {"$ref": "#/components/schemas/ChatCompletionChunk"},
+                },
+                {"const": "[DONE]"},
+            ]
+        },
+    },
+}
+
+# Models the OpenAPI schema needs that no route names (FastAPI only collects those that routes name).
+EXTRA_SCHEMAS: tuple[type[BaseModel], ...] = (ChatCompletionChunk,)
+
+
 class ModelCard(BaseModel):
     id: str
     object: Literal["model"] = "model"
@@ -350,6 +408,7 @@ class DocumentIn(BaseModel):
         max_length=200,
         description="1-200 letters, digits, `_`, `-` or `.`, not starting with a dot; replaces an article with the same id.",
         examples=["hcmc-shanghai-2025"],
+        json_schema_extra=DOC_ID_SCHEMA,
     )
     text: Text = Field(
         min_length=1,

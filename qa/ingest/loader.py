@@ -31,7 +31,7 @@ class LoadReport:
 
 def valid_doc_id(doc_id: str) -> bool:
     """Letters, digits, ``_ - .``; no path separators, no leading dot: safe as a file name."""
-    return bool(DOC_ID.match(doc_id)) and ".." not in doc_id
+    return bool(DOC_ID.fullmatch(doc_id)) and ".." not in doc_id
 
 
 def decode_source(raw: bytes, path: Path | str) -> str:

@@ -15,7 +15,13 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from qa.api.answering import ask_json
 from qa.api.deps import EngineDep, require_json
 from qa.api.errors import ApiError, responses
-from qa.api.schemas import ChatCompletion, ChatCompletionRequest, ModelCard, ModelList
+from qa.api.schemas import (
+    SSE_EVENT_SCHEMA,
+    ChatCompletion,
+    ChatCompletionRequest,
+    ModelCard,
+    ModelList,
+)
 
 router = APIRouter(tags=["chat (OpenAI-compatible)"])
 
@@ -89,7 +95,7 @@ def _events(
         200: {
             "content": {
                 "text/event-stream": {
-                    "schema": {"type": "string"},
+                    "schema": SSE_EVENT_SCHEMA,
                     "example": 'data: {"object": "chat.completion.chunk", "choices": [{"index": 0, '
                     '"delta": {"content": "胡志明市与中国8个地方保持着友好合作关系。 [1]"}}]}\n\n'
                     "data: [DONE]\n\n",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -17,6 +18,7 @@ from starlette.datastructures import UploadFile
 from qa.api.deps import EngineDep, is_json, media_type
 from qa.api.errors import ApiError, responses
 from qa.api.schemas import (
+    DOC_ID_SCHEMA,
     DocumentCreated,
     DocumentDetail,
     DocumentIn,
@@ -25,7 +27,7 @@ from qa.api.schemas import (
     SegmentOut,
 )
 from qa.documents import NewDocument, check_doc_id, document_from_upload
-from qa.errors import DocumentNotFoundError
+from qa.errors import DocumentNotFoundError, QuestionError
 from qa.index.search_index import SearchIndex
 from qa.records import Article
 
@@ -34,9 +36,23 @@ router = APIRouter(tags=["documents"])
 DocId = Annotated[
     str,
     PathParam(
-        description="The article's id (letters, digits, `_`, `-`, `.`).", examples=["000_a2194725df4ab5f6"]
+        description="The article's id (letters, digits, `_`, `-`, `.`).",
+        examples=["000_a2194725df4ab5f6"],
+        json_schema_extra=DOC_ID_SCHEMA,
     ),
 ]
+
+_DOC_ID = re.compile(r"\w[\w.\-]{0,199}")
+
+
+def checked_doc_id(doc_id: str) -> str:
+    """422 unless ``doc_id`` is safe as a file name: the whole string must match (a trailing newline,
+    which ``$`` lets through, is not a doc_id), then the library's own check."""
+    if not isinstance(doc_id, str) or _DOC_ID.fullmatch(doc_id) is None:
+        raise QuestionError(
+            f"invalid doc_id {doc_id!r}: use 1-200 letters, digits, '_', '-' or '.', not starting with a dot"
+        )
+    return check_doc_id(doc_id)
 
 
 def summary(index: SearchIndex, article: Article) -> DocumentSummary:
@@ -54,7 +70,7 @@ def summary(index: SearchIndex, article: Article) -> DocumentSummary:
 
 
 def _article(index: SearchIndex, doc_id: str) -> Article:
-    check_doc_id(doc_id)
+    checked_doc_id(doc_id)
     article = index.articles.get(doc_id)
     if article is None:
         raise DocumentNotFoundError(doc_id)
@@ -120,6 +136,7 @@ _UPLOAD_SCHEMA = {
                         "doc_id": {
                             "type": "string",
                             "description": "The article's id; default: the file name without extension.",
+                            "pattern": DOC_ID_SCHEMA["pattern"],
                         },
                     },
                 }
@@ -179,7 +196,7 @@ async def add_document(request: Request, response: Response, engine: EngineDep) 
             "unsupported_media_type",
             f"send application/json or multipart/form-data, got {request.headers.get('content-type')!r}",
         )
-    check_doc_id(doc.doc_id)
+    checked_doc_id(doc.doc_id)
     replaced = doc.doc_id in engine.index.articles
     article = await run_in_threadpool(engine.add_document, doc)
     response.headers["Location"] = f"/v1/documents/{quote(article.doc_id, safe='')}"
@@ -195,6 +212,6 @@ async def add_document(request: Request, response: Response, engine: EngineDep) 
     responses=responses(401, 404, 422, 503),
 )
 async def delete_document(doc_id: DocId, engine: EngineDep) -> Response:
-    check_doc_id(doc_id)
+    checked_doc_id(doc_id)
     await run_in_threadpool(engine.delete_document, doc_id)
     return Response(status_code=204)
