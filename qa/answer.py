@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 from qa.records import Hit
-from qa.textnorm import fold
+from qa.textnorm import SENTENCE, char_bigrams, fold
 
 NO_ANSWER = "所检索的新闻中没有找到能回答这个问题的内容。"
-_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
 
 
 def _grams(text: str) -> set[str]:
-    folded = "".join(fold(text).split())
-    return set(folded) | {folded[i : i + 2] for i in range(len(folded) - 1)}
+    return set("".join(fold(text).split())) | char_bigrams(text)
 
 
 def best_sentence(text: str, question: str) -> tuple[int, int]:
     """Offsets (within ``text``) of the sentence sharing the most characters and bigrams with the question."""
     wanted = _grams(question)
     best, best_score = (0, len(text)), -1.0
-    for match in _SENTENCE.finditer(text):
+    for match in SENTENCE.finditer(text):
         sentence = match.group().strip()
         if not sentence:
             continue

@@ -5,6 +5,7 @@ Never used to compute offsets: citations always point into the original text.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from functools import lru_cache
 
@@ -35,3 +36,13 @@ def to_simplified(text: str) -> str:
 def fold(text: str) -> str:
     """The form two strings are compared in: NFKC, Simplified Chinese, lower case."""
     return to_simplified(unicodedata.normalize("NFKC", text)).lower()
+
+
+# A sentence of a passage: up to and including its end punctuation (full- or half-width) or a newline.
+SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
+
+
+def char_bigrams(text: str) -> set[str]:
+    """The character pairs of the folded text, spaces removed: a segmentation-free overlap measure."""
+    folded = "".join(fold(text).split())
+    return {folded[i : i + 2] for i in range(len(folded) - 1)}

@@ -16,7 +16,7 @@ from qa.config import RetrievalSettings
 from qa.index.search_index import SearchIndex
 from qa.records import Section
 from qa.retrieval.query import Query
-from qa.textnorm import fold
+from qa.textnorm import char_bigrams
 
 
 @dataclass
@@ -28,11 +28,6 @@ class Candidate:
     lexical_rank: int | None = None
     coverage: float = 0.0  # share of the question's terms in the passage's best sentence
     why: list[str] = field(default_factory=list)
-
-
-def _bigrams(text: str) -> set[str]:
-    folded = "".join(fold(text).split())
-    return {folded[i : i + 2] for i in range(len(folded) - 1)}
 
 
 def rrf(ranked: list[list[tuple[int, float]]], weights: list[float], k: int) -> dict[int, float]:
@@ -96,11 +91,11 @@ class HybridSearcher:
             cand = ordered[i]
             chunk = chunks[cand.row]
             if chunk.section is Section.RELATED:
-                grams = _bigrams(chunk.text)
+                grams = char_bigrams(chunk.text)
                 for j in range(len(ordered) - 1, i, -1):
                     other = chunks[ordered[j].row]
                     if other.doc_id == chunk.doc_id and other.section is Section.BODY and grams:
-                        overlap = len(grams & _bigrams(other.text)) / len(grams)
+                        overlap = len(grams & char_bigrams(other.text)) / len(grams)
                         if overlap >= 0.5:
                             ordered.insert(j, ordered.pop(i))
                             ordered[j].score = min(ordered[j].score, ordered[j - 1].score)

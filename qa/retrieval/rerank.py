@@ -18,9 +18,7 @@ from functools import lru_cache
 from qa.index.search_index import SearchIndex
 from qa.retrieval.hybrid import Candidate
 from qa.retrieval.tokenize import ChineseTokenizer
-from qa.textnorm import fold
-
-_SENTENCE = re.compile(r"[^。！？!?；;\n]+[。！？!?；;]*")
+from qa.textnorm import SENTENCE, fold
 
 
 class AnswerType(Enum):
@@ -86,7 +84,7 @@ class Reranker:
         if not total:
             return 0.0
         best = 0.0
-        for sentence in _SENTENCE.findall(self.index.chunks[row].text):
+        for sentence in SENTENCE.findall(self.index.chunks[row].text):
             present = set(self.tokenizer.tokens(sentence))
             best = max(best, sum(w for t, w in terms.items() if t in present) / total)
         return best
