@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from embeddings.encoder import Vectors
+from embeddings.npyio import load_npy
 
 VECTORS_FILE = "vectors.npy"
 
@@ -103,7 +104,7 @@ class FaissFlatStore:
 
     @classmethod
     def load(cls, directory: Path, dim: int) -> FaissFlatStore:
-        vectors = np.load(directory / VECTORS_FILE, mmap_mode="r", allow_pickle=False)
+        vectors = load_npy(directory / VECTORS_FILE, mmap_mode="r")
         if vectors.ndim != 2 or vectors.shape[1] != dim:
             raise ValueError(f"{directory / VECTORS_FILE} holds shape {vectors.shape}, expected (n, {dim})")
         store = cls(dim)

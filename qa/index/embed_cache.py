@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from embeddings.encoder import Vectors
+from embeddings.npyio import load_npy
 
 CACHE_DIR = "embedding-cache"
 
@@ -36,7 +37,7 @@ class EmbeddingCache:
     def get(self, digest: str, rows: int) -> Vectors | None:
         """The article's vectors, or None when missing, unreadable or of the wrong shape."""
         try:
-            vectors: Vectors = np.load(self._path(digest), allow_pickle=False)
+            vectors: Vectors = load_npy(self._path(digest))
         except (OSError, ValueError):
             return None
         if vectors.shape != (rows, self.dim) or vectors.dtype != np.float32:

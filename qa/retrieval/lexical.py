@@ -10,6 +10,8 @@ import bm25s
 import numpy as np
 import numpy.typing as npt
 
+from embeddings.npyio import NPY_LOCK
+
 log = logging.getLogger(__name__)
 
 EMPTY_DOC = "\u0000"  # stands in for a passage with no tokens, so row numbers stay aligned
@@ -69,5 +71,6 @@ class LexicalIndex:
     def load(cls, directory: Path, size: int, *, mmap: bool = True) -> LexicalIndex:
         if size == 0:
             return cls(None, 0)
-        retriever = bm25s.BM25.load(str(directory), mmap=mmap)
+        with NPY_LOCK:  # bm25s parses .npy headers too
+            retriever = bm25s.BM25.load(str(directory), mmap=mmap)
         return cls(retriever, size)
