@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -37,6 +37,10 @@ class ModelSettings(_Section):
     passage_prefix: str
     batch_size: int = Field(ge=1, le=4096)
     max_seq_length: int = Field(ge=16, le=8192)
+
+
+class VectorStoreSettings(_Section):
+    backend: Literal["faiss"]
 
 
 class ChunkingSettings(_Section):
@@ -121,6 +125,7 @@ class Settings(BaseSettings):
     corpus: CorpusSettings
     index: IndexSettings
     model: ModelSettings
+    vector_store: VectorStoreSettings
     chunking: ChunkingSettings
     retrieval: RetrievalSettings
     aliases: AliasSettings
