@@ -15,6 +15,7 @@ import numpy.typing as npt
 log = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
+FP32 = "fp32"
 
 
 @runtime_checkable
@@ -30,6 +31,11 @@ class Encoder(Protocol):
     def encode_queries(self, texts: Sequence[str]) -> Vectors: ...
 
     def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> Vectors: ...
+
+
+def precision_of(encoder: Encoder) -> str:
+    """The arithmetic an encoder runs (``fp32`` unless it says otherwise): vectors of two differ slightly."""
+    return str(getattr(encoder, "precision", FP32))
 
 
 def _normalise(rows: npt.NDArray[Any]) -> Vectors:
@@ -80,7 +86,9 @@ class FakeEncoder:
 
 
 class SentenceTransformerEncoder:
-    """Any sentence-transformers model (a hub name or a local folder), with e5-style prefixes."""
+    """Any sentence-transformers model (a hub name or a local folder), with e5-style prefixes, in fp32."""
+
+    precision = FP32
 
     def __init__(
         self,

