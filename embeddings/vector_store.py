@@ -1,20 +1,24 @@
-"""The VectorStore protocol and its FAISS backend (exact inner product over L2-normalised rows).
+"""The VectorStore protocol, its FAISS backends and the factory that picks one by corpus size.
 
-Row i of the store is passage i of the index. The store is saved as plain files: ``vectors.npy``
-(float32, memory-mappable), written to a temporary file, fsynced and renamed into place.
+Row i of a store is passage i of the index; vectors are L2-normalised, scores are inner products.
+Up to ``flat_max_passages`` rows: exact search (``vectors.npy``, float32). Above: an approximate index
+(``embeddings.ann``). Every file is written to a temporary file, fsynced and renamed into place, and
+``store.json`` (the kind, size and parameters) last; a folder without it holds a flat store.
 """
 
 from __future__ import annotations
 
-import os
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
+from embeddings.ann import STORE_FILE, HnswParams, HnswStore, write_json_atomic, write_npy_atomic
 from embeddings.encoder import Vectors
 from embeddings.npyio import load_npy
 
@@ -38,17 +42,19 @@ class VectorStore(Protocol):
     def save(self, directory: Path) -> None: ...
 
 
-def write_npy_atomic(path: Path, array: npt.NDArray[np.generic]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+@dataclass(frozen=True)
+class StoreParams:
+    """Which store a build gets: exact up to ``flat_max_passages`` rows, else ``ann`` with ``hnsw``."""
+
+    flat_max_passages: int = 200_000
+    ann: Literal["hnsw"] = "hnsw"
+    hnsw: HnswParams = field(default_factory=HnswParams)
 
 
 class FaissFlatStore:
     """Exact search; right for corpora up to a few hundred thousand passages."""
+
+    kind = "flat"
 
     def __init__(self, dim: int) -> None:
         self._dim = dim
@@ -101,6 +107,7 @@ class FaissFlatStore:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         write_npy_atomic(directory / VECTORS_FILE, self._all())
+        write_json_atomic(directory / STORE_FILE, {"kind": self.kind, "dim": self.dim, "count": len(self)})
 
     @classmethod
     def load(cls, directory: Path, dim: int) -> FaissFlatStore:
@@ -112,4 +119,35 @@ class FaissFlatStore:
         return store
 
 
-STORES = {"faiss-flat": FaissFlatStore}
+STORES = {"faiss-flat": FaissFlatStore, "faiss-hnsw": HnswStore}
+AnyStore = FaissFlatStore | HnswStore
+
+
+def build_store(vectors: Vectors, dim: int, params: StoreParams | None = None) -> AnyStore:
+    """A store holding ``vectors``: exact when they are few, approximate above the threshold."""
+    params = params or StoreParams()
+    exact = len(vectors) <= params.flat_max_passages
+    store: AnyStore = FaissFlatStore(dim) if exact else HnswStore(dim, params.hnsw)
+    store.add(vectors)
+    return store
+
+
+def load_store(directory: Path, dim: int) -> AnyStore:
+    """The store saved in ``directory``, of the kind its ``store.json`` names (flat without one).
+    ValueError when a file is missing, truncated or does not match the others."""
+    path = directory / STORE_FILE
+    if not path.exists():
+        return FaissFlatStore.load(directory, dim)
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    if meta.get("dim") != dim:
+        raise ValueError(f"{path} says dimension {meta.get('dim')}, expected {dim}")
+    if meta.get("kind") == "flat":
+        store = FaissFlatStore.load(directory, dim)
+        if len(store) != meta.get("count"):
+            raise ValueError(
+                f"{directory / VECTORS_FILE} holds {len(store)} rows, {path} says {meta.get('count')}"
+            )
+        return store
+    if meta.get("kind") == "hnsw":
+        return HnswStore.load(directory, dim, int(meta["count"]), HnswParams(**meta["hnsw"]))
+    raise ValueError(f"{path}: unknown store kind {meta.get('kind')!r}")

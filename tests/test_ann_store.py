@@ -1,0 +1,118 @@
+"""The store factory: exact Flat for small corpora, HNSW above the threshold; recall, filters, files."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embeddings.ann import F16_FILE, HNSW_FILE, STORE_FILE, HnswStore
+from embeddings.vector_store import FaissFlatStore, StoreParams, build_store, load_store
+from qa.config import load_settings
+
+DIM = 32
+ANN = StoreParams(flat_max_passages=100)  # the configured HNSW parameters, a tiny threshold
+
+
+def clustered(n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(40, DIM))
+    x = centres[rng.integers(0, 40, n)] + 0.5 * rng.normal(size=(n, DIM))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall(truth: list[list[tuple[int, float]]], got: list[list[tuple[int, float]]]) -> float:
+    return float(
+        np.mean(
+            [len({r for r, _ in t} & {r for r, _ in g}) / len(t) for t, g in zip(truth, got, strict=True)]
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray, FaissFlatStore, HnswStore]:
+    x = clustered(4000)
+    q = clustered(100, seed=1)
+    flat, ann = build_store(x, DIM), build_store(x, DIM, ANN)
+    assert isinstance(flat, FaissFlatStore) and isinstance(ann, HnswStore)
+    return x, q, flat, ann
+
+
+def test_factory_picks_by_size() -> None:
+    x = clustered(200)
+    assert isinstance(build_store(x[:100], DIM, ANN), FaissFlatStore)
+    assert isinstance(build_store(x, DIM, ANN), HnswStore)
+    assert isinstance(build_store(x, DIM), FaissFlatStore)  # default threshold: 200k
+
+
+def test_settings_reach_the_params() -> None:
+    p = load_settings(vector_store={"backend": "faiss", "flat_max_passages": 7, "hnsw_ef_search": 99})
+    params = p.vector_store.store_params()
+    assert params.flat_max_passages == 7 and params.hnsw.ef_search == 99
+
+
+def test_recall_against_flat(data: tuple[np.ndarray, np.ndarray, FaissFlatStore, HnswStore]) -> None:
+    _, q, flat, ann = data
+    assert recall(flat.search(q, 10), ann.search(q, 10)) >= 0.98
+
+
+@pytest.mark.parametrize("exact_rows", [0, 50_000], ids=["graph-with-selector", "exact-fallback"])
+@pytest.mark.parametrize("share", [0.3, 0.01])
+def test_filters(
+    data: tuple[np.ndarray, np.ndarray, FaissFlatStore, HnswStore], exact_rows: int, share: float
+) -> None:
+    _, q, flat, ann = data
+    ann.params = replace(ANN.hnsw, exact_filter_rows=exact_rows)
+    try:
+        allowed = np.random.default_rng(2).random(len(flat)) < share
+        got = ann.search(q, 10, allowed)
+        assert all(allowed[r] for hits in got for r, _ in hits)
+        assert all(len(hits) == min(10, int(allowed.sum())) for hits in got)
+        assert recall(flat.search(q, 10, allowed), got) >= 0.95
+        assert ann.search(q, 10, np.zeros(len(flat), bool)) == [[] for _ in q]
+    finally:
+        ann.params = ANN.hnsw
+
+
+def test_vectors_are_what_was_added(data: tuple[np.ndarray, np.ndarray, FaissFlatStore, HnswStore]) -> None:
+    x, _, _, ann = data
+    rows = [0, 17, 3999, 17]
+    got = ann.vectors(rows)
+    assert got.dtype == np.float32 and np.allclose(got, x[rows], atol=1e-3)
+
+
+def test_scores_are_inner_products(data: tuple[np.ndarray, np.ndarray, FaissFlatStore, HnswStore]) -> None:
+    x, q, _, ann = data
+    hits = ann.search(q[:1], 5)[0]
+    assert [s for _, s in hits] == sorted((s for _, s in hits), reverse=True)
+    assert np.allclose([s for _, s in hits], x[[r for r, _ in hits]] @ q[0], atol=2e-3)
+
+
+def test_save_load_round_trip(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray, FaissFlatStore, HnswStore]
+) -> None:
+    x, q, flat, ann = data
+    ann.save(tmp_path / "ann")
+    flat.save(tmp_path / "flat")
+    assert sorted(p.name for p in (tmp_path / "ann").iterdir()) == sorted([F16_FILE, HNSW_FILE, STORE_FILE])
+    loaded = load_store(tmp_path / "ann", DIM)
+    assert isinstance(loaded, HnswStore) and len(loaded) == len(x)
+    assert loaded.search(q, 10) == ann.search(q, 10)
+    assert isinstance(load_store(tmp_path / "flat", DIM), FaissFlatStore)
+    (tmp_path / "flat" / STORE_FILE).unlink()  # a folder written before store.json existed
+    assert len(load_store(tmp_path / "flat", DIM)) == len(x)
+    with pytest.raises(ValueError, match="dimension"):
+        load_store(tmp_path / "ann", DIM + 1)
+
+
+@pytest.mark.parametrize("name", [HNSW_FILE, F16_FILE])
+def test_truncated_file_is_reported(
+    tmp_path: Path, name: str, data: tuple[np.ndarray, np.ndarray, FaissFlatStore, HnswStore]
+) -> None:
+    data[3].save(tmp_path)
+    path = tmp_path / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ValueError, match=r"truncated|shape|mmap|larger"):
+        load_store(tmp_path, DIM)
