@@ -13,6 +13,7 @@ import numpy.typing as npt
 
 from embeddings.encoder import Encoder
 from qa.config import RetrievalSettings
+from qa.index.milvus_sync import MilvusPassages, PassageFilter, bm25_text
 from qa.index.search_index import SearchIndex
 from qa.records import Section
 from qa.retrieval.query import Query
@@ -39,24 +40,50 @@ def rrf(ranked: list[list[tuple[int, float]]], weights: list[float], k: int) -> 
 
 
 class HybridSearcher:
-    def __init__(self, index: SearchIndex, encoder: Encoder, settings: RetrievalSettings) -> None:
+    def __init__(
+        self,
+        index: SearchIndex,
+        encoder: Encoder,
+        settings: RetrievalSettings,
+        *,
+        fuse_in_milvus: bool = True,
+    ) -> None:
         self.index = index
         self.encoder = encoder
         self.settings = settings
+        self.fuse_in_milvus = fuse_in_milvus
 
     def search(
-        self, query: Query, limit: int, allowed: npt.NDArray[np.bool_] | None = None
+        self,
+        query: Query,
+        limit: int,
+        allowed: npt.NDArray[np.bool_] | None = None,
+        where: PassageFilter | None = None,
     ) -> list[Candidate]:
+        """``allowed`` is the filter as a row mask; ``where`` the same filter for a Milvus-backed index,
+        where it runs inside the search (the mask then only re-checks the hits)."""
         s = self.settings
         n = s.candidates
         texts = [query.dense_text] + (
             [f"{query.history_text} {query.dense_text}"] if query.history_text else []
         )
         vectors = self.encoder.encode_queries(texts)
-        dense = self.index.store.search(vectors, n, allowed)
-        lexical = [self.index.lexical.search(query.tokens, n, allowed)]
-        if query.history_text:
-            lexical.append(self.index.lexical.search(query.history_tokens + query.tokens, n, allowed))
+        store = self.index.store
+        if isinstance(store, MilvusPassages):
+            # Milvus's RRFRanker has no weights: unequal ones, or history lists, are fused here.
+            if self.fuse_in_milvus and not query.history_text and s.dense_weight == s.lexical_weight:
+                return self._milvus_hybrid(store, query, vectors, limit, allowed, where)
+            dense = store.search(vectors, n, allowed, where)
+            lexical = store.lexical_search([bm25_text(query.dense_text, query.tokens)], n, allowed, where)
+            if query.history_text:
+                lexical += store.lexical_search(
+                    [bm25_text(texts[1], query.history_tokens + query.tokens)], n, allowed, where
+                )
+        else:
+            dense = store.search(vectors, n, allowed)
+            lexical = [self.index.lexical.search(query.tokens, n, allowed)]
+            if query.history_text:
+                lexical.append(self.index.lexical.search(query.history_tokens + query.tokens, n, allowed))
         lists = [dense[0], lexical[0]]
         weights = [s.dense_weight, s.lexical_weight]
         if query.history_text:
@@ -79,6 +106,38 @@ class HybridSearcher:
             if cand.lexical_rank is not None:
                 cand.why.append(f"bm25 #{cand.lexical_rank + 1}")
             candidates.append(cand)
+        candidates.sort(key=lambda c: -c.score)
+        return candidates[:limit]
+
+    def _milvus_hybrid(
+        self,
+        store: MilvusPassages,
+        query: Query,
+        vectors: npt.NDArray[np.float32],
+        limit: int,
+        allowed: npt.NDArray[np.bool_] | None,
+        where: PassageFilter | None,
+    ) -> list[Candidate]:
+        """Dense + BM25 (Milvus's Chinese analyzer) fused by Milvus's RRFRanker; cosines for grounding
+        come from the fused passages' vectors, returned with them."""
+        s = self.settings
+        fused = store.hybrid_search(
+            vectors[0],
+            bm25_text(query.dense_text, query.tokens),
+            max(limit, s.candidates),
+            candidates=s.candidates,
+            rrf_k=s.rrf_k,
+            allowed=allowed,
+            where=where,
+        )
+        if not fused:
+            return []
+        candidates = []
+        for rank, (row, score, vector) in enumerate(fused):
+            cosine = vector @ vectors[0]
+            chunk = self.index.chunks[row]
+            score *= s.related_penalty if chunk.section is Section.RELATED else 1.0
+            candidates.append(Candidate(row, score, float(cosine), why=[f"milvus hybrid #{rank + 1}"]))
         candidates.sort(key=lambda c: -c.score)
         return candidates[:limit]
 
