@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= 胡志明市与中国多少个地方保持友好合作关系?
 
-.PHONY: install run test test-fast lint format browser bench clean
+.PHONY: install run test test-fast lint format browser bench bench-encode clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,17 @@ browser:
 bench: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/retrieval_inews.py
+
+## Flat vs HNSW at 1M synthetic passages (needs benchmarks/.cache from `make bench`; PASSAGES=… to shrink).
+PASSAGES ?= 1000000
+.PHONY: bench-scale
+bench-scale: install
+	$(BIN)/python benchmarks/scale.py --passages $(PASSAGES)
+
+## Encoding speed of every precision and fp32-vs-int8 retrieval quality (benchmarks/results/encode_speed.json).
+bench-encode: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/encode_speed.py
 
 clean:
 	rm -rf $(VENV) .qa

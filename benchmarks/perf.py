@@ -39,6 +39,7 @@ import httpx
 import psutil
 
 from qa.config import Settings, load_settings
+from qa.documents import NewDocument
 from qa.engine import Engine
 
 ROOT = Path(__file__).resolve().parent
@@ -52,6 +53,7 @@ FALLBACK_QUESTIONS = [
     "范明政总理会见了谁?",
     "越南和中国在哪些领域加强合作?",
 ]
+PROBE = "芽庄市与昆明市签署友好城市协议\n\n3月5日,芽庄市与昆明市签署友好城市协议,双方将开通直航航线。\n"
 log = logging.getLogger("perf")
 
 
@@ -126,6 +128,12 @@ def measure_build(settings: Settings, fresh: bool) -> dict[str, Any]:
     started = time.perf_counter()
     again = engine.build(show_progress=False)
     reindex = time.perf_counter() - started
+    started = time.perf_counter()
+    engine.add_document(NewDocument(doc_id="perf-probe", text=PROBE))
+    added = time.perf_counter() - started
+    started = time.perf_counter()
+    engine.delete_document("perf-probe")
+    deleted = time.perf_counter() - started
     return {
         "fresh": fresh,
         "articles": report.articles,
@@ -137,12 +145,15 @@ def measure_build(settings: Settings, fresh: bool) -> dict[str, Any]:
         "split": report.timings,
         "reindex_unchanged_seconds": reindex,
         "reindex_changed": again.changed,
+        "add_document_seconds": added,
+        "delete_document_seconds": deleted,
     }
 
 
 # -- in process ----------------------------------------------------------------------------------------
 def measure_in_process(settings: Settings, questions: list[str], limit: int) -> dict[str, Any]:
     engine = Engine(settings).open(build_if_missing=False)
+    engine.query_encoder.cache_size = 0  # every question is encoded: no help from repeats
     asked = questions[:limit]
     for question in asked[:3]:
         engine.ask(question)  # warm-up: lazy statistics, first-call allocations
@@ -150,11 +161,11 @@ def measure_in_process(settings: Settings, questions: list[str], limit: int) -> 
     ask: list[float] = []
     for question in asked:
         t0 = time.perf_counter()
-        engine.encoder.encode_queries([question])
-        encode.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
         engine.ask(question)
         ask.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        engine.encoder.encode_queries([question])  # the model alone, without the question cache
+        encode.append(time.perf_counter() - t0)
     return {"ask_ms": percentiles(ask), "encode_query_ms": percentiles(encode)}
 
 
@@ -178,11 +189,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(env: dict[str, str], port: int, question: str) -> tuple[subprocess.Popen[bytes], float]:
+def start_server(
+    env: dict[str, str], port: int, question: str, workers: int
+) -> tuple[subprocess.Popen[bytes], float]:
     """Start ``qa serve``; returns the process and the seconds until its first answered question."""
     started = time.perf_counter()
     proc = subprocess.Popen(
-        [QA, "serve", "--port", str(port)],
+        [QA, "serve", "--port", str(port), "--workers", str(workers)],
         env=env,
         cwd=REPO,
         stdout=subprocess.DEVNULL,
@@ -247,18 +260,22 @@ async def load_level(port: int, questions: list[str], clients: int, seconds: flo
 
 
 def measure_http(
-    env: dict[str, str], questions: list[str], levels: list[int], seconds: float
+    env: dict[str, str], questions: list[str], levels: list[int], seconds: float, workers: int
 ) -> dict[str, Any]:
     port = free_port()
-    proc, cold = start_server(env, port, questions[0])
+    proc, cold = start_server(env, port, questions[0], workers)
     try:
-        result: dict[str, Any] = {"cold_start_first_answer_s": cold, "rss_mib_start": tree_rss(proc)}
+        result: dict[str, Any] = {
+            "workers": workers,
+            "cold_start_first_answer_s": cold,
+            "rss_mib_start": tree_rss(proc),
+        }
         result["levels"] = []
         for clients in levels:
             level = asyncio.run(load_level(port, questions, clients, seconds))
             level["rss_mib_after"] = tree_rss(proc)
             result["levels"].append(level)
-            log.info("HTTP at %d clients: %.1f answered/s", clients, level["answered_per_s"])
+            log.info("HTTP, %d workers, %d clients: %.1f/s", workers, clients, level["answered_per_s"])
         return result
     finally:
         proc.terminate()
@@ -275,20 +292,25 @@ def table(result: dict[str, Any]) -> str:
     lines = [
         f"corpus {result['corpus']}: {b['articles']} articles, {b['passages']} passages",
         f"build: {b['seconds']:.1f}s = {b['passages_per_s']:.1f} passages/s ({split})",
-        f"re-index unchanged: {b['reindex_unchanged_seconds']:.2f}s",
-        f"cold start: qa ask {result['cold_start_cli_s']:.1f}s; qa serve to first answer "
-        f"{result['http']['cold_start_first_answer_s']:.1f}s",
+        f"re-index unchanged: {b['reindex_unchanged_seconds']:.2f}s; add one article "
+        f"{b['add_document_seconds']:.2f}s, delete it {b['delete_document_seconds']:.2f}s",
+        f"cold start: qa ask {result['cold_start_cli_s']:.1f}s",
         f"in process ask ms: p50 {q['ask_ms']['p50']:.1f} p95 {q['ask_ms']['p95']:.1f} "
         f"p99 {q['ask_ms']['p99']:.1f} (query encoding p50 {q['encode_query_ms']['p50']:.1f})",
-        f"server RSS after start: {result['http']['rss_mib_start']:.0f} MiB",
-        "clients | answered/s | p50 ms | p95 ms | p99 ms | statuses | RSS MiB after",
+        "workers | clients | answered/s | p50 ms | p95 ms | p99 ms | statuses | RSS MiB after",
     ]
-    for level in result["http"]["levels"]:
-        lat = level["latency_ms"]
+    for http in result["http"]:
         lines.append(
-            f"{level['clients']:7d} | {level['answered_per_s']:10.1f} | {lat['p50']:6.1f} | "
-            f"{lat['p95']:6.1f} | {lat['p99']:6.1f} | {level['statuses']} | {level['rss_mib_after']:.0f}"
+            f"{http['workers']} worker(s): qa serve to first answer {http['cold_start_first_answer_s']:.1f}s, "
+            f"RSS after start {http['rss_mib_start']:.0f} MiB"
         )
+        for level in http["levels"]:
+            lat = level["latency_ms"]
+            lines.append(
+                f"{http['workers']:7d} | {level['clients']:7d} | {level['answered_per_s']:10.1f} | "
+                f"{lat['p50']:6.1f} | {lat['p95']:6.1f} | {lat['p99']:6.1f} | {level['statuses']} | "
+                f"{level['rss_mib_after']:.0f}"
+            )
     return "\n".join(lines)
 
 
@@ -303,6 +325,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200, help="questions asked in process")
     parser.add_argument("--seconds", type=float, default=15.0, help="per HTTP load level")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="server processes")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -319,7 +342,9 @@ def main() -> None:
     result["build"] = measure_build(settings, fresh=not args.reuse)
     result["cold_start_cli_s"] = cold_start_cli(env, questions[0])
     result["in_process"] = measure_in_process(settings, questions, args.queries)
-    result["http"] = measure_http(env, questions, args.concurrency, args.seconds)
+    result["http"] = [
+        measure_http(env, questions, args.concurrency, args.seconds, workers) for workers in args.workers
+    ]
     text = table(result)
     print(text)
     out = args.out or ROOT / "results" / f"perf-{name}-{time.strftime('%Y%m%d-%H%M%S')}.json"

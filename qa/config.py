@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from qa.errors import ConfigError
+
+if TYPE_CHECKING:
+    from embeddings.vector_store import StoreParams
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -37,10 +40,42 @@ class ModelSettings(_Section):
     passage_prefix: str
     batch_size: int = Field(ge=1, le=4096)
     max_seq_length: int = Field(ge=16, le=8192)
+    # auto: int8 (ONNX Runtime) where onnxruntime is installed and the CPU has VNNI, else fp32.
+    precision: Literal["auto", "fp32", "int8"] = "auto"
+    threads: int = Field(default=0, ge=0, le=1024)  # int8 runtime threads; 0 = every usable core
 
 
 class VectorStoreSettings(_Section):
-    backend: Literal["faiss"]
+    backend: Literal["faiss", "milvus"]
+    # milvus: a server or cluster ("http://host:19530") or a Milvus Lite file (a path ending in .db,
+    # relative to the config file); the token is "user:password" or an API key, "" for none.
+    uri: str = Field(default=".qa/milvus.db", min_length=1)
+    token: str = ""
+    collection: str = Field(default="qa_passages", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+    hybrid: bool = True  # fuse dense and BM25 inside Milvus (RRFRanker); false: fuse the two lists here
+    # faiss: exact search up to flat_max_passages passages, above that an approximate index (ann).
+    flat_max_passages: int = Field(default=200_000, ge=0)
+    ann: Literal["hnsw"] = "hnsw"
+    hnsw_m: int = Field(default=32, ge=4, le=128)
+    hnsw_ef_construction: int = Field(default=40, ge=8, le=2048)
+    hnsw_ef_search: int = Field(default=1024, ge=8, le=8192)
+    exact_filter_rows: int = Field(default=50_000, ge=0)  # filters allowing fewer rows are searched exactly
+
+    def store_params(self) -> StoreParams:
+        """What embeddings.vector_store.build_store needs (imported here: faiss loads only when used)."""
+        from embeddings.ann import HnswParams
+        from embeddings.vector_store import StoreParams
+
+        hnsw = HnswParams(self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search, self.exact_filter_rows)
+        return StoreParams(self.flat_max_passages, self.ann, hnsw)
+
+    @model_validator(mode="after")
+    def _uri_is_server_or_lite_file(self) -> VectorStoreSettings:
+        if self.backend == "milvus" and "://" not in self.uri and not self.uri.endswith(".db"):
+            raise ValueError(
+                "vector_store.uri must be http(s)://host:port or a Milvus Lite file ending in .db"
+            )
+        return self
 
 
 class ChunkingSettings(_Section):
@@ -98,6 +133,10 @@ class ServerSettings(_Section):
     max_body_bytes: int = Field(ge=1024)
     max_top_k: int = Field(ge=1, le=1000)
     api_keys: tuple[str, ...]
+    workers: int = Field(ge=1, le=64)
+    query_cache_size: int = Field(ge=0)
+    query_batch_max: int = Field(ge=1, le=1024)
+    query_batch_wait_ms: float = Field(ge=0, le=1000)
 
 
 class TelegramSettings(_Section):

@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from embeddings.encoder import Encoder
+from embeddings.encoder import Encoder, precision_of
 from embeddings.models import load_encoder
+from embeddings.query_batch import BatchingQueryEncoder
 from qa import answer as answer_text
 from qa.config import Settings
 from qa.documents import (
@@ -36,6 +38,9 @@ from qa.retrieval.rerank import Reranker
 from qa.retrieval.tokenize import ChineseTokenizer
 from qa.retrieval.variants import NameVariants
 
+if TYPE_CHECKING:  # imported when used: it imports qa.errors, hence qa and this module
+    from embeddings.milvus_store import MilvusStore
+
 log = logging.getLogger(__name__)
 
 PARSER_VERSION = "newspage-1"
@@ -57,7 +62,7 @@ class _Snapshot:
     ) -> None:
         r = settings.retrieval
         self.index = index
-        self.searcher = HybridSearcher(index, encoder, r)
+        self.searcher = HybridSearcher(index, encoder, r, fuse_in_milvus=settings.vector_store.hybrid)
         self.reranker = Reranker(
             index, tokenizer, coverage_weight=r.coverage_weight, type_weight=r.type_weight
         )
@@ -69,11 +74,14 @@ class Engine:
     def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
         self.settings = settings
         self._encoder = encoder
+        self._query_encoder: BatchingQueryEncoder | None = None
         self._lock = threading.RLock()
         # One add/delete/build/reload at a time in this engine; writes also take the index folder's
         # build lock (layout.build_lock), which serialises them with other engines and processes.
         self._write_lock = threading.RLock()
+        self._reload_lock = threading.RLock()
         self._snapshot: _Snapshot | None = None
+        self._remote: MilvusStore | None = None
         self.aliases = AliasTable(settings.aliases.groups)
         userdict = (
             settings.resolve(Path(settings.retrieval.userdict)) if settings.retrieval.userdict else None
@@ -95,14 +103,54 @@ class Engine:
                 passage_prefix=m.passage_prefix,
                 batch_size=m.batch_size,
                 max_seq_length=m.max_seq_length,
+                precision=m.precision,
+                threads=m.threads,
             )
         return self._encoder
 
+    @property
+    def query_encoder(self) -> BatchingQueryEncoder:
+        """The encoder for questions: cached, and batched across concurrent callers."""
+        with self._lock:
+            if self._query_encoder is None or self._query_encoder.inner is not self.encoder:
+                srv = self.settings.server
+                self._query_encoder = BatchingQueryEncoder(
+                    self.encoder,
+                    cache_size=srv.query_cache_size,
+                    max_batch=srv.query_batch_max,
+                    wait_ms=srv.query_batch_wait_ms,
+                )
+            return self._query_encoder
+
+    @property
+    def remote(self) -> MilvusStore | None:
+        """The Milvus collection holding the passages (vector_store.backend = "milvus"), else None."""
+        v = self.settings.vector_store
+        if v.backend != "milvus":
+            return None
+        with self._lock:
+            if self._remote is None:
+                from embeddings.milvus_store import MilvusStore
+
+                uri = v.uri if "://" in v.uri else str(self.settings.resolve(Path(v.uri)))
+                self._remote = MilvusStore(uri, v.collection, self.encoder.dim, token=v.token)
+            return self._remote
+
+    def close(self) -> None:
+        """Release the Milvus connection (and stop Milvus Lite's server when this was its last user)."""
+        with self._lock:
+            remote, self._remote = self._remote, None
+        if remote is not None:
+            remote.close()
+
     def dense_key(self) -> dict[str, Any]:
         c, m = self.settings.chunking, self.settings.model
-        return {
+        milvus = {"collection": self.settings.vector_store.collection}
+        return ({"milvus": milvus} if self.settings.vector_store.backend == "milvus" else {}) | {
             "model": self.encoder.name,
             "dim": self.encoder.dim,
+            # fp32 and int8 vectors differ slightly: never mixed in one index (a change re-embeds).
+            "precision": precision_of(self.encoder),
             "passage_prefix": m.passage_prefix,
             "max_seq_length": m.max_seq_length,
             "chunking": {
@@ -128,8 +176,12 @@ class Engine:
         with self._write_lock, layout.build_lock(s.index_dir):
             # Under the lock every corpus writer holds: no add or delete of another engine is half done.
             remove_temp_files(s.corpus_dir)
+            started = time.perf_counter()
             corpus = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
-            return self._update(corpus, rebuild=rebuild, show_progress=show_progress)
+            parsed = time.perf_counter() - started
+            report = self._update(corpus, rebuild=rebuild, show_progress=show_progress)
+            report.timings = {"parse": parsed, **report.timings}
+            return report
 
     def _update(
         self, corpus: LoadReport, *, rebuild: bool = False, show_progress: bool | None = None
@@ -145,6 +197,8 @@ class Engine:
             chunking=s.chunking.kwargs(),
             rebuild=rebuild,
             show_progress=s.index.show_progress if show_progress is None else show_progress,
+            remote=self.remote,
+            store_params=s.vector_store.store_params(),
         )
         self.reload()
         return report
@@ -182,11 +236,31 @@ class Engine:
 
     def reload(self) -> None:
         """Load the live version of the index and swap it in for the questions asked from now on."""
-        with self._write_lock:  # two reloads never race: an older version never replaces a newer one
-            index = load_index(self.settings.index_dir, self.dense_key(), self.lexical_key())
-            snapshot = _Snapshot(index, self.encoder, self.tokenizer, self.settings)
+        with self._reload_lock:  # two reloads never race: an older version never replaces a newer one
+            index = load_index(
+                self.settings.index_dir, self.dense_key(), self.lexical_key(), remote=self.remote
+            )
+            snapshot = _Snapshot(index, self.query_encoder, self.tokenizer, self.settings)
             with self._lock:
                 self._snapshot = snapshot
+
+    def _live(self) -> _Snapshot:
+        """The snapshot to answer from: the loaded one, or the live version when another engine or process
+        (another server worker or replica, a `qa index` run) has published since. Costs one read of the
+        small ``CURRENT`` file per question; if the live version cannot be loaded, the loaded one serves."""
+        snapshot = self._require()
+        loaded = snapshot.index.version
+        try:
+            live = layout.read_pointer(self.settings.index_dir)
+            if live is None or loaded is None or live[0] == loaded.name:
+                return snapshot
+            with self._reload_lock:
+                current = self._require().index.version
+                if current is None or current.name != live[0]:
+                    self.reload()
+        except IndexStoreError as exc:
+            log.warning("answering from index %s: the live version cannot be loaded: %s", loaded, exc)
+        return self._require()
 
     def _latest(self) -> _Snapshot:
         """The loaded snapshot, reloaded first when another engine or process has published since.
@@ -253,7 +327,7 @@ class Engine:
         filters: Filters | None = None,
     ) -> Answer:
         k = self.check_question(question, top_k)
-        snap = self._require()
+        snap = self._live()
         query = self.queries.build(question.strip(), [h for h in history if isinstance(h, str)])
         query = snap.variants.expand(query)
         allowed = None
@@ -262,7 +336,7 @@ class Engine:
                 doc_ids=filters.doc_ids, date_from=filters.date_from, date_to=filters.date_to
             )
         depth = max(k, self.settings.retrieval.rerank_depth)
-        candidates = snap.searcher.search(query, depth, allowed)
+        candidates = snap.searcher.search(query, depth, allowed, filters)
         candidates = snap.reranker.rerank(query.question, query.tokens, candidates)
         candidates = snap.searcher.body_before_teaser(candidates)[: max(k, 10)]
         decision = snap.grounding.decide(query, candidates)

@@ -97,8 +97,9 @@ def write_config(root: Path) -> Path:
 class ServeProcess:
     """``qa --config <config> serve --port 0`` in a subprocess; the port is read from uvicorn's log."""
 
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, serve_args: tuple[str, ...] = ("--port", "0")) -> None:
         self.config = config
+        self.serve_args = serve_args
         self.log_lines: list[str] = []
         self.proc: subprocess.Popen[str] | None = None
         self.base = ""
@@ -112,7 +113,7 @@ class ServeProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("QA_")}
         command = [sys.executable, "-c", "from qa.cli import main; main()", "--config", str(self.config)]
         self.proc = subprocess.Popen(
-            [*command, "serve", "--port", "0"],
+            [*command, "serve", *self.serve_args],
             cwd=self.config.parent,
             env=env,
             stdout=subprocess.DEVNULL,

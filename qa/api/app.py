@@ -19,7 +19,7 @@ from qa.api.routes import ask, chat, documents, health
 from qa.api.schemas import EXTRA_SCHEMAS
 from qa.api.startup import Readiness, lifespan
 from qa.api.web import mount_web
-from qa.config import Settings
+from qa.config import Settings, load_settings
 from qa.engine import Engine
 from qa.errors import ConfigError
 
@@ -113,3 +113,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.server.api_keys)
     return app
+
+
+def app_from_config() -> FastAPI:
+    """The app of one ``qa serve --workers N`` process: settings from ``QA_CONFIG`` and ``QA_*``."""
+    return create_app(load_settings())

@@ -8,15 +8,15 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
 from embeddings.encoder import Encoder, Vectors
-from embeddings.vector_store import FaissFlatStore
+from embeddings.vector_store import StoreParams, VectorStore, build_store
 from qa.errors import CorpusError, IndexStoreError
-from qa.index import layout
+from qa.index import layout, milvus_sync
 from qa.index.embed_cache import EmbeddingCache
 from qa.index.search_index import SearchIndex, passage_text, read_snapshot, write_snapshot
 from qa.ingest.chunker import chunk_article
@@ -24,6 +24,9 @@ from qa.ingest.loader import LoadReport
 from qa.records import Article, Chunk
 from qa.retrieval.lexical import LexicalIndex
 from qa.retrieval.tokenize import ChineseTokenizer
+
+if TYPE_CHECKING:  # imported for types only: it imports qa.errors, hence qa and this module
+    from embeddings.milvus_store import MilvusStore
 
 log = logging.getLogger(__name__)
 ENCODE_BATCH = 256
@@ -90,7 +93,11 @@ def _embed_new(
 
 
 def _previous(
-    index_dir: Path, dense_key: dict[str, Any], lexical_key: dict[str, Any], rebuild: bool
+    index_dir: Path,
+    dense_key: dict[str, Any],
+    lexical_key: dict[str, Any],
+    rebuild: bool,
+    remote: MilvusStore | None = None,
 ) -> tuple[SearchIndex | None, bool]:
     """The live index to reuse vectors from (None if unusable), and whether its BM25 tokens are reusable."""
     if rebuild:
@@ -103,7 +110,7 @@ def _previous(
         if manifest.get("dense") != dense_key:
             log.info("model or chunking changed since the last build: every passage is embedded again")
             return None, False
-        return read_snapshot(version, manifest), manifest.get("lexical") == lexical_key
+        return read_snapshot(version, manifest, remote), manifest.get("lexical") == lexical_key
     except IndexStoreError as exc:
         log.warning("not reusing the existing index: %s", exc)
         return None, False
@@ -120,13 +127,18 @@ def build_index(
     chunking: dict[str, int],
     rebuild: bool = False,
     show_progress: bool = True,
+    remote: MilvusStore | None = None,
+    store_params: StoreParams | None = None,
 ) -> BuildReport:
-    """Bring the index in ``index_dir`` up to date with ``corpus`` and publish it atomically."""
+    """Bring the index in ``index_dir`` up to date with ``corpus`` and publish it atomically.
+
+    With ``remote``, passages live in that Milvus collection: only those of new and changed articles
+    are sent (before publishing) and those of replaced and removed ones deleted (after publishing)."""
     started = time.perf_counter()
     report = BuildReport(skipped=list(corpus.skipped))
     with layout.build_lock(index_dir):
         layout.remove_stale(index_dir)
-        previous, tokens_reusable = _previous(index_dir, dense_key, lexical_key, rebuild)
+        previous, tokens_reusable = _previous(index_dir, dense_key, lexical_key, rebuild, remote)
         articles: dict[str, Article] = {}
         hashes: dict[str, str] = {}
         chunks: list[Chunk] = []
@@ -134,6 +146,7 @@ def build_index(
         reused: list[tuple[int, int]] = []  # (position in `chunks`, row of `previous`) carried over
         pending: list[tuple[str, list[int]]] = []  # new or changed articles: (hash, positions to embed)
         t0 = time.perf_counter()
+        tokenize = chunk_time = 0.0
         for article in corpus.articles:
             digest = article_hash(article)
             articles[article.doc_id] = article
@@ -153,14 +166,21 @@ def build_index(
                 continue
             (report.updated if old else report.added).append(article.doc_id)
             positions = []
-            for chunk in chunk_article(article, **chunking):
+            t1 = time.perf_counter()
+            new_chunks = chunk_article(article, **chunking)
+            t2 = time.perf_counter()
+            for chunk in new_chunks:
                 positions.append(len(chunks))
                 chunks.append(chunk)
                 tokens.append(tokenizer.tokens(passage_text(chunk, article.title)))
+            tokenize += time.perf_counter() - t2
+            chunk_time += t2 - t1
             pending.append((digest, positions))
         if previous is not None:
             report.removed = sorted(set(previous.articles) - set(articles))
-        report.timings["parse_tokenize"] = time.perf_counter() - t0
+        report.timings["chunk"] = chunk_time
+        report.timings["tokenize"] = tokenize
+        report.timings["diff"] = time.perf_counter() - t0 - chunk_time - tokenize
 
         if previous is not None and not report.changed and tokens_reusable:
             report.articles, report.passages = len(articles), len(chunks)
@@ -171,19 +191,23 @@ def build_index(
 
         t0 = time.perf_counter()
         vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
-        if previous is not None and reused:
+        if previous is not None and reused and remote is None:  # Milvus keeps the unchanged ones
             vectors[[p for p, _ in reused]] = previous.store.vectors([r for _, r in reused])
         texts = {
             p: passage_text(chunks[p], articles[chunks[p].doc_id].title) for _, ps in pending for p in ps
         }
-        cache = EmbeddingCache(index_dir, dense_key, encoder.dim)
+        # The same vectors whichever store keeps them: switching backends embeds nothing again.
+        cache = EmbeddingCache(index_dir, {k: v for k, v in dense_key.items() if k != "milvus"}, encoder.dim)
         report.encoded = _embed_new(encoder, cache, pending, texts, vectors, show_progress)
         report.timings["encode"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        store = FaissFlatStore(encoder.dim)
-        store.add(vectors)
-        lexical = LexicalIndex.build(tokens)
+        store: VectorStore
+        if remote is None:
+            store = build_store(vectors, encoder.dim, store_params)
+            lexical = LexicalIndex.build(tokens)
+        else:
+            store, lexical = milvus_sync.send(remote, chunks, articles, hashes, texts, vectors, tokens)
         snapshot = SearchIndex({}, articles, hashes, chunks, tokens, store, lexical)
         version = layout.new_version_dir(index_dir)
         write_snapshot(version, snapshot)
@@ -195,6 +219,8 @@ def build_index(
         }
         layout.seal_version(version, manifest)
         layout.publish(index_dir, version)
+        if remote is not None and isinstance(store, milvus_sync.MilvusPassages):
+            milvus_sync.after_publish(remote, previous.store if previous else None, store)
         cache.prune(set(hashes.values()))
         report.timings["write"] = time.perf_counter() - t0
     report.articles, report.passages = len(articles), len(chunks)

@@ -6,16 +6,19 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.vector_store import FaissFlatStore
+from embeddings.vector_store import VectorStore, load_store
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
-from qa.index import layout
+from qa.index import layout, milvus_sync
 from qa.records import Article, Chunk, Section, Segment
 from qa.retrieval.lexical import LexicalIndex
+
+if TYPE_CHECKING:  # imported for types only: it imports qa.errors, hence qa and this module
+    from embeddings.milvus_store import MilvusStore
 
 ARTICLES = "articles.jsonl"
 CHUNKS = "chunks.jsonl"
@@ -38,7 +41,7 @@ class SearchIndex:
     hashes: dict[str, str]
     chunks: list[Chunk]
     tokens: list[list[str]]
-    store: FaissFlatStore
+    store: VectorStore
     lexical: LexicalIndex
     version: Path | None = None
     rows_by_doc: dict[str, list[int]] = field(default_factory=dict)
@@ -132,7 +135,9 @@ def _read_jsonl(path: Path) -> list[Any]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def read_snapshot(version: Path, manifest: dict[str, Any]) -> SearchIndex:
+def read_snapshot(version: Path, manifest: dict[str, Any], remote: MilvusStore | None = None) -> SearchIndex:
+    """The snapshot in ``version``; ``remote`` is the Milvus collection when the manifest says the
+    passages live there (no vectors.npy or bm25/ then)."""
     try:
         articles: dict[str, Article] = {}
         hashes: dict[str, str] = {}
@@ -145,8 +150,13 @@ def read_snapshot(version: Path, manifest: dict[str, Any]) -> SearchIndex:
             text = articles[doc_id].text[start:end]
             chunks.append(Chunk(doc_id, Section(section), start, end, text, heading))
         tokens = _read_jsonl(version / TOKENS)
-        store = FaissFlatStore.load(version, int(manifest["dense"]["dim"]))
-        lexical = LexicalIndex.load(version / BM25_DIR, len(chunks))
+        store: VectorStore
+        if "milvus" in manifest["dense"]:
+            store = milvus_sync.view(remote, chunks, hashes, where=str(version))
+            lexical: LexicalIndex = milvus_sync.Vocabulary(tokens)
+        else:
+            store = load_store(version, int(manifest["dense"]["dim"]))
+            lexical = LexicalIndex.load(version / BM25_DIR, len(chunks))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexCorruptError(
             f"index at {version} cannot be read: {exc}; run `qa index --rebuild`"
@@ -179,7 +189,12 @@ def check_keys(manifest: dict[str, Any], dense_key: dict[str, Any], lexical_key:
 
 
 def load_index(
-    index_dir: Path, dense_key: dict[str, Any], lexical_key: dict[str, Any], *, verify: bool = True
+    index_dir: Path,
+    dense_key: dict[str, Any],
+    lexical_key: dict[str, Any],
+    *,
+    verify: bool = True,
+    remote: MilvusStore | None = None,
 ) -> SearchIndex:
     """The live version of the index; IndexStoreError when there is none or it does not fit the config.
 
@@ -194,7 +209,7 @@ def load_index(
             version = layout.pointed_version(index_dir, pointer)
             manifest = layout.read_manifest(version, verify=verify)
             check_keys(manifest, dense_key, lexical_key)
-            return read_snapshot(version, manifest)
+            return read_snapshot(version, manifest, remote)
         except IndexCorruptError:
             if attempt + 1 == LOAD_ATTEMPTS or layout.read_pointer(index_dir) == pointer:
                 raise

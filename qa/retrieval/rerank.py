@@ -69,6 +69,7 @@ class Reranker:
         self.type_weight = type_weight
         self._df: Counter[str] | None = None
         self._entities = lru_cache(maxsize=8192)(self._passage_entities)
+        self._sentences = lru_cache(maxsize=32768)(self._sentence_tokens)
 
     def _idf(self, token: str) -> float:
         if self._df is None:
@@ -84,10 +85,15 @@ class Reranker:
         if not total:
             return 0.0
         best = 0.0
-        for sentence in SENTENCE.findall(self.index.chunks[row].text):
-            present = set(self.tokenizer.tokens(sentence))
+        for present in self._sentences(row):
             best = max(best, sum(w for t, w in terms.items() if t in present) / total)
         return best
+
+    def _sentence_tokens(self, row: int) -> tuple[frozenset[str], ...]:
+        """The token set of each sentence of a passage (cached: popular passages recur across questions)."""
+        return tuple(
+            frozenset(self.tokenizer.tokens(s)) for s in SENTENCE.findall(self.index.chunks[row].text)
+        )
 
     def _passage_entities(self, row: int) -> tuple[frozenset[str], frozenset[str]]:
         found = self.tokenizer.tagged(self.index.chunks[row].text)
