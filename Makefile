@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 QUESTION ?= 胡志明市与中国多少个地方保持友好合作关系?
 
-.PHONY: install run test test-fast lint format browser bench bench-encode clean
+.PHONY: install run test test-fast lint format browser bench bench-encode bench-perf clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,12 @@ bench-scale: install
 bench-encode: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python benchmarks/encode_speed.py
+
+## The whole service: build split, re-index, cold start, latency in process and over HTTP, memory.
+bench-perf: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python benchmarks/perf.py --corpus seeds
+	$(BIN)/python benchmarks/perf.py --corpus inews
 
 clean:
 	rm -rf $(VENV) .qa
