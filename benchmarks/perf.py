@@ -53,7 +53,10 @@ FALLBACK_QUESTIONS = [
     "范明政总理会见了谁?",
     "越南和中国在哪些领域加强合作?",
 ]
-PROBE = "芽庄市与昆明市签署友好城市协议\n\n3月5日,芽庄市与昆明市签署友好城市协议,双方将开通直航航线。\n"
+PROBE = (
+    "芽庄市与昆明市签署友好城市协议\n\n"
+    "3月5日,芽庄市与昆明市在芽庄签署友好城市协议,双方将开通直航航线,并在旅游、教育和农业领域开展合作。\n"
+)
 log = logging.getLogger("perf")
 
 
@@ -224,11 +227,13 @@ def tree_rss(proc: subprocess.Popen[bytes]) -> float:
     return total / 2**20
 
 
-async def load_level(port: int, questions: list[str], clients: int, seconds: float) -> dict[str, Any]:
+async def load_level(
+    port: int, questions: list[str], clients: int, seconds: float, counter: list[int]
+) -> dict[str, Any]:
+    """``counter`` runs on across levels, so that a question repeats only when all have been asked."""
     latencies: list[float] = []
     statuses: dict[str, int] = {}
     stop = time.perf_counter() + seconds
-    counter = [0]
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=120) as client:
 
@@ -254,6 +259,7 @@ async def load_level(port: int, questions: list[str], clients: int, seconds: flo
         "seconds": elapsed,
         "requests": len(latencies),
         "answered_per_s": ok / elapsed,
+        "questions_repeated": counter[0] > len(questions),
         "statuses": statuses,
         "latency_ms": percentiles(latencies),
     }
@@ -271,8 +277,9 @@ def measure_http(
             "rss_mib_start": tree_rss(proc),
         }
         result["levels"] = []
+        counter = [1]  # the first question was asked by start_server
         for clients in levels:
-            level = asyncio.run(load_level(port, questions, clients, seconds))
+            level = asyncio.run(load_level(port, questions, clients, seconds, counter))
             level["rss_mib_after"] = tree_rss(proc)
             result["levels"].append(level)
             log.info("HTTP, %d workers, %d clients: %.1f/s", workers, clients, level["answered_per_s"])

@@ -18,6 +18,7 @@ import gc
 import json
 import logging
 import random
+import re
 import shutil
 import statistics
 import subprocess
@@ -95,7 +96,12 @@ def child(kind: str, work: Path, n: int) -> None:
         dense = store.search(vec[None, :], CANDIDATES)[0]
         lex = lexical.search(toks, CANDIDATES)
         store.vectors([r for r, _ in dense] + [r for r, _ in lex])
-    print(json.dumps({"rss_load_mb": loaded - before, "rss_after_queries_mb": rss_mb() - before}))
+    status = Path("/proc/self/status").read_text()
+    split = {
+        f"{key}_after_queries_mb": int(re.search(rf"^{key}:\s+(\d+) kB", status, re.MULTILINE)[1]) / 1024  # type: ignore[index]
+        for key in ("RssAnon", "RssFile")
+    }  # anonymous memory vs pages of memory-mapped files (the kernel can drop those under pressure)
+    print(json.dumps({"rss_load_mb": loaded - before, "rss_after_queries_mb": rss_mb() - before} | split))
 
 
 def measure_rss(kind: str, work: Path, n: int) -> dict[str, float]:

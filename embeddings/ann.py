@@ -37,7 +37,7 @@ Hits = list[list[tuple[int, float]]]
 class HnswParams:
     m: int = 32  # graph degree: more is better recall, more memory (m * 8 bytes a row) and slower builds
     ef_construction: int = 40
-    ef_search: int = 1024  # candidates explored per query (recall: benchmarks/scale.py)
+    ef_search: int = 2048  # candidates explored per query (recall: benchmarks/scale.py)
     exact_filter_rows: int = 50_000  # a filter allowing at most this many rows is searched exactly
 
 

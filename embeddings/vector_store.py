@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Protocol
 
@@ -132,9 +132,11 @@ def build_store(vectors: Vectors, dim: int, params: StoreParams | None = None) -
     return store
 
 
-def load_store(directory: Path, dim: int) -> AnyStore:
+def load_store(directory: Path, dim: int, params: StoreParams | None = None) -> AnyStore:
     """The store saved in ``directory``, of the kind its ``store.json`` names (flat without one).
-    ValueError when a file is missing, truncated or does not match the others."""
+    Search-time settings (``ef_search``, ``exact_filter_rows``) come from ``params`` when given, so a
+    config change applies without a rebuild; the graph's own (``m``, ``ef_construction``) are the
+    build's. ValueError when a file is missing, truncated or does not match the others."""
     path = directory / STORE_FILE
     if not path.exists():
         return FaissFlatStore.load(directory, dim)
@@ -149,5 +151,10 @@ def load_store(directory: Path, dim: int) -> AnyStore:
             )
         return store
     if meta.get("kind") == "hnsw":
-        return HnswStore.load(directory, dim, int(meta["count"]), HnswParams(**meta["hnsw"]))
+        built = HnswParams(**meta["hnsw"])
+        if params is not None:
+            built = replace(
+                built, ef_search=params.hnsw.ef_search, exact_filter_rows=params.hnsw.exact_filter_rows
+            )
+        return HnswStore.load(directory, dim, int(meta["count"]), built)
     raise ValueError(f"{path}: unknown store kind {meta.get('kind')!r}")

@@ -238,7 +238,11 @@ class Engine:
         """Load the live version of the index and swap it in for the questions asked from now on."""
         with self._reload_lock:  # two reloads never race: an older version never replaces a newer one
             index = load_index(
-                self.settings.index_dir, self.dense_key(), self.lexical_key(), remote=self.remote
+                self.settings.index_dir,
+                self.dense_key(),
+                self.lexical_key(),
+                remote=self.remote,
+                store_params=self.settings.vector_store.store_params(),
             )
             snapshot = _Snapshot(index, self.query_encoder, self.tokenizer, self.settings)
             with self._lock:

@@ -116,3 +116,15 @@ def test_truncated_file_is_reported(
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     with pytest.raises(ValueError, match=r"truncated|shape|mmap|larger"):
         load_store(tmp_path, DIM)
+
+
+def test_search_settings_come_from_the_config_at_load(
+    tmp_path: Path, data: tuple[np.ndarray, np.ndarray, FaissFlatStore, HnswStore]
+) -> None:
+    ann = data[3]
+    ann.save(tmp_path)
+    wanted = replace(ann.params, ef_search=ann.params.ef_search * 2, exact_filter_rows=7)
+    loaded = load_store(tmp_path, DIM, StoreParams(hnsw=replace(wanted, m=ann.params.m + 8)))
+    assert isinstance(loaded, HnswStore)
+    assert loaded.params.ef_search == wanted.ef_search and loaded.params.exact_filter_rows == 7
+    assert loaded.params.m == ann.params.m  # the graph is as it was built

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.vector_store import VectorStore, load_store
+from embeddings.vector_store import StoreParams, VectorStore, load_store
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
 from qa.index import layout, milvus_sync
 from qa.records import Article, Chunk, Section, Segment
@@ -135,7 +135,12 @@ def _read_jsonl(path: Path) -> list[Any]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def read_snapshot(version: Path, manifest: dict[str, Any], remote: MilvusStore | None = None) -> SearchIndex:
+def read_snapshot(
+    version: Path,
+    manifest: dict[str, Any],
+    remote: MilvusStore | None = None,
+    store_params: StoreParams | None = None,
+) -> SearchIndex:
     """The snapshot in ``version``; ``remote`` is the Milvus collection when the manifest says the
     passages live there (no vectors.npy or bm25/ then)."""
     try:
@@ -155,7 +160,7 @@ def read_snapshot(version: Path, manifest: dict[str, Any], remote: MilvusStore |
             store = milvus_sync.view(remote, chunks, hashes, where=str(version))
             lexical: LexicalIndex = milvus_sync.Vocabulary(tokens)
         else:
-            store = load_store(version, int(manifest["dense"]["dim"]))
+            store = load_store(version, int(manifest["dense"]["dim"]), store_params)
             lexical = LexicalIndex.load(version / BM25_DIR, len(chunks))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexCorruptError(
@@ -195,6 +200,7 @@ def load_index(
     *,
     verify: bool = True,
     remote: MilvusStore | None = None,
+    store_params: StoreParams | None = None,
 ) -> SearchIndex:
     """The live version of the index; IndexStoreError when there is none or it does not fit the config.
 
@@ -209,7 +215,7 @@ def load_index(
             version = layout.pointed_version(index_dir, pointer)
             manifest = layout.read_manifest(version, verify=verify)
             check_keys(manifest, dense_key, lexical_key)
-            return read_snapshot(version, manifest, remote)
+            return read_snapshot(version, manifest, remote, store_params)
         except IndexCorruptError:
             if attempt + 1 == LOAD_ATTEMPTS or layout.read_pointer(index_dir) == pointer:
                 raise
