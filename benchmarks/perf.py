@@ -57,6 +57,7 @@ PROBE = (
     "芽庄市与昆明市签署友好城市协议\n\n"
     "3月5日,芽庄市与昆明市在芽庄签署友好城市协议,双方将开通直航航线,并在旅游、教育和农业领域开展合作。\n"
 )
+FILE_ARTICLES = 500
 log = logging.getLogger("perf")
 
 
@@ -89,11 +90,12 @@ def prepare_corpus(args: argparse.Namespace, folder: Path) -> list[str]:
     from inews import articles
 
     picked = articles()[: args.articles]
-    with open(folder / "inews.jsonl", "w", encoding="utf-8") as out:
-        for i, (title, content) in enumerate(picked):
-            text = content[: args.max_chars] if args.max_chars else content
-            record = {"id": f"inews-{i}", "title": title, "text": text}
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    for first in range(0, len(picked), FILE_ARTICLES):  # files stay under corpus.max_file_bytes
+        with open(folder / f"inews-{first // FILE_ARTICLES:03d}.jsonl", "w", encoding="utf-8") as out:
+            for i, (title, content) in enumerate(picked[first : first + FILE_ARTICLES], start=first):
+                text = content[: args.max_chars] if args.max_chars else content
+                record = {"id": f"inews-{i}", "title": title, "text": text}
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
     return [title for title, _ in picked if title.strip()]
 
 
@@ -347,6 +349,8 @@ def main() -> None:
 
     result: dict[str, Any] = {"corpus": name, "cpu_count": os.cpu_count()}
     result["build"] = measure_build(settings, fresh=not args.reuse)
+    if not result["build"]["passages"]:
+        raise SystemExit(f"nothing was indexed from {corpus_dir}: see the log for skipped files")
     result["cold_start_cli_s"] = cold_start_cli(env, questions[0])
     result["in_process"] = measure_in_process(settings, questions, args.queries)
     result["http"] = [

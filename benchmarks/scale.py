@@ -86,10 +86,13 @@ def queries(count: int, seed: int) -> list[str]:
 
 def child(kind: str, work: Path, n: int) -> None:
     """Resident memory of one store + BM25, loaded as the service loads them, before and after queries."""
+    from qa.config import load_settings
+
+    params = load_settings().vector_store.store_params()
     qv = np.load(work / "queries.npy")
     qtokens = json.loads((work / "queries.json").read_text(encoding="utf-8"))["tokens"]
     before = rss_mb()
-    store = load_store(work / kind, qv.shape[1])
+    store = load_store(work / kind, qv.shape[1], params)
     lexical = LexicalIndex.load(work / "bm25", n)
     loaded = rss_mb()
     for vec, toks in zip(qv, qtokens, strict=True):
@@ -123,6 +126,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--ef", default="64,128,256,512", help="efSearch values to measure recall at")
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--reuse", action="store_true", help="measure the stores of an earlier run again")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
@@ -139,13 +143,16 @@ def main() -> None:
     settings = load_settings()
     params = settings.vector_store.store_params()
     engine = Engine(settings)
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    res: dict[str, Any] = {"passages": n, "queries": args.queries, "hnsw": {}}
-    t0 = time.perf_counter()
-    vectors, tokens = synthesize(n, args.seed)
-    res["synthesize_s"] = time.perf_counter() - t0
-    print(f"{n} synthetic passages in {res['synthesize_s']:.0f} s", flush=True)
+    reuse = args.reuse and all((work / part).is_dir() for part in ("bm25", "flat", "hnsw"))
+    if not reuse:
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+    res: dict[str, Any] = {"passages": n, "queries": args.queries, "hnsw": {}, "reused_build": reuse}
+    if not reuse:
+        t0 = time.perf_counter()
+        vectors, tokens = synthesize(n, args.seed)
+        res["synthesize_s"] = time.perf_counter() - t0
+        print(f"{n} synthetic passages in {res['synthesize_s']:.0f} s", flush=True)
 
     titles = queries(args.queries, args.seed)
     built = [engine.queries.build(t) for t in titles]
@@ -154,22 +161,27 @@ def main() -> None:
     np.save(work / "queries.npy", qv)
     (work / "queries.json").write_text(json.dumps({"tokens": [q.tokens for q in built]}, ensure_ascii=False))
 
-    t0 = time.perf_counter()
-    lexical = LexicalIndex.build(tokens)
-    lexical.save(work / "bm25")
-    res["build_bm25_s"] = time.perf_counter() - t0
-    del lexical, tokens
-    gc.collect()
-    print(f"BM25 built in {res['build_bm25_s']:.0f} s", flush=True)
-    t0 = time.perf_counter()
-    flat = build_store(vectors, vectors.shape[1], replace(params, flat_max_passages=n))
-    flat.save(work / "flat")
-    res["build_flat_s"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    hnsw = build_store(vectors, vectors.shape[1], replace(params, flat_max_passages=0))
-    hnsw.save(work / "hnsw")
-    res["build_hnsw_s"] = time.perf_counter() - t0
-    print(f"Flat built in {res['build_flat_s']:.0f} s, HNSW in {res['build_hnsw_s']:.0f} s", flush=True)
+    if reuse:  # the stores and BM25 of an earlier run with the same --passages: only measure again
+        flat = load_store(work / "flat", qv.shape[1])
+        hnsw = load_store(work / "hnsw", qv.shape[1], params)
+    else:
+        t0 = time.perf_counter()
+        lexical = LexicalIndex.build(tokens)
+        lexical.save(work / "bm25")
+        res["build_bm25_s"] = time.perf_counter() - t0
+        del lexical, tokens
+        gc.collect()
+        print(f"BM25 built in {res['build_bm25_s']:.0f} s", flush=True)
+        t0 = time.perf_counter()
+        flat = build_store(vectors, vectors.shape[1], replace(params, flat_max_passages=n))
+        flat.save(work / "flat")
+        res["build_flat_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        hnsw = build_store(vectors, vectors.shape[1], replace(params, flat_max_passages=0))
+        hnsw.save(work / "hnsw")
+        res["build_hnsw_s"] = time.perf_counter() - t0
+        print(f"Flat built in {res['build_flat_s']:.0f} s, HNSW in {res['build_hnsw_s']:.0f} s", flush=True)
+        del vectors
     assert isinstance(hnsw, HnswStore)
 
     truth = flat.search(qv, 10)
@@ -189,13 +201,13 @@ def main() -> None:
             row[f"recall@10 filter {name}"] = recall(flat.search(qv[:100], 10, mask), got)
         res["hnsw"][ef] = row
         print(f"ef {ef}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
-    del flat, hnsw, vectors
+    del flat, hnsw
     gc.collect()
 
     res["rss_mb"] = {kind: measure_rss(kind, work, n) for kind in ("hnsw", "flat")}
     print(f"RSS (store + BM25): {res['rss_mb']}", flush=True)
 
-    stores = {kind: load_store(work / kind, qv.shape[1]) for kind in ("flat", "hnsw")}
+    stores = {kind: load_store(work / kind, qv.shape[1], params) for kind in ("flat", "hnsw")}
     lexical = LexicalIndex.load(work / "bm25", n)
     parts: dict[str, list[float]] = {p: [] for p in ("encode", "bm25", "flat", "hnsw", "vectors")}
     for _ in range(2):
