@@ -69,6 +69,11 @@ class _Snapshot:
         self.grounding = Grounding(index, r)
         self.variants = NameVariants(index.lexical.vocabulary())
 
+    def warm(self) -> None:
+        """Corpus statistics the first question would otherwise wait for; done before the swap."""
+        self.reranker.warm()
+        self.variants.warm()
+
 
 class Engine:
     def __init__(self, settings: Settings, encoder: Encoder | None = None) -> None:
@@ -245,6 +250,7 @@ class Engine:
                 store_params=self.settings.vector_store.store_params(),
             )
             snapshot = _Snapshot(index, self.query_encoder, self.tokenizer, self.settings)
+            snapshot.warm()
             with self._lock:
                 self._snapshot = snapshot
 

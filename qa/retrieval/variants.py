@@ -27,6 +27,10 @@ class NameVariants:
         self._pairs = {t[1:] for t in vocabulary if t.startswith("#") and len(t) == 3}
         self._by_sound: dict[str, set[str]] | None = None
 
+    def warm(self) -> None:
+        """Build the sound map now rather than on the first question that names someone."""
+        self._chars_by_sound()
+
     def _chars_by_sound(self) -> dict[str, set[str]]:
         if self._by_sound is None:
             chars = {c for pair in self._pairs for c in pair if is_cjk(c)}
