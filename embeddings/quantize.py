@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -23,6 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from embeddings.e5_build import publish_folder
 from qa.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -171,18 +171,7 @@ def build_int8(source: Path, dest: Path | None = None) -> Path:
                 shutil.copy(source / name, tmp / name)
         marker = {"fingerprint": fingerprint, "recipe": RECIPE, "source": str(source), "fused": fused}
         (tmp / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
-        for path in (tmp, *tmp.rglob("*")):  # mkdtemp makes 0700; the folder is read by other users too
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        if dest.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{dest.name}.old-", dir=dest.parent))
-            os.replace(dest, old / "model")
-            shutil.rmtree(old, ignore_errors=True)
-        try:
-            os.replace(tmp, dest)
-        except OSError:
-            if not _is_complete(dest, fingerprint):  # lost a race only if the winner left a good build
-                raise
-            log.info("another process finished %s first; keeping its build", dest)
+        publish_folder(tmp, dest, lambda: _is_complete(dest, fingerprint))
     except ImportError as exc:
         raise ModelError(
             f"the int8 build needs onnx and onnxruntime ({exc}); pip install onnx onnxruntime"

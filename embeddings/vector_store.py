@@ -18,7 +18,14 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.ann import STORE_FILE, HnswParams, HnswStore, write_json_atomic, write_npy_atomic
+from embeddings.ann import (
+    STORE_FILE,
+    HnswParams,
+    HnswStore,
+    as_rows,
+    write_json_atomic,
+    write_npy_atomic,
+)
 from embeddings.encoder import Vectors
 from embeddings.npyio import load_npy
 
@@ -69,9 +76,7 @@ class FaissFlatStore:
         return int(self._index.ntotal)
 
     def add(self, vectors: Vectors) -> None:
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[1] != self._dim:
-            raise ValueError(f"expected vectors of shape (n, {self._dim}), got {vectors.shape}")
+        vectors = as_rows(vectors, self._dim)
         if len(vectors):
             self._index.add(vectors)
             self._rows.append(vectors)
