@@ -17,18 +17,19 @@ from embeddings.query_batch import BatchingQueryEncoder
 from qa import answer as answer_text
 from qa.config import Settings
 from qa.documents import (
+    CorpusChange,
     NewDocument,
-    parse_document,
+    prepare_document,
     remove_from_corpus,
     remove_temp_files,
     write_document,
 )
-from qa.errors import CorpusError, DocumentNotFoundError, IndexStoreError, QuestionError
+from qa.errors import DocumentNotFoundError, IndexStoreError, QuestionError
 from qa.index import builder, layout
 from qa.index.builder import BuildReport
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
 from qa.ingest.chunker import chunk_article
-from qa.ingest.loader import LoadReport, load_corpus, load_file
+from qa.ingest.loader import LoadReport, load_corpus
 from qa.records import Answer, Article, Hit
 from qa.retrieval.abstain import Grounding
 from qa.retrieval.gazetteer import Gazetteer, Glossary
@@ -210,23 +211,22 @@ class Engine:
 
     # -- documents ---------------------------------------------------------------------------------
     def add_document(self, doc: NewDocument) -> Article:
-        """Add or replace an article: stored in the corpus folder and searchable when this returns."""
-        c = self.settings.chunking
-        if not chunk_article(parse_document(doc), **c.kwargs()):  # reject before anything is written
-            raise QuestionError(f"the document has no passage of at least {c.min_chars} characters to index")
-        with self._write_lock, layout.build_lock(self.settings.index_dir):
+        """Add or replace an article: stored in the corpus folder and searchable when this returns.
+
+        A refused document (QuestionError) leaves the corpus and the index exactly as they were; so does
+        a failure while the index is updated (the corpus files are put back)."""
+        s = self.settings
+        staged = prepare_document(s.corpus_dir, doc, max_bytes=s.corpus.max_file_bytes)
+        if not chunk_article(staged.article, **s.chunking.kwargs()):
+            raise QuestionError(
+                f"the document has no passage of at least {s.chunking.min_chars} characters to index"
+            )
+        with self._write_lock, layout.build_lock(s.index_dir):
             current = self._latest().index.articles
-            target = write_document(self.settings.corpus_dir, doc, current.get(doc.doc_id))
-            items = list(load_file(target, self.settings.corpus.max_file_bytes))
-            loaded = [a for a in items if isinstance(a, Article)]
-            if not loaded:
-                target.unlink(missing_ok=True)
-                errors = [e.reason for e in items if isinstance(e, CorpusError)]
-                raise QuestionError(errors[0] if errors else "the document has no indexable text")
-            article = next(a for a in loaded if a.doc_id == doc.doc_id)
-            articles = [a for a in current.values() if a.doc_id != doc.doc_id] + [article]
-            self._update(LoadReport(articles=articles), show_progress=False)
-        return article
+            change = write_document(s.corpus_dir, staged, current.get(doc.doc_id))
+            articles = [a for a in current.values() if a.doc_id != doc.doc_id] + [staged.article]
+            self._apply(change, articles, current)
+        return staged.article
 
     def delete_document(self, doc_id: str) -> None:
         """Remove an article from the corpus and the index; it is never cited again once this returns."""
@@ -235,9 +235,23 @@ class Engine:
             article = current.get(doc_id)
             if article is None:
                 raise DocumentNotFoundError(doc_id)
-            remove_from_corpus(self.settings.corpus_dir, article)
-            articles = [a for a in current.values() if a.doc_id != doc_id]
+            change = remove_from_corpus(self.settings.corpus_dir, article)
+            self._apply(change, [a for a in current.values() if a.doc_id != doc_id], current)
+
+    def _apply(self, change: CorpusChange, articles: list[Article], before: dict[str, Article]) -> None:
+        """Index ``articles`` after the corpus ``change``; if that fails, undo the change, and put the
+        index back too when the failure came after a new version was published."""
+        live = layout.read_pointer(self.settings.index_dir)
+        try:
             self._update(LoadReport(articles=articles), show_progress=False)
+        except BaseException:
+            change.restore()
+            if layout.read_pointer(self.settings.index_dir) != live:
+                try:
+                    self._update(LoadReport(articles=list(before.values())), show_progress=False)
+                except Exception:
+                    log.exception("the index could not be put back; the next `qa index` syncs it")
+            raise
 
     def reload(self) -> None:
         """Load the live version of the index and swap it in for the questions asked from now on."""

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from qa.config import Settings
-from qa.documents import NewDocument, write_document
+from qa.documents import NewDocument, prepare_document, write_document
 from qa.engine import Engine
 from qa.errors import IndexStoreError
 from qa.index import layout
@@ -65,8 +65,9 @@ def corpus_state(settings: Settings) -> State:
 def stored_article(doc: NewDocument) -> Article:
     """The article ``add_document`` indexes for ``doc`` (stored and read back, as the engine does)."""
     with tempfile.TemporaryDirectory() as scratch:
-        target = write_document(Path(scratch), doc, None)
-        return next(a for a in load_file(target, 1 << 20) if isinstance(a, Article))
+        staged = prepare_document(Path(scratch), doc, max_bytes=1 << 20)
+        write_document(Path(scratch), staged, None)
+        return next(a for a in load_file(staged.path, 1 << 20) if isinstance(a, Article))
 
 
 def sentence_pool() -> list[str]:

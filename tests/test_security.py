@@ -4,8 +4,10 @@ the corpus (and index) folders whatever a request says."""
 from __future__ import annotations
 
 import hmac
+import json
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,11 @@ from qa.api.app import create_app
 from qa.api.web import STATIC_DIR
 from qa.bot.telegram import SECRET_HEADER
 from qa.config import load_settings
+from qa.documents import NewDocument
 from qa.engine import Engine
 from qa.errors import ConfigError
 from tests.conftest import CONFIG, ROOT, settings_in
-from tests.test_bad_input import Bad, InProcess
+from tests.test_bad_input import CANARY, Bad, InProcess
 
 NEW_TEXT = (
     "芽庄市与昆明市签署友好城市协议\n\n"
@@ -409,3 +412,217 @@ def test_no_request_path_is_opened_outside_the_corpus(tmp_path: Path) -> None:
     assert all(inside(p, [str(corpus), str(index)]) for _, p in written), written
     assert (root / "secret.txt").read_text(encoding="utf-8").startswith(secret)
     assert sorted(p.name for p in root.iterdir()) == ["corpus", "etc", "index", "secret", "secret.txt"]
+
+
+# -- a refused write changes nothing -----------------------------------------------------------------
+
+KEPT = "保留的文章\n\n3月5日,岘港市与青岛市签署友好城市协议,双方将在港口、物流和旅游领域开展合作。\n"
+
+
+def corpus_bytes(corpus: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(corpus.iterdir())}
+
+
+@pytest.fixture
+def writable(tmp_path: Path) -> Iterator[tuple[TestClient, Path]]:
+    settings = settings_in(tmp_path)
+    with TestClient(create_app(settings, Engine(settings).open(sync=True, show_progress=False))) as client:
+        yield client, settings.corpus_dir
+
+
+def restarted(root: Path) -> TestClient:
+    """A new engine over the same folders, as after a server restart (it syncs with the corpus)."""
+    settings = settings_in(root)
+    return TestClient(create_app(settings, Engine(settings).open(sync=True, show_progress=False)))
+
+
+ORIGINALS = {
+    "page": {"doc_id": "keep-1", "text": KEPT},
+    "record": {"doc_id": "keep-1", "text": KEPT, "title": "保留的文章", "date": "2025-03-05"},
+}
+REFUSED = {
+    "NUL in a page": {"doc_id": "keep-1", "text": KEPT + "\x00"},
+    "NUL in a record": {"doc_id": "keep-1", "text": "\x00" + KEPT, "title": "标题"},
+    "only captions": {"doc_id": "keep-1", "text": "图自越通社\nanh-3.png\n"},
+    "bad date": {"doc_id": "keep-1", "text": KEPT, "date": "2025-13-40"},
+    "lone surrogate": {"doc_id": "keep-1", "text": KEPT + "\ud800", "title": "标题"},
+}
+
+
+@pytest.mark.parametrize("original", ORIGINALS, ids=list(ORIGINALS))
+@pytest.mark.parametrize("replacement", REFUSED, ids=list(REFUSED))
+def test_a_refused_replace_keeps_the_stored_article(
+    tmp_path: Path, writable: tuple[TestClient, Path], original: str, replacement: str
+) -> None:
+    """The probe's data loss: a replace refused with 422 used to delete the stored article's file."""
+    client, corpus = writable
+    assert client.post("/v1/documents", json=ORIGINALS[original]).status_code == 201
+    before = corpus_bytes(corpus)
+    reply = client.post(
+        "/v1/documents",
+        content=json.dumps(REFUSED[replacement], ensure_ascii=True),
+        headers={"content-type": "application/json"},
+    )
+    assert reply.status_code in {400, 422}, reply.text  # a lone surrogate is not even valid JSON: 400
+    assert corpus_bytes(corpus) == before
+    assert client.get("/v1/documents/keep-1").json()["text"] == KEPT
+    with restarted(tmp_path) as again:  # the stored file, not just the loaded index, still holds it
+        assert again.get("/v1/documents/keep-1").json()["text"] == KEPT
+
+
+def test_a_refused_replace_of_a_bulk_record_keeps_the_bulk_file(writable: tuple[TestClient, Path]) -> None:
+    client, corpus = writable
+    records = [{"id": f"bulk-{n}", "title": f"标题{n}", "text": KEPT} for n in range(3)]
+    (corpus / "bulk.jsonl").write_text(
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+    )
+    client.app.state.engine.build(show_progress=False)  # type: ignore[attr-defined]
+    before = corpus_bytes(corpus)
+    assert client.post("/v1/documents", json={"doc_id": "bulk-1", "text": KEPT + "\x00"}).status_code == 422
+    assert corpus_bytes(corpus) == before
+
+
+@pytest.mark.parametrize("write", ["replace page", "replace record", "new", "delete"])
+def test_a_write_whose_index_update_fails_puts_the_corpus_back(
+    tmp_path: Path, writable: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch, write: str
+) -> None:
+    client, corpus = writable
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    assert client.post("/v1/documents", json=ORIGINALS["record"]).status_code == 201
+    before = corpus_bytes(corpus)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(engine, "_update", broken)
+    with pytest.raises(OSError, match="No space"):
+        if write == "delete":
+            engine.delete_document("keep-1")
+        else:
+            doc_id = "fresh" if write == "new" else "keep-1"
+            title = "新标题" if write == "replace record" else None
+            engine.add_document(NewDocument(doc_id, NEW_TEXT, title=title))
+    assert corpus_bytes(corpus) == before
+    monkeypatch.undo()
+    with restarted(tmp_path) as again:
+        assert again.get("/v1/documents/keep-1").json()["text"] == KEPT
+        assert again.get("/v1/documents/fresh").status_code == 404
+
+
+def test_an_index_published_before_a_failure_is_put_back(
+    writable: tuple[TestClient, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The update published a version, then loading it failed: the index goes back to the corpus."""
+    client, _ = writable
+    engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
+    original = Engine.reload
+    calls = 0
+
+    def failing_once(self: Engine) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise MemoryError("cannot load the new version")
+        original(self)
+
+    monkeypatch.setattr(Engine, "reload", failing_once)
+    with pytest.raises(MemoryError):
+        engine.add_document(NewDocument("fresh", NEW_TEXT))
+    assert "fresh" not in engine.index.articles
+    monkeypatch.undo()
+    engine.reload()  # the live version on disk: put back too
+    assert "fresh" not in engine.index.articles
+
+
+# -- doc_ids that do not fit in a file name ---------------------------------------------------------
+
+LONG_IDS = {"72 CJK characters": "新" * 72, "120 × é": "é" * 120, "200 CJK characters": "长" * 200}
+
+
+@pytest.mark.parametrize("doc_id", LONG_IDS.values(), ids=list(LONG_IDS))
+@pytest.mark.parametrize("metadata", [False, True], ids=["page", "record"])
+def test_a_doc_id_longer_than_a_file_name_is_stored(
+    tmp_path: Path, writable: tuple[TestClient, Path], doc_id: str, metadata: bool
+) -> None:
+    client, corpus = writable
+    body = {"doc_id": doc_id, "text": NEW_TEXT} | ({"title": "芽庄市与昆明市"} if metadata else {})
+    reply = client.post("/v1/documents", json=body)
+    assert reply.status_code == 201, reply.text
+    assert max(len(p.name.encode()) for p in corpus.iterdir()) <= 200
+    path = f"/v1/documents/{quote(doc_id, safe='')}"
+    assert client.get(path).json()["text"] == NEW_TEXT
+    assert client.post("/v1/documents", json={**body, "text": KEPT}).json()["replaced"] is True
+    with restarted(tmp_path) as again:
+        assert again.get(path).json()["text"] == KEPT
+        assert again.delete(path).status_code == 204
+        assert again.get(path).status_code == 404
+    assert not any(doc_id[:10] in p.name for p in corpus.iterdir())
+
+
+def test_an_upload_whose_name_is_longer_than_a_file_name_is_stored(writable: tuple[TestClient, Path]) -> None:
+    client, _ = writable
+    name = "文" * 80 + ".txt"  # 244 bytes
+    reply = client.post("/v1/documents", files={"file": (name, NEW_TEXT.encode())})
+    assert reply.status_code == 201, reply.text
+    assert reply.json()["doc_id"] == "文" * 80
+    too_long = client.post("/v1/documents", files={"file": ("文" * 201 + ".txt", NEW_TEXT.encode())})
+    assert too_long.status_code == 422
+
+
+# -- links in the corpus folder ----------------------------------------------------------------------
+
+
+def test_links_out_of_the_corpus_are_refused_and_reported(tmp_path: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    (outside / "folder").mkdir(parents=True)
+    (outside / "file.txt").write_text(f"{CANARY}\n\n越南与中国的贸易额是多少。\n", encoding="utf-8")
+    (outside / "folder" / "inner.txt").write_text(f"{CANARY}\n\n越南与中国的贸易额。\n", encoding="utf-8")
+    settings = settings_in(tmp_path, corpus={"patterns": ["*.txt", "*/*.txt"]})
+    (settings.corpus_dir / "x.txt").symlink_to(outside / "file.txt")
+    (settings.corpus_dir / "linked").symlink_to(outside / "folder")
+    engine = Engine(settings)
+    report = engine.build(show_progress=False)
+    reasons = {Path(e.path).name: e.reason for e in report.skipped}
+    assert "symbolic link" in reasons["x.txt"]
+    assert "outside the corpus" in reasons["inner.txt"]
+    with TestClient(create_app(settings, engine)) as client:
+        assert client.get("/v1/documents/x").status_code == 404
+        assert client.get("/v1/documents/inner").status_code == 404
+        assert CANARY not in client.post("/v1/ask", json={"question": "越南与中国的贸易额是多少"}).text
+        # a replace or delete of that name never writes through the link
+        assert client.post("/v1/documents", json={"doc_id": "x", "text": NEW_TEXT}).status_code == 201
+        assert client.delete("/v1/documents/x").status_code == 204
+    assert CANARY in (outside / "file.txt").read_text(encoding="utf-8")
+
+
+# -- client-facing messages name no file-system path ------------------------------------------------
+
+DAMAGE = {
+    "CURRENT garbage": lambda index: (index / "CURRENT").write_bytes(b"\xff not a version"),
+    "CURRENT names a missing version": lambda index: (index / "CURRENT").write_text("v-gone\n"),
+    "a file corrupted": lambda index: next(p for p in index.rglob("*.npy")).write_bytes(b"broken"),
+    "manifest not JSON": lambda index: next(index.rglob("manifest.json")).write_text("{"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE, ids=list(DAMAGE))
+def test_error_messages_name_no_path(tmp_path: Path, damage: str) -> None:
+    settings = settings_in(tmp_path)
+    Engine(settings).open(show_progress=False)
+    DAMAGE[damage](settings.index_dir)
+    engine = Engine(settings)
+    with TestClient(create_app(settings, engine)) as client:
+        deadline = time.monotonic() + 30
+        while (ready := client.get("/readyz")).status_code == 503 and "loading" in ready.text:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        replies = [
+            ready,
+            client.post("/v1/ask", json={"question": "越南"}),
+            client.get("/v1/documents"),
+            client.post("/v1/documents", json={"doc_id": "n", "text": NEW_TEXT}),
+        ]
+    for reply in replies:
+        assert reply.status_code in {200, 201, 503}, reply.text
+        for leak in (str(tmp_path), "/tmp", str(ROOT), "CURRENT", "manifest.json"):
+            assert leak not in reply.text, (reply.request.url, reply.text)

@@ -26,6 +26,7 @@ from qa.errors import (
     ModelError,
     QAError,
     QuestionError,
+    public_message,
 )
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ _CODES = {
     413: "payload_too_large",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "rate_limited",
     503: "unavailable",
 }
 
@@ -90,9 +92,10 @@ def library_status(exc: QAError) -> tuple[int, str]:
 
 
 def _message(exc: QAError) -> str:
+    """The client's message: never the operator's detail (paths), which goes to the log instead."""
     if isinstance(exc, CorpusError):
         return exc.reason
-    return str(exc) or type(exc).__name__
+    return public_message(exc)
 
 
 def _loc(loc: Sequence[Any]) -> str:
@@ -177,7 +180,7 @@ async def _on_library(request: Request, exc: Exception) -> JSONResponse:
         readiness = getattr(request.app.state, "readiness", None)
         if readiness is not None and not readiness.ready and readiness.error is None:
             code, message = "not_ready", "the index is still loading; try again shortly"
-    if status >= 500:
+    if status >= 500:  # the operator's detail (paths) goes to the log; the client got the public message
         log.error("%s %s failed: %s", request.method, request.url.path, exc)
     return error_response(status, code, message, headers=headers)
 
@@ -205,10 +208,20 @@ ERROR_EXAMPLES: dict[int, tuple[str, str, str]] = {
         "unauthorized",
         "a valid API key is required: Authorization: Bearer <key>",
     ),
+    403: (
+        "A read-only API key on a write, or a cross-site write (Origin not allowed)",
+        "read_only_key",
+        "this API key is read-only: adding, replacing or deleting articles needs a full-access key",
+    ),
     404: ("Unknown article", "not_found", "no article with doc_id 'x'"),
     413: ("Request body too large", "payload_too_large", "the request body is over 1000000 bytes"),
     415: ("Wrong content type", "unsupported_media_type", "send application/json"),
     422: ("Invalid input", "invalid_input", "the question is empty"),
+    429: (
+        "Rate limit reached; retry after the Retry-After header's seconds",
+        "rate_limited",
+        "too many requests: at most 60 per 1 minute for this client; retry in 12 s",
+    ),
     503: ("Index not loaded yet", "index_unavailable", "the engine has no index loaded"),
 }
 

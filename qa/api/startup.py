@@ -13,7 +13,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 
 from qa.engine import Engine
-from qa.errors import IndexStoreError
+from qa.errors import IndexStoreError, public_message
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ async def open_engine(engine: Engine, readiness: Readiness) -> None:
         await anyio.to_thread.run_sync(lambda: engine.open(sync=True), abandon_on_cancel=True)
     except Exception as exc:  # reported by /readyz and the log; the process stays up for the probes
         log.exception("the engine could not be opened")
-        readiness.error = str(exc) or type(exc).__name__
+        readiness.error = public_message(exc)
         return
     readiness.ready = True
     index = engine.index

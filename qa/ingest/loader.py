@@ -6,8 +6,10 @@ so ``open(path, encoding="utf-8").read()[start:end]`` reproduces every citation.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import os
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -46,13 +48,21 @@ def decode_source(raw: bytes, path: Path | str) -> str:
 
 
 def read_source(path: Path, max_bytes: int) -> str:
+    """The file's text; refused when it is a link (it could point anywhere) or over ``max_bytes``."""
     try:
-        size = path.stat().st_size
-        if size > max_bytes:
-            raise CorpusError(path, f"file is {size} bytes, over the limit of {max_bytes}")
-        raw = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise CorpusError(path, "is a symbolic link; corpus files must be regular files") from exc
         raise CorpusError(path, f"cannot read: {exc.strerror or exc}") from exc
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size > max_bytes:
+                raise CorpusError(path, f"file is {size} bytes, over the limit of {max_bytes}")
+            raw = handle.read()
+        except OSError as exc:
+            raise CorpusError(path, f"cannot read: {exc.strerror or exc}") from exc
     return decode_source(raw, path)
 
 
@@ -113,12 +123,12 @@ def jsonl_articles(text: str, source: str) -> Iterator[Article | CorpusError]:
         yield article if article.segments else CorpusError(where, "no article text left after cleaning")
 
 
-def load_file(path: Path, max_bytes: int) -> Iterator[Article | CorpusError]:
+def source_articles(path: Path, text: str) -> Iterator[Article | CorpusError]:
+    """The articles of one source file's text: a page (.txt/.md, doc_id = file name) or a bulk .jsonl."""
+    if path.suffix.lower() == ".jsonl":
+        yield from jsonl_articles(text, str(path))
+        return
     try:
-        text = read_source(path, max_bytes)
-        if path.suffix.lower() == ".jsonl":
-            yield from jsonl_articles(text, str(path))
-            return
         if not valid_doc_id(path.stem):
             raise CorpusError(path, f"file name {path.stem!r} is not a usable doc_id")
         yield page_article(text, path.stem, str(path))
@@ -126,18 +136,46 @@ def load_file(path: Path, max_bytes: int) -> Iterator[Article | CorpusError]:
         yield exc
 
 
-def corpus_files(directory: Path, patterns: Iterable[str]) -> list[Path]:
+def load_file(path: Path, max_bytes: int) -> Iterator[Article | CorpusError]:
+    try:
+        text = read_source(path, max_bytes)
+    except CorpusError as exc:
+        yield exc
+        return
+    yield from source_articles(path, text)
+
+
+def corpus_files(directory: Path, patterns: Iterable[str]) -> tuple[list[Path], list[CorpusError]]:
+    """The source files of the folder, and the matches refused: a file is read only when it lies in the
+    folder itself (a link, or a path through a linked folder, could point anywhere on the machine)."""
     if not directory.is_dir():
         raise CorpusError(directory, "corpus folder does not exist")
-    files = {p for pattern in patterns for p in directory.glob(pattern) if p.is_file()}
-    return sorted(files)
+    root = directory.resolve()
+    files, refused = set(), []
+    for path in {p for pattern in patterns for p in directory.glob(pattern)}:
+        if path.is_symlink():
+            refused.append(CorpusError(path, "is a symbolic link; corpus files must be regular files"))
+        elif not inside(root, path):
+            refused.append(CorpusError(path, "lies outside the corpus folder (through a linked folder)"))
+        elif path.is_file():
+            files.add(path)
+    return sorted(files), sorted(refused, key=lambda e: e.path)
+
+
+def inside(root: Path, path: Path) -> bool:
+    """``path`` resolves to a place under the (resolved) folder ``root``."""
+    return root in path.resolve().parents
 
 
 def load_corpus(directory: Path, patterns: Iterable[str], max_bytes: int) -> LoadReport:
     """Every article of the folder; each unreadable file or record is in ``skipped`` with its reason."""
     report = LoadReport()
     seen: dict[str, str] = {}
-    for path in corpus_files(directory, patterns):
+    paths, refused = corpus_files(directory, patterns)
+    for error in refused:
+        log.warning("skipped %s: %s", error.path, error.reason)
+        report.skipped.append(error)
+    for path in paths:
         for item in load_file(path, max_bytes):
             if isinstance(item, CorpusError):
                 log.warning("skipped %s: %s", item.path, item.reason)

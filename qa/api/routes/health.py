@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -9,6 +10,9 @@ from fastapi import APIRouter, Request
 from qa.api.errors import error_response
 from qa.api.schemas import ErrorResponse, Health, Ready
 from qa.api.startup import Readiness
+from qa.errors import public_message
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["health"])
 
@@ -46,5 +50,6 @@ async def readyz(request: Request) -> Any:
         index = engine.index
         model = engine.encoder.name
     except Exception as exc:  # the snapshot vanished: report, never raise from a probe
-        return error_response(503, "not_ready", str(exc))
+        log.warning("not ready: %s", exc)
+        return error_response(503, "not_ready", public_message(exc))
     return Ready(articles=len(index.articles), passages=len(index), model=model)
