@@ -36,6 +36,7 @@ from qa.engine import Engine  # noqa: E402
 from qa.evaluate import evaluate, read_eval_file  # noqa: E402
 from qa.index import layout  # noqa: E402
 from qa.index.embed_cache import EmbeddingCache  # noqa: E402
+from qa.index.manifest import IndexKey, Manifest  # noqa: E402
 from qa.index.search_index import read_snapshot  # noqa: E402
 
 RANKINGS = ["local", "milvus", "milvus-fused-here"]
@@ -79,12 +80,12 @@ def seeds(eval_file: Path, work: Path) -> dict[str, Any]:
     return out
 
 
-def seed_cache(faiss_index: Path, milvus_index: Path, dense_key: dict[str, Any]) -> int:
+def seed_cache(faiss_index: Path, milvus_index: Path, key: IndexKey) -> int:
     """Put every article's vectors from the FAISS snapshot in the Milvus index's embedding cache."""
     version = layout.current_version(faiss_index)
     assert version is not None, f"no index in {faiss_index}: run benchmarks/retrieval_inews.py first"
-    snapshot = read_snapshot(version, layout.read_manifest(version, verify=False))
-    cache = EmbeddingCache(milvus_index, dense_key, snapshot.store.dim)
+    snapshot = read_snapshot(version, Manifest.from_json(layout.read_manifest(version, verify=False)))
+    cache = EmbeddingCache(milvus_index, key.dense.vectors_json(), snapshot.store.dim)
     for doc_id, rows in snapshot.rows_by_doc.items():
         cache.put(snapshot.hashes[doc_id], snapshot.store.vectors(rows))
     return len(snapshot.rows_by_doc)
@@ -101,7 +102,7 @@ def inews(work: Path, limit: int) -> dict[str, Any]:
     local.open(build_if_missing=False)
     started = time.perf_counter()
     if layout.current_version(milvus.settings.index_dir) is None:
-        seed_cache(settings.index_dir, milvus.settings.index_dir, local.dense_key())
+        seed_cache(settings.index_dir, milvus.settings.index_dir, local.index_key())
     report = milvus.build()
     out: dict[str, Any] = {
         "passages": report.passages,

@@ -33,7 +33,7 @@ import psutil
 
 from embeddings.ann import HnswStore
 from embeddings.vector_store import build_store, load_store
-from qa.retrieval.lexical import LexicalIndex
+from qa.text.bm25 import LexicalIndex
 
 ROOT = Path(__file__).resolve().parent
 SOURCE = ROOT / ".cache" / "inews-3000-1000-13"

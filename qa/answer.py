@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from qa.records import Hit
-from qa.textnorm import SENTENCE, char_bigrams, fold
+from qa.text.normalize import SENTENCE, char_bigrams, fold
 
 NO_ANSWER = "所检索的新闻中没有找到能回答这个问题的内容。"
 

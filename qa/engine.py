@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from embeddings.encoder import Encoder, precision_of
 from embeddings.models import load_encoder
@@ -27,6 +27,7 @@ from qa.documents import (
 from qa.errors import DocumentNotFoundError, IndexStoreError, QuestionError
 from qa.index import builder, layout
 from qa.index.builder import BuildReport
+from qa.index.manifest import Chunking, DenseKey, IndexKey, LexicalKey
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
 from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import LoadReport, load_corpus
@@ -36,8 +37,8 @@ from qa.retrieval.gazetteer import Gazetteer, Glossary
 from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import AliasTable, QueryBuilder
 from qa.retrieval.rerank import Reranker
-from qa.retrieval.tokenize import ChineseTokenizer
 from qa.retrieval.variants import NameVariants
+from qa.text.tokenize import ChineseTokenizer
 
 if TYPE_CHECKING:  # imported when used: it imports qa.errors, hence qa and this module
     from embeddings.milvus_store import MilvusStore
@@ -149,31 +150,26 @@ class Engine:
         if remote is not None:
             remote.close()
 
-    def dense_key(self) -> dict[str, Any]:
-        c, m = self.settings.chunking, self.settings.model
-        milvus = {"collection": self.settings.vector_store.collection}
-        return ({"milvus": milvus} if self.settings.vector_store.backend == "milvus" else {}) | {
-            "model": self.encoder.name,
-            "dim": self.encoder.dim,
-            # fp32 and int8 vectors differ slightly: never mixed in one index (a change re-embeds).
-            "precision": precision_of(self.encoder),
-            "passage_prefix": m.passage_prefix,
-            "max_seq_length": m.max_seq_length,
-            "chunking": {
-                "max_chars": c.max_chars,
-                "overlap_chars": c.overlap_chars,
-                "min_chars": c.min_chars,
-            },
-            "parser": PARSER_VERSION,
-            "context": PASSAGE_CONTEXT,
-        }
-
-    def lexical_key(self) -> dict[str, Any]:
+    def index_key(self) -> IndexKey:
+        """What the index must have been built with to serve this engine's settings."""
+        c, m, v = self.settings.chunking, self.settings.model, self.settings.vector_store
         names = "\n".join(self.aliases.names)
         if self.settings.retrieval.userdict:
             path = self.settings.resolve(Path(self.settings.retrieval.userdict))
             names += "\n" + (path.read_text(encoding="utf-8") if path.is_file() else "")
-        return {"tokenizer": TOKENIZER_VERSION, "names": hashlib.sha256(names.encode()).hexdigest()[:16]}
+        dense = DenseKey(
+            model=self.encoder.name,
+            dim=self.encoder.dim,
+            # fp32 and int8 vectors differ slightly: never mixed in one index (a change re-embeds).
+            precision=precision_of(self.encoder),
+            passage_prefix=m.passage_prefix,
+            max_seq_length=m.max_seq_length,
+            chunking=Chunking(c.max_chars, c.overlap_chars, c.min_chars),
+            parser=PARSER_VERSION,
+            context=PASSAGE_CONTEXT,
+            collection=v.collection if v.backend == "milvus" else None,
+        )
+        return IndexKey(dense, LexicalKey(TOKENIZER_VERSION, hashlib.sha256(names.encode()).hexdigest()[:16]))
 
     # -- index lifecycle ---------------------------------------------------------------------------
     def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
@@ -198,8 +194,7 @@ class Engine:
             index_dir=s.index_dir,
             encoder=self.encoder,
             tokenizer=self.tokenizer,
-            dense_key=self.dense_key(),
-            lexical_key=self.lexical_key(),
+            key=self.index_key(),
             chunking=s.chunking.kwargs(),
             rebuild=rebuild,
             show_progress=s.index.show_progress if show_progress is None else show_progress,
@@ -258,8 +253,7 @@ class Engine:
         with self._reload_lock:  # two reloads never race: an older version never replaces a newer one
             index = load_index(
                 self.settings.index_dir,
-                self.dense_key(),
-                self.lexical_key(),
+                self.index_key(),
                 remote=self.remote,
                 store_params=self.settings.vector_store.store_params(),
             )

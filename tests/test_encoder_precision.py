@@ -103,8 +103,8 @@ def test_index_records_the_precision(make_settings: Callable[..., Settings]) -> 
     class Int8Fake(FakeEncoder):
         precision = "int8-test"
 
-    assert Engine(make_settings()).dense_key()["precision"] == FP32
-    assert Engine(make_settings(), encoder=Int8Fake(64)).dense_key()["precision"] == "int8-test"
+    assert Engine(make_settings()).index_key().dense.precision == FP32
+    assert Engine(make_settings(), encoder=Int8Fake(64)).index_key().dense.precision == "int8-test"
 
 
 def test_build_int8_refuses_folders_without_mean_pooling(tmp_path: Path) -> None:

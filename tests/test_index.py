@@ -40,7 +40,8 @@ def test_round_trip(engine: Engine, fake_settings: Settings) -> None:
     assert again.index.articles.keys() == engine.index.articles.keys()
     for a, b in zip(engine.index.chunks, again.index.chunks, strict=True):
         assert a == b
-    manifest = again.index.manifest
+    assert again.index.manifest is not None
+    manifest = again.index.manifest.to_json() | layout.read_manifest(again.index.version, verify=True)
     assert manifest["dense"]["model"] == "fake:64"
     assert manifest["dense"]["dim"] == 64
     c = fake_settings.chunking
@@ -112,7 +113,7 @@ def test_tampered_or_truncated_files_are_detected(engine: Engine, fake_settings:
     with pytest.raises(IndexCorruptError, match="checksum"):
         Engine(fake_settings).open(build_if_missing=False)
     Engine(fake_settings).build(rebuild=True)  # the way out the message names
-    assert Engine(fake_settings).open(build_if_missing=False).index.manifest["counts"]["articles"] == 5
+    assert Engine(fake_settings).open(build_if_missing=False).index.manifest.counts.articles == 5  # type: ignore[union-attr]
     version = layout.current_version(fake_settings.index_dir)
     assert version is not None
     (version / "vectors.npy").unlink()
@@ -129,7 +130,7 @@ def test_index_built_with_another_model_or_chunking_is_refused(
         Engine(make_settings(chunking={"max_chars": 300})).open(build_if_missing=False)
     rebuilt = Engine(make_settings(chunking={"max_chars": 300}))
     rebuilt.build()
-    assert rebuilt.index.manifest["dense"]["chunking"]["max_chars"] == 300
+    assert rebuilt.index.manifest.key.dense.chunking.max_chars == 300  # type: ignore[union-attr]
 
 
 def test_missing_index_without_build(fake_settings: Settings) -> None:
@@ -341,7 +342,7 @@ def test_every_kind_of_damaged_file_is_detected(case: str, built_index: Path, tm
     }
     DAMAGE[case](settings.index_dir)
     with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
-        load_index(settings.index_dir, reference.dense_key(), reference.lexical_key())
+        load_index(settings.index_dir, reference.index_key())
     with pytest.raises(IndexStoreError):  # not rebuilt silently over the damage, not answered from
         Engine(settings).open(show_progress=False)
 
@@ -372,3 +373,19 @@ def test_a_damaged_index_is_repaired_by_the_build_its_message_names(
         engine.build(rebuild=True, show_progress=False)
         assert Engine(fake_settings).open(build_if_missing=False).index.hashes == engine.index.hashes
         assert len(list(index_dir.glob("v-*"))) == 1, case
+
+
+def test_the_manifest_round_trips_and_names_what_differs(engine: Engine) -> None:
+    from qa.index.manifest import Manifest
+
+    manifest = engine.index.manifest
+    assert manifest is not None
+    assert Manifest.from_json(json.loads(json.dumps(manifest.to_json()))) == manifest
+    old = manifest.to_json()
+    del old["dense"]["precision"]  # as written before the precision was recorded
+    with pytest.raises(IndexMismatchError, match=r"built with precision=None but .* asks for precision='fp32'"):
+        engine.index_key().check(Manifest.from_json(old))
+    milvus = Manifest.from_json(old | {"dense": {**manifest.to_json()["dense"], "milvus": {"collection": "c"}}})
+    assert milvus.key.dense.collection == "c"
+    with pytest.raises(IndexMismatchError, match="milvus"):
+        engine.index_key().check(milvus)

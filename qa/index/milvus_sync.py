@@ -22,8 +22,8 @@ from embeddings import milvus_store as ms  # the module: it may still be loading
 from embeddings.encoder import Vectors
 from qa.errors import IndexMismatchError, IndexStoreError
 from qa.records import Article, Chunk
-from qa.retrieval.lexical import LexicalIndex
-from qa.textnorm import fold
+from qa.text.bm25 import LexicalIndex
+from qa.text.normalize import fold
 
 log = logging.getLogger(__name__)
 

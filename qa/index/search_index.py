@@ -12,10 +12,11 @@ import numpy as np
 import numpy.typing as npt
 
 from embeddings.vector_store import StoreParams, VectorStore, load_store
-from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
+from qa.errors import IndexCorruptError, IndexStoreError
 from qa.index import layout, milvus_sync
+from qa.index.manifest import Counts, IndexKey, Manifest
 from qa.records import Article, Chunk, Section, Segment
-from qa.retrieval.lexical import LexicalIndex
+from qa.text.bm25 import LexicalIndex
 
 if TYPE_CHECKING:  # imported for types only: it imports qa.errors, hence qa and this module
     from embeddings.milvus_store import MilvusStore
@@ -36,7 +37,7 @@ def passage_text(chunk: Chunk, title: str) -> str:
 
 @dataclass
 class SearchIndex:
-    manifest: dict[str, Any]
+    manifest: Manifest | None  # None while a build assembles it
     articles: dict[str, Article]
     hashes: dict[str, str]
     chunks: list[Chunk]
@@ -137,7 +138,7 @@ def _read_jsonl(path: Path) -> list[Any]:
 
 def read_snapshot(
     version: Path,
-    manifest: dict[str, Any],
+    manifest: Manifest,
     remote: MilvusStore | None = None,
     store_params: StoreParams | None = None,
 ) -> SearchIndex:
@@ -156,20 +157,20 @@ def read_snapshot(
             chunks.append(Chunk(doc_id, Section(section), start, end, text, heading))
         tokens = _read_jsonl(version / TOKENS)
         store: VectorStore
-        if "milvus" in manifest["dense"]:
+        if manifest.key.dense.collection is not None:
             store = milvus_sync.view(remote, chunks, hashes, where=str(version))
             lexical: LexicalIndex = milvus_sync.Vocabulary(tokens)
         else:
-            store = load_store(version, int(manifest["dense"]["dim"]), store_params)
+            store = load_store(version, int(manifest.key.dense.dim), store_params)
             lexical = LexicalIndex.load(version / BM25_DIR, len(chunks))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexCorruptError(
             f"index at {version} cannot be read: {exc}; run `qa index --rebuild`"
         ) from exc
-    counts = manifest.get("counts", {"articles": len(articles), "passages": len(chunks)})
+    counts = manifest.counts or Counts(len(articles), len(chunks))
     if (
         not (len(chunks) == len(tokens) == len(store))
-        or counts != {"articles": len(articles), "passages": len(chunks)}
+        or counts != Counts(len(articles), len(chunks))
         or not all(0 <= c.start < c.end <= len(articles[c.doc_id].text) for c in chunks)
         or not all(isinstance(t, list) for t in tokens)
     ):
@@ -177,26 +178,9 @@ def read_snapshot(
     return SearchIndex(manifest, articles, hashes, chunks, tokens, store, lexical, version)
 
 
-def check_keys(manifest: dict[str, Any], dense_key: dict[str, Any], lexical_key: dict[str, Any]) -> None:
-    built = manifest.get("dense", {})
-    differ = [key for key in dense_key if built.get(key) != dense_key[key]]
-    differ += [key for key in built if key not in dense_key]
-    if differ:
-        was = ", ".join(f"{key}={built.get(key)!r}" for key in differ)
-        wants = ", ".join(f"{key}={dense_key.get(key)!r}" for key in differ)
-        raise IndexMismatchError(
-            f"the index was built with {was} but the configuration asks for {wants}; run `qa index` to rebuild it"
-        )
-    if manifest.get("lexical") != lexical_key:
-        raise IndexMismatchError(
-            "the index was built with other tokenizer settings (aliases or user dictionary); run `qa index`"
-        )
-
-
 def load_index(
     index_dir: Path,
-    dense_key: dict[str, Any],
-    lexical_key: dict[str, Any],
+    key: IndexKey,
     *,
     verify: bool = True,
     remote: MilvusStore | None = None,
@@ -213,8 +197,8 @@ def load_index(
             raise IndexStoreError(f"no index in {index_dir}; run `qa index`")
         try:
             version = layout.pointed_version(index_dir, pointer)
-            manifest = layout.read_manifest(version, verify=verify)
-            check_keys(manifest, dense_key, lexical_key)
+            manifest = Manifest.from_json(layout.read_manifest(version, verify=verify))
+            key.check(manifest)
             return read_snapshot(version, manifest, remote, store_params)
         except IndexCorruptError:
             if attempt + 1 == LOAD_ATTEMPTS or layout.read_pointer(index_dir) == pointer:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from qa.records import Article, Section, Segment
-from qa.textnorm import cjk_ratio, fold
+from qa.text.normalize import cjk_ratio, fold
 
 DATELINE = re.compile(r"^(\d{1,2}):(\d{2})\s*\|\s*(\d{1,2})/(\d{1,2})/(\d{4})$")
 ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})")

@@ -24,7 +24,7 @@ from qa.index.search_index import SearchIndex
 from qa.records import Section
 from qa.retrieval.hybrid import Candidate
 from qa.retrieval.query import Query
-from qa.textnorm import fold
+from qa.text.normalize import fold
 
 
 @dataclass

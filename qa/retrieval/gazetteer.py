@@ -10,8 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from qa.retrieval.tokenize import GENERIC_ENTITIES
-from qa.textnorm import fold
+from qa.text.normalize import fold
+from qa.text.tokenize import GENERIC_ENTITIES
 
 BUNDLED = Path(__file__).resolve().parent.parent / "data" / "gazetteer.tsv"
 _LATIN = "a-z0-9\u00c0-\u024f\u1e00-\u1eff"

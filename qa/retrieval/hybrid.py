@@ -17,7 +17,7 @@ from qa.index.milvus_sync import MilvusPassages, PassageFilter, bm25_text
 from qa.index.search_index import SearchIndex
 from qa.records import Section
 from qa.retrieval.query import Query
-from qa.textnorm import char_bigrams
+from qa.text.normalize import char_bigrams
 
 
 @dataclass

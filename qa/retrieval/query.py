@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from qa.retrieval.gazetteer import Gazetteer, Glossary
-from qa.retrieval.tokenize import ChineseTokenizer
-from qa.textnorm import cjk_ratio, fold
+from qa.text.normalize import cjk_ratio, fold
+from qa.text.tokenize import ChineseTokenizer
 
 
 @dataclass(frozen=True)

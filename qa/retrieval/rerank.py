@@ -17,8 +17,8 @@ from functools import lru_cache
 
 from qa.index.search_index import SearchIndex
 from qa.retrieval.hybrid import Candidate
-from qa.retrieval.tokenize import ChineseTokenizer
-from qa.textnorm import SENTENCE, fold
+from qa.text.normalize import SENTENCE, fold
+from qa.text.tokenize import ChineseTokenizer
 
 
 class AnswerType(Enum):

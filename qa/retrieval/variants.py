@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pypinyin import lazy_pinyin
 
 from qa.retrieval.query import Query
-from qa.textnorm import is_cjk
+from qa.text.normalize import is_cjk
 
 MAX_CANDIDATES = 64
 

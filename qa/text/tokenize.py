@@ -16,7 +16,7 @@ from pathlib import Path
 import jieba
 import jieba.posseg
 
-from qa.textnorm import fold, is_cjk
+from qa.text.normalize import fold, is_cjk
 
 log = logging.getLogger(__name__)
 jieba.setLogLevel(logging.WARNING)
