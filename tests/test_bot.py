@@ -6,20 +6,35 @@ no network is used.
 
 from __future__ import annotations
 
+import itertools
 import json
+import logging
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import strategies as st
+from telegram.error import NetworkError
 from telegram.helpers import escape_markdown as ptb_escape_markdown
 from telegram.request import BaseRequest, RequestData
 
 from qa.bot import BotReply, ask, escape_markdown, format_answer, text_length
-from qa.bot.telegram import SECRET_HEADER, TelegramRouter, telegram_router
+from qa.bot.format import QuestionAsker
+from qa.bot.telegram import (
+    MAX_JSON_DEPTH,
+    SECRET_HEADER,
+    MalformedUpdate,
+    TelegramRouter,
+    json_depth_exceeds,
+    parse_update,
+    telegram_router,
+)
 from qa.config import Settings
 from qa.engine import Engine
 from qa.records import Answer, Chunk, Hit, Section
@@ -250,6 +265,7 @@ class FakeRequest(BaseRequest):
     def __init__(self) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.reject_markdown = False
+        self.fail_sends = False  # every sendMessage fails as if the network were down
 
     @property
     def read_timeout(self) -> float | None:
@@ -278,6 +294,8 @@ class FakeRequest(BaseRequest):
         if endpoint == "getMe":
             result = {"id": 123, "is_bot": True, "first_name": "QA", "username": "qa_news_bot"}
         elif endpoint == "sendMessage":
+            if self.fail_sends:
+                raise NetworkError("the network is down")
             if self.reject_markdown and params.get("parse_mode") == "MarkdownV2":
                 body = {"ok": False, "error_code": 400, "description": "Bad Request: can't parse entities"}
                 return 400, json.dumps(body).encode()
@@ -296,7 +314,7 @@ class FakeRequest(BaseRequest):
 class RecordingEngine:
     """The engine, remembering the history each question was asked with."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: QuestionAsker) -> None:
         self.engine = engine
         self.asked: list[tuple[str, tuple[str, ...]]] = []
 
@@ -319,7 +337,7 @@ def update(update_id: int, text: str | None = QUESTION, *, chat_id: int = 42, **
 
 
 class Harness:
-    def __init__(self, engine: Engine, settings: Settings) -> None:
+    def __init__(self, engine: QuestionAsker, settings: Settings) -> None:
         self.transport = FakeRequest()
         self.engine = RecordingEngine(engine)
         self.router = telegram_router(self.engine, settings, request=self.transport)
@@ -331,6 +349,10 @@ class Harness:
     def post(self, payload: Any, secret: str | None = SECRET) -> Any:
         headers = {SECRET_HEADER: secret} if secret is not None else {}
         return self.client.post(self.path, json=payload, headers=headers)
+
+    def post_raw(self, body: bytes, secret: str | None = SECRET) -> Any:
+        headers = {SECRET_HEADER: secret} if secret is not None else {}
+        return self.client.post(self.path, content=body, headers=headers)
 
 
 @pytest.fixture
@@ -422,13 +444,6 @@ def test_non_text_updates_are_acknowledged_and_ignored(hook: Harness) -> None:
     assert hook.transport.sent() == [] and hook.engine.asked == []
 
 
-def test_a_body_that_is_not_an_update_is_a_client_error(hook: Harness) -> None:
-    response = hook.client.post(hook.path, content=b"not json", headers={SECRET_HEADER: SECRET})
-    assert response.status_code == 400
-    assert hook.post([1, 2]).status_code == 400
-    assert hook.transport.calls == []
-
-
 def test_rejected_markdown_falls_back_to_plain_text(hook: Harness) -> None:
     hook.transport.reject_markdown = True
     hook.post(update(1))
@@ -476,6 +491,402 @@ def test_the_service_mounts_the_webhook(
         assert client.post(path, json=update(1), headers={SECRET_HEADER: "nope"}).status_code == 403
         assert transport.calls == []
         assert client.post(path, json=update(1), headers={SECRET_HEADER: SECRET}).status_code == 200
+        for name in ("100k-deep array", "message is a string", "date 1e300", "not JSON"):
+            response = client.post(path, content=MALFORMED[name], headers={SECRET_HEADER: SECRET})
+            assert response.status_code == 200 and response.json()["ignored"] is True, name
     sent = transport.sent()
     assert sent and sent[0]["chat_id"] == 42
     assert "[1] 《" in check_markdown_v2("\n".join(m["text"] for m in sent))
+
+
+# -- malformed and odd deliveries ------------------------------------------------------------------------
+
+
+def _json(value: Any) -> bytes:
+    """JSON as a sender might write it (NaN and Infinity included, which Python's json.loads accepts)."""
+    return json.dumps(value).encode("utf-8")
+
+
+def _message(**fields: Any) -> dict[str, Any]:
+    message: dict[str, Any] = update(1)["message"]
+    return message | fields
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 0
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+VALID = _json(update(1))
+MALFORMED: dict[str, bytes] = {
+    # the outside probe's 500s
+    "100k-deep array": b"[" * 100_000,
+    "50k-deep object": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "message is a string": _json({"update_id": 1, "message": "text"}),
+    "text is a list": _json({"update_id": 1, "message": _message(text=["a"])}),
+    "date 1e300": _json({"update_id": 1, "message": _message(date=1e300)}),
+    "reply_to_message is a string": _json({"update_id": 1, "message": _message(reply_to_message="x")}),
+    # more of the same kinds
+    "deep list inside a valid update": _json(update(1, x_nested=_nested(200))),
+    "text is a bool": _json({"update_id": 1, "message": _message(text=True)}),
+    "text is an object": _json({"update_id": 1, "message": _message(text={"a": 1})}),
+    "date Infinity": _json({"update_id": 1, "message": _message(date=float("inf"))}),
+    "date NaN": _json({"update_id": 1, "message": _message(date=float("nan"))}),
+    "date -1e20": _json({"update_id": 1, "message": _message(date=-1e20)}),
+    "date is a string": _json({"update_id": 1, "message": _message(date="today")}),
+    "chat is a string": _json({"update_id": 1, "message": _message(chat="x")}),
+    "chat without id": _json({"update_id": 1, "message": _message(chat={"type": "private"})}),
+    "chat id is a string": _json({"update_id": 1, "message": _message(chat={"id": "42", "type": "private"})}),
+    "chat id is a float": _json({"update_id": 1, "message": _message(chat={"id": 42.0, "type": "private"})}),
+    "chat id over 64 bits": _json(
+        {"update_id": 1, "message": _message(chat={"id": 2**70, "type": "private"})}
+    ),
+    "text message without chat": _json(
+        {"update_id": 1, "message": {k: v for k, v in _message().items() if k != "chat"}}
+    ),
+    "from is a string": _json({"update_id": 1, "message": _message(**{"from": "x"})}),
+    "entity without offsets": _json({"update_id": 1, "message": _message(entities=[{"type": "bold"}])}),
+    "entities is a string": _json({"update_id": 1, "message": _message(entities="x")}),
+    "callback_query is a number": _json({"update_id": 1, "callback_query": 5}),
+    "edited_message is a list": _json({"update_id": 1, "edited_message": [1]}),
+    "update_id missing": _json({"message": _message()}),
+    "update_id is a string": _json({"update_id": "1", "message": _message()}),
+    "update_id is a list": _json({"update_id": [1], "message": _message()}),
+    "update_id is a bool": _json({"update_id": True, "message": _message()}),
+    "update_id is a float": _json({"update_id": 1.5, "message": _message()}),
+    # not JSON objects at all
+    "not JSON": b"not json",
+    "empty body": b"",
+    "truncated JSON": VALID[:-3],
+    "not UTF-8": VALID[:-2] + b',"x":"\xff\xfe"}}',
+    "integer over the digit limit": b'{"update_id": ' + b"1" * 5000 + b"}",
+    "a JSON array": b"[1, 2]",
+    "a JSON string": b'"update"',
+    "JSON null": b"null",
+    "a JSON number": b"42",
+}
+
+
+@pytest.mark.parametrize("body", list(MALFORMED.values()), ids=list(MALFORMED))
+def test_a_malformed_update_is_acknowledged_and_logged_once(
+    hook: Harness, body: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        response = hook.post_raw(body)
+    assert response.status_code == 200, response.text  # Telegram stops retrying
+    assert response.json()["ok"] is True and response.json()["ignored"] is True
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert record.name == "qa.bot.telegram" and record.levelno == logging.WARNING
+    logged = record.getMessage()
+    assert "malformed" in logged and len(logged) < 400 and "\n" not in logged  # the reason, not the body
+    assert len(body) < 30 or body.decode("utf-8", "replace") not in logged
+    assert hook.transport.calls == [] and hook.engine.asked == []
+
+
+@pytest.mark.parametrize("body", [MALFORMED["100k-deep array"], MALFORMED["message is a string"], VALID])
+@pytest.mark.parametrize(("secret", "status"), [(None, 401), ("wrong", 403)])
+def test_a_wrong_secret_is_rejected_whatever_the_body(
+    hook: Harness, body: bytes, secret: str | None, status: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert hook.post_raw(body, secret=secret).status_code == status
+    assert hook.transport.calls == [] and hook.engine.asked == []
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+CHANNEL_POST = {
+    "message_id": 5,
+    "date": 1700000000,
+    "chat": {"id": -1001, "type": "channel"},
+    "text": QUESTION,
+}
+CALLBACK = {
+    "id": "1",
+    "from": {"id": 42, "is_bot": False, "first_name": "A"},
+    "chat_instance": "c",
+    "data": "x",
+}
+ODD_BUT_VALID: dict[str, dict[str, Any]] = {
+    "edited_message only": {"update_id": 1, "edited_message": _message(edit_date=1700000001)},
+    "channel_post": {"update_id": 1, "channel_post": CHANNEL_POST},
+    "edited_channel_post": {"update_id": 1, "edited_channel_post": CHANNEL_POST | {"edit_date": 1700000001}},
+    "callback_query": {"update_id": 1, "callback_query": CALLBACK},
+    "message null": {"update_id": 1, "message": None},
+    "only an update_id": {"update_id": 1},
+    "an update kind from a later Bot API": {"update_id": 1, "future_kind": {"x": [1, {"y": None}]}},
+    "empty text": update(1, ""),
+    "service message without text": update(1, None, new_chat_title="新群名"),
+}
+
+
+@pytest.mark.parametrize("payload", list(ODD_BUT_VALID.values()), ids=list(ODD_BUT_VALID))
+def test_an_odd_but_valid_update_is_ignored_quietly(
+    hook: Harness, payload: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        response = hook.post(payload)
+    assert response.status_code == 200 and response.json() == {"ok": True, "ignored": True}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert hook.transport.calls == [] and hook.engine.asked == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        QUESTION + "[{" * 300,  # brackets inside a string do not count towards the depth
+        QUESTION + '\\"[[[' * 100 + '"',  # nor do they after an escaped quote
+        QUESTION + "\\" * 7,
+    ],
+)
+def test_brackets_and_quotes_in_the_text_are_answered(hook: Harness, text: str) -> None:
+    assert hook.post(update(1, text)).json() == {"ok": True}
+    assert hook.engine.asked == [(text.strip(), ())]
+    assert hook.transport.sent()
+
+
+def test_the_nesting_bound_is_inclusive(hook: Harness) -> None:
+    deepest = update(1, x_nested=_nested(MAX_JSON_DEPTH - 2))  # update, message, then the lists
+    assert _depth(deepest) == MAX_JSON_DEPTH
+    assert hook.post(deepest).json() == {"ok": True}
+    too_deep = update(2, x_nested=_nested(MAX_JSON_DEPTH - 1))
+    assert hook.post(too_deep).json()["ignored"] is True
+    assert [question for question, _ in hook.engine.asked] == [QUESTION]
+
+
+def test_a_reply_chain_is_answered(hook: Harness) -> None:
+    inner = update(1, "earlier")["message"]
+    for n in range(10):
+        inner = update(n + 2, f"reply {n}", reply_to_message=inner)["message"]
+    assert hook.post({"update_id": 99, "message": inner}).json() == {"ok": True}
+    assert hook.engine.asked == [("reply 9", ())]
+
+
+def test_parse_update_reads_only_what_the_webhook_uses() -> None:
+    incoming = parse_update(VALID)
+    assert (incoming.update_id, incoming.chat_id, incoming.text) == (1, 42, QUESTION)
+    assert parse_update(_json({"update_id": 3})).chat_id is None
+    with pytest.raises(MalformedUpdate, match="nested"):
+        parse_update(MALFORMED["50k-deep object"])
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_body_over_the_limit_is_acknowledged_not_processed(
+    engine: Engine, bot_dir: Path, caplog: pytest.LogCaptureFixture, chunked: bool
+) -> None:
+    settings = _settings(bot_dir, server={"max_body_bytes": 2048})
+    harness = Harness(engine, settings)
+    big = _json(update(1, "问" * 1000))  # 3 bytes a character in UTF-8
+    assert len(big) > 2048
+    content: Any = iter([big[i : i + 512] for i in range(0, len(big), 512)]) if chunked else big
+    headers = {SECRET_HEADER: SECRET}
+    with harness.client, caplog.at_level(logging.WARNING):
+        refused = harness.client.post(harness.path, content=b"[" * 5000, headers={SECRET_HEADER: "x"})
+        response = harness.client.post(harness.path, content=content, headers=headers)
+        small = harness.post(update(2))
+    assert refused.status_code == 403
+    assert response.status_code == 200 and response.json()["ignored"] is True
+    assert "2048" in response.json()["reason"]
+    (record,) = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "max_body_bytes" in record.getMessage()
+    assert small.status_code == 200 and harness.engine.asked == [(QUESTION, ())]
+
+
+class FailingEngine:
+    def ask(self, question: str, *, history: Sequence[str] = ()) -> Answer:
+        raise RuntimeError("the index went away")
+
+
+@pytest.mark.parametrize("sends_fail", [False, True])
+def test_a_failing_answer_is_logged_and_never_raised(
+    settings: Settings, caplog: pytest.LogCaptureFixture, sends_fail: bool
+) -> None:
+    harness = Harness(FailingEngine(), settings)
+    harness.transport.fail_sends = sends_fail
+    with harness.client, caplog.at_level(logging.WARNING):
+        answered = harness.post(update(1))  # the TestClient re-raises what a background task raises
+        command = harness.post(update(2, "/help"))
+    assert answered.status_code == command.status_code == 200
+    assert any("could not answer chat 42" in r.getMessage() for r in caplog.records)
+    if not sends_fail:
+        assert harness.transport.sent()[0]["text"].startswith("抱歉")
+
+
+# -- property tests: random bodies, mutations of a valid update, valid variants --------------------------
+
+FIELD_NAMES = ["update_id", "message", "edited_message", "channel_post", "message_id", "date", "chat",
+               "id", "type", "text", "from", "reply_to_message", "entities", "offset", "length", "user",
+               "is_bot", "first_name", "photo", "sticker", "callback_query", "caption"]  # fmt: skip
+TRICKY_CHARS = st.sampled_from('[]{}"\\:, \n/') | st.characters()
+JSON_KEYS = st.sampled_from(FIELD_NAMES) | st.text(TRICKY_CHARS, max_size=6)
+JSON_SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(2**70), 2**70)
+    | st.floats()
+    | st.text(TRICKY_CHARS, max_size=12)
+)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(JSON_KEYS, inner, max_size=4),
+    max_leaves=12,
+)
+FUZZ = hypothesis.settings(
+    max_examples=150,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """The path (keys and indexes) of every member inside ``value``, at any depth."""
+    members = (
+        value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    )
+    paths = []
+    for key, member in members:
+        paths.append((*prefix, key))
+        paths.extend(_paths(member, (*prefix, key)))
+    return paths
+
+
+def _edited(value: Any, path: Sequence[Any], edit: Any) -> Any:
+    """A copy of ``value`` with ``edit(container, key)`` applied where ``path`` leads."""
+    copy: Any = dict(value) if isinstance(value, dict) else list(value)
+    head, *rest = path
+    if rest:
+        copy[head] = _edited(copy[head], rest, edit)
+    else:
+        edit(copy, head)
+    return copy
+
+
+def _mutate(draw: st.DrawFn, value: Any) -> Any:
+    """``value`` with one member, anywhere inside, replaced, deleted, re-typed or given a new key."""
+    path = draw(st.sampled_from(_paths(value)))
+    action = draw(st.sampled_from(["replace", "delete", "wrap", "stringify", "add"]))
+    new_value, new_key = draw(JSON_VALUES), draw(JSON_KEYS)
+
+    def edit(container: Any, key: Any) -> None:
+        if action == "delete":
+            del container[key]
+        elif action == "wrap":
+            container[key] = [container[key]]
+        elif action == "stringify":
+            container[key] = json.dumps(container[key])
+        elif action == "add" and isinstance(container[key], dict):
+            container[key] = container[key] | {new_key: new_value}
+        else:
+            container[key] = new_value
+
+    return _edited(value, path, edit)
+
+
+@st.composite
+def mutated_updates(draw: st.DrawFn) -> Any:
+    text = draw(st.sampled_from([QUESTION, "/help", "/new", "/help@other_bot"]))
+    value: Any = update(draw(st.integers(1, 10**6)), text, reply_to_message=update(0, "earlier")["message"])
+    for _ in range(draw(st.integers(1, 4))):
+        value = _mutate(draw, value)
+    return value
+
+
+class CannedEngine:
+    """An engine that answers every question with the same cited answer, instantly."""
+
+    def __init__(self) -> None:
+        self.reply = _answer(_hit(1, "胡志明市与中国多个地方保持友好合作关系。"), _hit(2, "短段落。"))
+
+    def ask(self, question: str, *, history: Sequence[str] = ()) -> Answer:
+        return self.reply
+
+
+def _assert_answers(harness: Harness, update_id: int, text: str, chat_id: int) -> None:
+    before = len(harness.transport.sent())
+    response = harness.post_raw(_json(update(update_id, text, chat_id=chat_id)))
+    assert response.status_code == 200 and response.json() == {"ok": True}, response.text
+    assert harness.engine.asked[-1][0] == text.strip()
+    new = harness.transport.sent()[before:]
+    assert new and all(m["chat_id"] == chat_id for m in new)
+
+
+def _serious(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_random_bodies_never_fail_the_webhook(settings: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    harness = Harness(CannedEngine(), settings)
+    fresh_ids = itertools.count(2**62)
+    bodies = st.one_of(JSON_VALUES.map(_json), st.binary(max_size=64), mutated_updates().map(_json))
+    with harness.client, caplog.at_level(logging.WARNING):
+
+        @FUZZ
+        @given(body=bodies)
+        def check(body: bytes) -> None:
+            caplog.clear()
+            before = len(harness.transport.sent())
+            response = harness.post_raw(body)
+            assert response.status_code == 200, response.text
+            assert response.json()["ok"] is True
+            serious = _serious(caplog)
+            assert len(serious) <= 1 and all(r.levelno == logging.WARNING for r in serious)
+            assert all("\n" not in r.getMessage() and len(r.getMessage()) < 400 for r in serious)
+            assert bool(serious) == bool(response.json().get("reason"))
+            if response.json() == {"ok": True}:  # accepted: answered unless a command for another bot
+                incoming = parse_update(body)
+                new = harness.transport.sent()[before:]
+                command = incoming.text.split()[0]
+                assert (command.startswith("/") and "@" in command) or new
+                assert all(m["chat_id"] == incoming.chat_id for m in new)
+            _assert_answers(harness, next(fresh_ids), "还在吗?", chat_id=7)  # the webhook still works
+
+        check()
+
+
+def test_valid_variants_of_an_update_are_answered(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    harness = Harness(CannedEngine(), settings)
+    update_ids = itertools.count(1)
+    extra_keys = st.text(TRICKY_CHARS, max_size=6).map(lambda key: "x_" + key)  # fields PTB does not know
+    extras = st.dictionaries(extra_keys, JSON_VALUES.filter(lambda v: _depth(v) < 50), max_size=3)
+    texts = st.text(TRICKY_CHARS, min_size=1, max_size=40).filter(
+        lambda t: bool(t.strip()) and not t.strip().startswith("/")
+    )
+    with harness.client, caplog.at_level(logging.WARNING):
+
+        @FUZZ
+        @given(text=texts, chat_id=st.integers(-(2**63), 2**63 - 1), extra=extras)
+        def check(text: str, chat_id: int, extra: dict[str, Any]) -> None:
+            caplog.clear()
+            payload = update(next(update_ids), text, chat_id=chat_id, **extra)
+            payload["message"]["chat"] |= extra
+            payload |= extra
+            before = len(harness.transport.sent())
+            response = harness.post_raw(_json(payload))
+            assert response.status_code == 200 and response.json() == {"ok": True}, response.text
+            assert harness.engine.asked[-1][0] == text.strip()
+            new = harness.transport.sent()[before:]
+            assert new and all(m["chat_id"] == chat_id for m in new)
+            assert not _serious(caplog)
+
+        check()
+
+
+@hypothesis.settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(value=JSON_VALUES, limit=st.integers(0, 6), ascii_only=st.booleans())
+def test_the_depth_scan_agrees_with_the_parsed_depth(value: Any, limit: int, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert json_depth_exceeds(text, limit) == (_depth(value) > limit)
