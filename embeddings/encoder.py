@@ -12,6 +12,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
+from embeddings.offline import hub_offline, keep_local
+
 log = logging.getLogger(__name__)
 
 Vectors = npt.NDArray[np.float32]
@@ -100,9 +102,10 @@ class SentenceTransformerEncoder:
         batch_size: int = 32,
         max_seq_length: int | None = None,
     ) -> None:
+        keep_local()  # before sentence-transformers imports transformers and huggingface_hub
         from sentence_transformers import SentenceTransformer
 
-        self._model = SentenceTransformer(str(model), device="cpu")
+        self._model = SentenceTransformer(str(model), device="cpu", local_files_only=hub_offline())
         if max_seq_length:
             self._model.max_seq_length = max_seq_length
         self._name = name or str(model)

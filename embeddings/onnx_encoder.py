@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from embeddings.encoder import Vectors, _normalise
+from embeddings.offline import import_onnxruntime
 from embeddings.quantize import MODEL_FILE, RECIPE
 from qa.errors import ModelError
 
@@ -86,12 +87,12 @@ class OnnxEncoder:
         threads: int = 0,
     ) -> None:
         try:
-            import onnxruntime as ort
+            ort = import_onnxruntime()  # telemetry off before the native library starts
             from transformers import AutoTokenizer
         except ImportError as exc:
             raise ModelError(f"the int8 encoder needs onnxruntime ({exc}); pip install onnxruntime") from exc
         folder = Path(folder)
-        self._tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or available_cores()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.e5_build import publish_folder
+from embeddings.offline import import_onnxruntime, keep_local
 from qa.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,11 @@ def _check_mean_pooling(source: Path) -> None:
 
 def _export(source: Path, path: Path) -> tuple[int, int]:
     """The fp32 ONNX graph: ids and mask in, L2-normalised mean-pooled rows out. Returns (heads, hidden)."""
+    keep_local()  # before transformers imports huggingface_hub
     import torch
     from transformers import AutoModel
 
-    model = AutoModel.from_pretrained(str(source), attn_implementation="eager").eval()
+    model = AutoModel.from_pretrained(str(source), attn_implementation="eager", local_files_only=True).eval()
 
     class Pooled(torch.nn.Module):
         def __init__(self, inner: Any) -> None:
@@ -124,6 +126,8 @@ def _export(source: Path, path: Path) -> tuple[int, int]:
 
 def _quantise(fp32: Path, heads: int, hidden: int, out: Path) -> dict[str, int]:
     import onnx
+
+    import_onnxruntime()  # telemetry off before the native library starts
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 

@@ -383,9 +383,13 @@ def test_the_manifest_round_trips_and_names_what_differs(engine: Engine) -> None
     assert Manifest.from_json(json.loads(json.dumps(manifest.to_json()))) == manifest
     old = manifest.to_json()
     del old["dense"]["precision"]  # as written before the precision was recorded
-    with pytest.raises(IndexMismatchError, match=r"built with precision=None but .* asks for precision='fp32'"):
+    with pytest.raises(
+        IndexMismatchError, match=r"built with precision=None but .* asks for precision='fp32'"
+    ):
         engine.index_key().check(Manifest.from_json(old))
-    milvus = Manifest.from_json(old | {"dense": {**manifest.to_json()["dense"], "milvus": {"collection": "c"}}})
+    milvus = Manifest.from_json(
+        old | {"dense": {**manifest.to_json()["dense"], "milvus": {"collection": "c"}}}
+    )
     assert milvus.key.dense.collection == "c"
     with pytest.raises(IndexMismatchError, match="milvus"):
         engine.index_key().check(milvus)
