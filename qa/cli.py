@@ -257,23 +257,28 @@ def serve(
     import uvicorn
 
     from qa.api.app import create_app
+    from qa.api.serving import uvicorn_options
 
     s = settings()
     count = s.server.workers if workers is None else workers
     address, number = host or s.server.host, s.server.port if port is None else port
+    # the app checks Host headers against the address it is really bound to
+    s = s.model_copy(update={"server": s.server.model_copy(update={"host": address, "port": number})})
+    options = uvicorn_options(s)  # timeouts, connection limit, the request-head deadline
     if count == 1:
-        uvicorn.run(create_app(s), host=address, port=number, log_level="info")
+        uvicorn.run(create_app(s), host=address, port=number, **options)
         return
     # Each worker process builds its own app from the same config file (environment overrides are
     # inherited); they share the index folder and follow each other's writes through its CURRENT file.
     os.environ["QA_CONFIG"] = str(s.config_path)
+    os.environ["QA_SERVER__HOST"] = address
     uvicorn.run(
         "qa.api.app:app_from_config",
         factory=True,
         workers=count,
         host=address,
         port=number,
-        log_level="info",
+        **options,
     )
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from qa.errors import ConfigError
@@ -126,17 +127,124 @@ class AliasSettings(_Section):
         return self
 
 
+# A Host header name: a DNS name, an IPv4 address or a bracketed IPv6 address, without a port.
+_HOST_NAME = re.compile(
+    r"(?:[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)(?:\.[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?)*|\[[0-9a-f:.]+\]"
+)
+# An origin as browsers send it: scheme://host[:port], no path.
+_ORIGIN = re.compile(r"https?://(?:[a-z0-9_.-]+|\[[0-9a-f:.]+\])(?::\d{1,5})?")
+
+
+def _allowed_host(entry: str) -> str:
+    """An entry of server.allowed_hosts: "*", a name ("qa.example.com", "10.0.0.5", "[::1]") or a
+    domain and its subdomains (".example.com"). Lower case, no port, no scheme."""
+    name = entry.strip().lower().rstrip(".")
+    if name == "*" or _HOST_NAME.fullmatch(name.removeprefix(".")):
+        return name
+    if name.startswith("::") or name.count(":") > 1:
+        name = f"[{name}]"  # a bare IPv6 address
+        if _HOST_NAME.fullmatch(name):
+            return name
+    raise ValueError(
+        f"{entry!r} is not a host name: give names such as 'qa.example.com', '.example.com' "
+        "(with subdomains), '10.0.0.5' or '[::1]', without scheme or port, or '*' for any host"
+    )
+
+
+def _allowed_origin(entry: str) -> str:
+    origin = entry.strip().lower().rstrip("/")
+    if origin == "*" or _ORIGIN.fullmatch(origin):
+        return origin
+    raise ValueError(
+        f"{entry!r} is not an origin: give scheme://host[:port] such as 'https://qa.example.com' "
+        "(no path), or '*' for any origin"
+    )
+
+
 class ServerSettings(_Section):
     host: str = Field(min_length=1)
     port: int = Field(ge=0, le=65535)
     max_question_chars: int = Field(ge=1)
     max_body_bytes: int = Field(ge=1024)
     max_top_k: int = Field(ge=1, le=1000)
-    api_keys: tuple[str, ...]
+    api_keys: tuple[str, ...]  # full access
+    read_keys: tuple[str, ...] = ()  # ask, chat, list and read articles; no writes
     workers: int = Field(ge=1, le=64)
     query_cache_size: int = Field(ge=0)
     query_batch_max: int = Field(ge=1, le=1024)
     query_batch_wait_ms: float = Field(ge=0, le=1000)
+    # Host names accepted besides the loopback names (and the bind address when it is one address).
+    allowed_hosts: tuple[str, ...] = ()
+    # Origins allowed to send POST/PUT/PATCH/DELETE besides the service's own.
+    allowed_origins: tuple[str, ...] = ()
+    timeout_keep_alive: int = Field(default=5, ge=1, le=3600)  # seconds an idle connection stays open
+    timeout_headers: float = Field(default=10.0, gt=0, le=600)  # seconds to send a request's head
+    limit_concurrency: int = Field(default=0, ge=0)  # connections + requests at once; 0 = no limit
+
+    @field_validator("allowed_hosts", mode="after")
+    @classmethod
+    def _hosts(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_allowed_host(entry) for entry in value)
+
+    @field_validator("allowed_origins", mode="after")
+    @classmethod
+    def _origins(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(_allowed_origin(entry) for entry in value)
+
+    @field_validator("read_keys", mode="after")
+    @classmethod
+    def _keys(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not key.strip() for key in value):
+            raise ValueError("an API key must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _key_in_one_list(self) -> ServerSettings:
+        both = set(self.api_keys) & set(self.read_keys)
+        if both:
+            raise ValueError("a key is listed in both server.api_keys and server.read_keys; keep it in one")
+        return self
+
+
+class RateLimitSettings(_Section):
+    """Requests per client (its API key when it presents a valid one, else its IP address)."""
+
+    enabled: bool = False
+    ask: str = "60/minute"  # POST /v1/ask
+    chat: str = "60/minute"  # POST /v1/chat/completions
+    documents_write: str = "30/minute"  # POST /v1/documents, DELETE /v1/documents/{doc_id}
+    strategy: Literal["moving-window", "fixed-window", "sliding-window-counter"] = "moving-window"
+    # "memory://": counts kept in each server process; "redis://host:6379" (with the redis package)
+    # or "memcached://host:11211" share them between processes and replicas.
+    storage: str = "memory://"
+
+    @field_validator("ask", "chat", "documents_write", mode="after")
+    @classmethod
+    def _limits(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(
+                f"{value!r} is not a rate limit: write e.g. '60/minute', '10/second;100/hour'"
+            ) from None
+        return value
+
+    @field_validator("storage", mode="after")
+    @classmethod
+    def _storage(cls, value: str) -> str:
+        import limits.storage
+
+        registered: dict[str, object] = getattr(limits.storage, "SCHEMES", {})  # scheme → storage class
+        known = sorted(s for s in registered if not s.startswith("async+")) or [
+            "memory",
+            "redis",
+            "memcached",
+        ]
+        if value.partition("://")[0] not in known or "://" not in value:
+            raise ValueError(f"{value!r} is not a storage URI: use one of the schemes {', '.join(known)}")
+        return value
 
 
 class TelegramSettings(_Section):
@@ -169,6 +277,7 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings
     aliases: AliasSettings
     server: ServerSettings
+    rate_limit: RateLimitSettings = RateLimitSettings()
     telegram: TelegramSettings
     config_path: Path = Path()
 

@@ -36,6 +36,8 @@ def settings_in(root: Path, **sections: dict[str, Any]) -> Settings:
         "index": {"dir": str(root / "index"), "show_progress": False},
         "model": {"name": "fake:64", "cache_dir": str(root / "models")},
         "retrieval": {"min_dense_score": -1.0},
+        # Starlette's TestClient sends "Host: testserver" (test-only; real servers use 127.0.0.1)
+        "server": {"allowed_hosts": ["testserver"]},
     }
     for name, values in sections.items():
         base.setdefault(name, {}).update(values)

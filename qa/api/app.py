@@ -14,9 +14,12 @@ from pydantic import BaseModel
 
 from qa.api.deps import bearer_scheme
 from qa.api.errors import install_error_handlers
+from qa.api.headers import SecurityHeadersMiddleware
 from qa.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
+from qa.api.ratelimit import RateLimitMiddleware, build_limiter
 from qa.api.routes import ask, chat, documents, health
 from qa.api.schemas import EXTRA_SCHEMAS
+from qa.api.security import HostPolicy, SameOriginMiddleware, TrustedHostMiddleware
 from qa.api.startup import Readiness, lifespan
 from qa.api.web import mount_web
 from qa.config import Settings, load_settings
@@ -32,11 +35,23 @@ service says so (`answerable: false`) instead of guessing.
 
 **Errors** always have the shape `{"error": {"code": "...", "message": "..."}}` (validation errors add
 `details`: one `{loc, msg, type}` per invalid field). Statuses: 400 malformed body (invalid JSON or
-UTF-8), 401 missing/wrong API key, 404 unknown article or route, 413 body too large, 415 wrong content
-type, 422 invalid input, 503 index not loaded yet, 500 unexpected (details only in the server log).
+UTF-8) or a `Host` header this service does not answer to, 401 missing/wrong API key, 403 a read-only
+key on a write or a cross-site write (see below), 404 unknown article or route, 413 body too large,
+415 wrong content type, 422 invalid input, 429 rate limit reached (wait `Retry-After` seconds), 503
+index not loaded yet, 500 unexpected (details only in the server log).
 
 **Authentication**: when API keys are configured, every `/v1` route needs `Authorization: Bearer <key>`;
-`/`, `/healthz` and `/readyz` stay open.
+`/`, `/healthz` and `/readyz` stay open. A full-access key (`server.api_keys`) may do anything; a
+read-only key (`server.read_keys`) may ask (`/v1/ask`, `/v1/chat/completions`), list and read
+articles, and gets 403 `read_only_key` on `POST`/`DELETE /v1/documents`.
+
+**Cross-site writes**: a `POST`/`PUT`/`PATCH`/`DELETE` whose `Origin` (or, lacking one, `Referer`) is
+not this service's own origin nor listed in `server.allowed_origins` gets 403 `cross_origin_refused`;
+requests with neither header (curl, server-side clients) are not affected.
+
+**Rate limits** (when `rate_limit.enabled`): `/v1/ask`, `/v1/chat/completions` and the document writes
+are limited per client (its API key, else its IP address); above the limit 429 `rate_limited` with a
+`Retry-After` header.
 """
 
 try:
@@ -100,7 +115,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.readiness = Readiness()
 
     install_error_handlers(app)
-    secured = [Security(bearer_scheme)] if settings.server.api_keys else []
+    secured = [Security(bearer_scheme)] if settings.server.api_keys or settings.server.read_keys else []
     app.include_router(health.router)
     for module in (ask, chat, documents):
         app.include_router(module.router, dependencies=secured)
@@ -109,9 +124,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     mount_web(app)
     add_component_schemas(app, EXTRA_SCHEMAS)
 
-    # added last = outermost: authentication first, then the body size limit
-    app.add_middleware(BodyLimitMiddleware, limit=settings.server.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, keys=settings.server.api_keys)
+    # added last = outermost. A request meets: security headers (on every response), the Host check,
+    # the Origin check of writes, authentication, the rate limit, then the body size limit.
+    server = settings.server
+    app.add_middleware(BodyLimitMiddleware, limit=server.max_body_bytes)
+    if settings.rate_limit.enabled:  # the limiter is built now: a bad storage stops start-up
+        limiter = build_limiter(settings.rate_limit)
+        app.add_middleware(RateLimitMiddleware, settings=settings.rate_limit, limiter=limiter)
+    app.add_middleware(ApiKeyMiddleware, keys=server.api_keys, read_keys=server.read_keys)
+    app.add_middleware(SameOriginMiddleware, allowed=server.allowed_origins)
+    app.add_middleware(TrustedHostMiddleware, policy=HostPolicy.from_settings(server))
+    app.add_middleware(SecurityHeadersMiddleware)
     return app
 
 

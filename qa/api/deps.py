@@ -16,7 +16,11 @@ from qa.engine import Engine
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="ApiKey",
-    description="`Authorization: Bearer <key>`, needed on /v1 routes when `server.api_keys` is set.",
+    description=(
+        "`Authorization: Bearer <key>`, needed on /v1 routes when `server.api_keys` or `server.read_keys` "
+        "lists keys. A read-only key (`server.read_keys`) may ask, chat, list and read articles; adding, "
+        "replacing or deleting articles needs a full-access key (`server.api_keys`), else 403."
+    ),
 )
 
 

@@ -1,7 +1,9 @@
-"""Pure ASGI middleware: API-key authentication of /v1 and the request body size limit."""
+"""Pure ASGI middleware: API-key authentication of /v1 (full-access and read-only keys) and the request
+body size limit."""
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 from collections.abc import Iterable
 
@@ -35,22 +37,51 @@ def bearer_token(authorization: str | None) -> str | None:
     return token.strip()
 
 
+# POSTs that only read: asking is allowed with a read-only key.
+READ_ONLY_POSTS = frozenset({"/v1/ask", "/v1/chat/completions"})
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# scope["state"][CLIENT_KEY]: a short digest of the valid API key the request presented (rate limits)
+CLIENT_KEY = "qa.api_key_id"
+
+
+def is_write(method: str, path: str) -> bool:
+    """Does this /v1 request change articles (and so need a full-access key)?"""
+    return method not in SAFE_METHODS and path not in READ_ONLY_POSTS
+
+
+def key_id(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
 class ApiKeyMiddleware:
-    """When keys are configured, every /v1 request needs ``Authorization: Bearer <key>``.
+    """When keys are configured, every /v1 request needs ``Authorization: Bearer <key>``: a full-access
+    key (``server.api_keys``) for anything, a read-only key (``server.read_keys``) for GETs, /v1/ask and
+    /v1/chat/completions (403 on a write).
 
     It runs before the body is read or any route is called, so an unauthorised request changes nothing.
     """
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str]) -> None:
+    def __init__(self, app: ASGIApp, keys: Iterable[str], read_keys: Iterable[str] = ()) -> None:
         self.app = app
         self.keys = tuple(k.encode("utf-8") for k in keys if k)
+        self.read_keys = tuple(k.encode("utf-8") for k in read_keys if k)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not self.keys or not _protected(scope["path"]):
+        if scope["type"] != "http" or not (self.keys or self.read_keys) or not _protected(scope["path"]):
             await self.app(scope, receive, send)
             return
         token = bearer_token(Headers(scope=scope).get("authorization"))
-        if token is not None and key_matches(token, self.keys):
+        full = token is not None and key_matches(token, self.keys)
+        read = token is not None and key_matches(token, self.read_keys)  # both lists, always
+        if token is not None and (full or read):
+            if not full and is_write(scope["method"], scope["path"]):
+                message = (
+                    "this API key is read-only (ask, chat, list and read articles): adding, replacing "
+                    "or deleting articles needs a full-access key (server.api_keys)"
+                )
+                await error_response(403, "read_only_key", message)(scope, receive, send)
+                return
+            scope.setdefault("state", {})[CLIENT_KEY] = key_id(token)
             await self.app(scope, receive, send)
             return
         message = (

@@ -56,6 +56,14 @@ class SearchIndex:
     def __len__(self) -> int:
         return len(self.chunks)
 
+    def sections_of(self, doc_id: str) -> dict[str, int]:
+        """How many of the article's passages are body text and how many related-news teasers."""
+        counts: dict[str, int] = {}
+        for row in self.rows_by_doc.get(doc_id, []):
+            section = self.chunks[row].section.value
+            counts[section] = counts.get(section, 0) + 1
+        return dict(sorted(counts.items()))
+
     def mask(
         self,
         *,

@@ -24,7 +24,7 @@ router = APIRouter(tags=["questions"])
         "article. When the articles do not answer the question, `answerable` is false, `reason` says why "
         "and no passage is cited. Earlier *user* turns of `history` help resolve follow-up questions."
     ),
-    responses=responses(400, 401, 413, 415, 422, 503),
+    responses=responses(400, 401, 403, 413, 415, 422, 429, 503),
     dependencies=[Depends(require_json)],
 )
 async def ask(body: AskRequest, engine: EngineDep) -> dict[str, Any]:

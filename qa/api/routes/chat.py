@@ -103,7 +103,7 @@ def _events(
             },
             "description": "A chat.completion object, or server-sent events when `stream` is true.",
         },
-        **responses(400, 401, 413, 415, 422, 503),
+        **responses(400, 401, 403, 413, 415, 422, 429, 503),
     },
     dependencies=[Depends(require_json)],
 )

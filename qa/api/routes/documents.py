@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import quote
@@ -56,16 +55,15 @@ def checked_doc_id(doc_id: str) -> str:
 
 
 def summary(index: SearchIndex, article: Article) -> DocumentSummary:
-    rows = index.rows_by_doc.get(article.doc_id, [])
-    sections = Counter(index.chunks[row].section.value for row in rows)
+    sections = index.sections_of(article.doc_id)
     return DocumentSummary(
         doc_id=article.doc_id,
         title=article.title,
         date=article.date,
         url=article.url,
         source=Path(article.source.split("#", 1)[0]).name,
-        passages=len(rows),
-        sections=dict(sorted(sections.items())),
+        passages=sum(sections.values()),
+        sections=sections,
     )
 
 
@@ -180,7 +178,7 @@ async def _uploaded_document(request: Request) -> NewDocument:
     ),
     responses={
         201: {"headers": {"Location": {"description": "The article's URL.", "schema": {"type": "string"}}}},
-        **responses(400, 401, 413, 415, 422, 503),
+        **responses(400, 401, 403, 413, 415, 422, 429, 503),
     },
     openapi_extra=_UPLOAD_SCHEMA,
 )
@@ -209,7 +207,7 @@ async def add_document(request: Request, response: Response, engine: EngineDep) 
     response_class=Response,
     summary="Delete an article",
     description="Removes the article from the corpus folder and the index; it is never cited again.",
-    responses=responses(401, 404, 422, 503),
+    responses=responses(401, 403, 404, 422, 429, 503),
 )
 async def delete_document(doc_id: DocId, engine: EngineDep) -> Response:
     checked_doc_id(doc_id)
