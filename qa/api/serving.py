@@ -57,16 +57,27 @@ class HeadDeadline:
             self.transport.close()
 
 
-class H11HeadDeadline(H11Protocol):
-    """uvicorn's h11 protocol with the head deadline."""
+class _WithHeadDeadline(asyncio.Protocol):
+    """Put before a uvicorn protocol in the bases: the deadline starts when the connection opens and
+    stops when it closes; the protocol starts and stops it around each request head."""
 
     head_timeout = 10.0
     deadline: HeadDeadline | None = None
+    loop: asyncio.AbstractEventLoop
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self.deadline = HeadDeadline(self.loop, self.head_timeout, transport)
         self.deadline.start()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.deadline is not None:
+            self.deadline.stop()
+        super().connection_lost(exc)
+
+
+class H11HeadDeadline(_WithHeadDeadline, H11Protocol):
+    """uvicorn's h11 protocol with the head deadline."""
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -77,27 +88,14 @@ class H11HeadDeadline(H11Protocol):
         else:
             self.deadline.stop()
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.deadline is not None:
-            self.deadline.stop()
-        super().connection_lost(exc)
-
 
 def _httptools_class() -> type[asyncio.Protocol] | None:
     if importlib.util.find_spec("httptools") is None:  # pragma: no cover - uvicorn[standard] has it
         return None
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class HttpToolsHeadDeadline(HttpToolsProtocol):
+    class HttpToolsHeadDeadline(_WithHeadDeadline, HttpToolsProtocol):
         """uvicorn's httptools protocol with the head deadline."""
-
-        head_timeout = 10.0
-        deadline: HeadDeadline | None = None
-
-        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-            super().connection_made(transport)
-            self.deadline = HeadDeadline(self.loop, self.head_timeout, transport)
-            self.deadline.start()
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -108,11 +106,6 @@ def _httptools_class() -> type[asyncio.Protocol] | None:
             if self.deadline is not None:
                 self.deadline.stop()
             super().on_headers_complete()
-
-        def connection_lost(self, exc: Exception | None) -> None:
-            if self.deadline is not None:
-                self.deadline.stop()
-            super().connection_lost(exc)
 
     return HttpToolsHeadDeadline
 
