@@ -240,7 +240,10 @@ class Engine:
         try:
             self._update(LoadReport(articles=articles), show_progress=False)
         except BaseException:
-            change.restore()
+            try:
+                change.restore()
+            except Exception:  # the original failure is what the caller must see
+                log.exception("the corpus files could not be put back: %s", sorted(map(str, change.before)))
             if layout.read_pointer(self.settings.index_dir) != live:
                 try:
                     self._update(LoadReport(articles=list(before.values())), show_progress=False)
