@@ -36,6 +36,7 @@ from qa.engine import Engine  # noqa: E402
 from qa.evaluate import evaluate, read_eval_file  # noqa: E402
 from qa.index import layout  # noqa: E402
 from qa.index.embed_cache import EmbeddingCache  # noqa: E402
+from qa.index.local_passages import LocalBackend  # noqa: E402
 from qa.index.manifest import IndexKey, Manifest  # noqa: E402
 from qa.index.search_index import read_snapshot  # noqa: E402
 
@@ -57,7 +58,7 @@ def engines(settings: Settings, work: Path) -> tuple[Engine, Engine]:
 
 def use(engine: Engine, ranking: str) -> Engine:
     if ranking != "local":
-        engine._require().searcher.fuse_in_milvus = ranking == "milvus"
+        engine.indexing.current().searcher.fuse_in_engine = ranking == "milvus"
     return engine
 
 
@@ -84,10 +85,11 @@ def seed_cache(faiss_index: Path, milvus_index: Path, key: IndexKey) -> int:
     """Put every article's vectors from the FAISS snapshot in the Milvus index's embedding cache."""
     version = layout.current_version(faiss_index)
     assert version is not None, f"no index in {faiss_index}: run benchmarks/retrieval_inews.py first"
-    snapshot = read_snapshot(version, Manifest.from_json(layout.read_manifest(version, verify=False)))
-    cache = EmbeddingCache(milvus_index, key.dense.vectors_json(), snapshot.store.dim)
+    manifest = Manifest.from_json(layout.read_manifest(version, verify=False))
+    snapshot = read_snapshot(version, manifest, LocalBackend())
+    cache = EmbeddingCache(milvus_index, key.dense.vectors_json(), snapshot.passages.dim)
     for doc_id, rows in snapshot.rows_by_doc.items():
-        cache.put(snapshot.hashes[doc_id], snapshot.store.vectors(rows))
+        cache.put(snapshot.hashes[doc_id], snapshot.passages.vectors(rows))
     return len(snapshot.rows_by_doc)
 
 

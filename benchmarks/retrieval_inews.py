@@ -36,7 +36,7 @@ def corpus_file(folder: Path, picked: list[tuple[int, str, str]], max_chars: int
 
 
 def ranks(engine: Engine, question: str, mode: str, depth: int) -> list[str]:
-    snap = engine._require()
+    snap = engine.indexing.current()
     query = engine.queries.build(question)
     r = engine.settings.retrieval
     searcher = snap.searcher

@@ -1,7 +1,7 @@
 """Passages in a Milvus collection: dense vectors (inner product) and BM25 over the Chinese analyzer.
 
 One entity per passage of one article version, keyed by a string the index computes (see
-``qa.index.milvus_sync.passage_key``). Milvus computes the sparse BM25 vector itself from ``text``
+``qa.index.milvus_passages.passage_key``). Milvus computes the sparse BM25 vector itself from ``text``
 (a ``Function`` of type BM25), so full-text and hybrid search run inside the engine and scale with it.
 
 ``pymilvus`` is imported only when this backend is used. A URI with a scheme (``http://host:19530``)
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from embeddings.encoder import Vectors
-from qa.errors import IndexStoreError
+from embeddings.errors import VectorStoreError
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ BATCH = 500  # entities per insert or query request
 Hits = list[tuple[str, float]]
 
 
-class MilvusStoreError(IndexStoreError):
+class MilvusStoreError(VectorStoreError):
     """Milvus is unreachable, or the collection does not fit this index."""
 
 

@@ -18,8 +18,8 @@ import logging
 from pathlib import Path
 
 from embeddings.encoder import FP32, Encoder, FakeEncoder, SentenceTransformerEncoder
+from embeddings.errors import ModelError
 from embeddings.offline import hub_offline
-from qa.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from embeddings.encoder import Vectors, _normalise
+from embeddings.errors import ModelError
 from embeddings.offline import import_onnxruntime
 from embeddings.quantize import MODEL_FILE, RECIPE
-from qa.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from embeddings.e5_build import publish_folder
+from embeddings.errors import ModelError
 from embeddings.offline import import_onnxruntime, keep_local
-from qa.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -14,12 +14,14 @@ from qa.errors import (
     ConfigError,
     CorpusError,
     DocumentNotFoundError,
+    EmbeddingsError,
     IndexCorruptError,
     IndexMismatchError,
     IndexStoreError,
     ModelError,
     QAError,
     QuestionError,
+    VectorStoreError,
 )
 from qa.records import Answer, Article, Chunk, Hit, Section, Segment
 
@@ -30,6 +32,7 @@ __all__ = [
     "ConfigError",
     "CorpusError",
     "DocumentNotFoundError",
+    "EmbeddingsError",
     "Engine",
     "Filters",
     "Hit",
@@ -42,5 +45,6 @@ __all__ = [
     "Section",
     "Segment",
     "Settings",
+    "VectorStoreError",
     "load_settings",
 ]

@@ -16,7 +16,7 @@ from rich.text import Text
 
 from qa.config import Settings, load_settings
 from qa.engine import Engine, Filters
-from qa.errors import ConfigError, QAError
+from qa.errors import LIBRARY_ERRORS, ConfigError, QAError
 from qa.records import Answer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Question answering over Chinese news.")
@@ -183,7 +183,7 @@ def chat(
             break
         try:
             _print_answer(eng.ask(question, history=history, top_k=top_k))
-        except QAError as exc:
+        except LIBRARY_ERRORS as exc:
             err.print(f"[red]{exc}[/]")
             continue
         history.append(question)
@@ -288,7 +288,7 @@ def main() -> None:
     except ConfigError as exc:
         err.print(f"[red]configuration error:[/] {exc}")
         sys.exit(2)
-    except QAError as exc:
+    except LIBRARY_ERRORS as exc:
         err.print(f"[red]error:[/] {exc}")
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):

@@ -1,8 +1,31 @@
-"""Typed errors raised by the library; the edges (HTTP, CLI, bot) translate them into messages."""
+"""Typed errors raised by the library; the edges (HTTP, CLI, bot) translate them into messages.
+
+The encoder and vector-store layer below (``embeddings``) has errors of its own, re-exported here. They
+are not subclasses of ``QAError`` (that layer imports nothing from ``qa``), so an edge catches
+``LIBRARY_ERRORS``, both trees, never ``QAError`` alone.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from embeddings.errors import EmbeddingsError, ModelError, VectorStoreError
+
+__all__ = [
+    "LIBRARY_ERRORS",
+    "ConfigError",
+    "CorpusError",
+    "DocumentNotFoundError",
+    "EmbeddingsError",
+    "IndexCorruptError",
+    "IndexMismatchError",
+    "IndexStoreError",
+    "ModelError",
+    "QAError",
+    "QuestionError",
+    "VectorStoreError",
+    "public_message",
+]
 
 
 class QAError(Exception):
@@ -18,7 +41,7 @@ class QAError(Exception):
 def public_message(exc: BaseException) -> str:
     """What a client may be told of ``exc``: the error's own message when it is safe, else its class's
     public wording; never a file-system path."""
-    if isinstance(exc, QAError):
+    if isinstance(exc, LIBRARY_ERRORS):
         return exc.public or str(exc) or type(exc).__name__
     return "unexpected error; the details are in the server log"
 
@@ -36,12 +59,6 @@ class CorpusError(QAError):
         self.path = str(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
-
-
-class ModelError(QAError):
-    """The embedding model could not be built or loaded."""
-
-    public = "the embedding model is not available; the details are in the server log"
 
 
 class IndexStoreError(QAError):
@@ -72,3 +89,7 @@ class DocumentNotFoundError(QAError):
     def __init__(self, doc_id: str) -> None:
         self.doc_id = doc_id
         super().__init__(f"no article with doc_id {doc_id!r}")
+
+
+LIBRARY_ERRORS: tuple[type[QAError] | type[EmbeddingsError], ...] = (QAError, EmbeddingsError)
+"""Every error the library raises on purpose, in both trees: what an edge catches and translates."""

@@ -134,7 +134,7 @@ def _instrument(op: dict[str, Any], log: Any, corpus_dir: Path) -> Callable[[str
     """Checkpoints around every step that writes, removes or publishes something."""
     import shutil
 
-    from qa import engine as engine_module
+    from qa import indexing
     from qa.index import builder, layout
 
     kill_at = op.get("kill_at")
@@ -182,7 +182,7 @@ def _instrument(op: dict[str, Any], log: Any, corpus_dir: Path) -> Callable[[str
         wrap(layout, attr, attr)
     wrap(builder, "write_snapshot", "write_snapshot")
     for attr in ("write_document", "remove_from_corpus"):
-        wrap(engine_module, attr, attr)
+        wrap(indexing, attr, attr)
     builder.ENCODE_BATCH = int(op.get("batch", builder.ENCODE_BATCH))
     return checkpoint
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from qa.api.app import create_app
 from qa.config import Settings
 from qa.engine import Engine
-from qa.errors import ModelError
+from qa.errors import ModelError, VectorStoreError
 from tests.conftest import settings_in
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -497,6 +497,35 @@ def test_start_up_failure_is_reported_by_readyz(settings: Settings, monkeypatch:
         assert "cannot build the model" not in error["message"]
         assert client.get("/healthz").status_code == 200
         assert_error(client.post("/v1/ask", json={"question": QUESTION}), 503, "index_unavailable")
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "public"),
+    [
+        (ModelError("cannot load /secret/model"), "model_unavailable", "embedding model is not available"),
+        (
+            VectorStoreError("Milvus at /secret/milvus.db failed"),
+            "index_unavailable",
+            "index is not available",
+        ),
+    ],
+)
+def test_errors_of_the_embeddings_layer_are_translated(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, error: Exception, code: str, public: str
+) -> None:
+    """embeddings/ has its own error tree (not QAError): the HTTP edge translates it all the same."""
+    engine = Engine(settings).open(show_progress=False)
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise error
+
+    monkeypatch.setattr(engine, "ask", failing)
+    with TestClient(create_app(settings, engine)) as client:
+        wait_ready(client)
+        response = client.post("/v1/ask", json={"question": QUESTION})
+        body = assert_error(response, 503, code)
+        assert public in body["message"] and "/secret" not in body["message"]
+        assert response.headers.get("Retry-After") == ("5" if code == "index_unavailable" else None)
 
 
 def test_web_page(client: TestClient) -> None:

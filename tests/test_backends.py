@@ -18,7 +18,7 @@ from qa.config import Settings
 from qa.documents import NewDocument
 from qa.engine import Engine, Filters
 from qa.errors import IndexMismatchError
-from qa.index.milvus_sync import MilvusPassages
+from qa.index.milvus_passages import MilvusPassages
 from qa.records import Answer
 from tests.conftest import seed_text
 
@@ -75,7 +75,7 @@ def docs(answer: Answer) -> set[str]:
 
 
 def milvus_holds_exactly_the_snapshot(engine: Engine) -> bool:
-    store = engine.index.store
+    store = engine.index.passages
     if not isinstance(store, MilvusPassages):
         return True
     return store.store.count() == len(engine.index) and set(store.store.keys()) == set(store.keys)
@@ -176,8 +176,9 @@ def test_rebuild_and_local_fusion_match(make_settings: Callable[..., Settings], 
         engine.build(rebuild=True, show_progress=False)
         assert milvus_holds_exactly_the_snapshot(engine)
         # what a build that died between its insert and its publish leaves: gone after the next write
-        remote = engine.remote
-        assert remote is not None
+        passages = engine.index.passages
+        assert isinstance(passages, MilvusPassages)
+        remote = passages.store
         stray = Passage("stray:0:4", "stray", "", "body", 0, 4, "孤儿段落")
         remote.upsert([stray], np.ones((1, remote.dim), np.float32))
         engine.add_document(NEW_DOC)

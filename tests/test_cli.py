@@ -110,6 +110,15 @@ def test_bad_input_is_a_clear_error(config: Path, args: list[str], message: str)
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+def test_an_error_of_the_embeddings_layer_is_a_clear_error(config: Path) -> None:
+    """ModelError comes from embeddings/, not from qa.errors' QAError: the CLI still translates it."""
+    text = config.read_text(encoding="utf-8").replace('name = "fake:64"', 'name = "no-such-model"', 1)
+    config.write_text(text.replace('precision = "auto"', 'precision = "int8"', 1), encoding="utf-8")
+    result = qa(config, "ask", "问题")
+    assert result.returncode == 1, result.stderr
+    assert "int8 needs a local model folder" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text(

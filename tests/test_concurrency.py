@@ -21,10 +21,11 @@ import pytest
 
 from qa.config import Settings
 from qa.documents import NewDocument
-from qa.engine import Engine, Filters, _Snapshot
+from qa.engine import Engine, Filters
 from qa.errors import DocumentNotFoundError
 from qa.index import layout
 from qa.index.builder import article_hash
+from qa.pipeline import Retrieval
 from qa.records import Answer
 from tests.conftest import settings_in
 from tests.crash_worker import Zygote, read_log
@@ -65,25 +66,25 @@ class Recorder:
 
     def __init__(self, engine: Engine) -> None:
         self.local = threading.local()
-        original = engine._require
+        original = engine.indexing.current
 
-        def require() -> _Snapshot:
+        def require() -> Retrieval:
             snapshot = original()
             self.local.snapshot = snapshot
             return snapshot
 
-        engine._require = require  # type: ignore[method-assign]
+        engine.indexing.current = require  # type: ignore[method-assign]
 
-    def ask(self, engine: Engine, question: str, **kwargs: Any) -> tuple[Answer, _Snapshot]:
+    def ask(self, engine: Engine, question: str, **kwargs: Any) -> tuple[Answer, Retrieval]:
         self.local.snapshot = None
         answer = engine.ask(question, **kwargs)
         assert self.local.snapshot is not None
         return answer, self.local.snapshot
 
 
-def check_consistent(answer: Answer, snapshot: _Snapshot) -> None:
+def check_consistent(answer: Answer, snapshot: Retrieval) -> None:
     index = snapshot.index
-    assert len(index.chunks) == len(index.tokens) == len(index.store)
+    assert len(index.chunks) == len(index.tokens) == len(index.passages)
     for hit in answer.hits:
         article = index.articles[hit.chunk.doc_id]
         assert article.text[hit.chunk.start : hit.chunk.end] == hit.chunk.text, hit.chunk

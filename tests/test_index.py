@@ -15,6 +15,7 @@ from qa.config import Settings
 from qa.engine import Engine
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
 from qa.index import layout
+from qa.index.passages import LexicalQuery
 from qa.index.search_index import load_index
 from tests.conftest import settings_in
 
@@ -152,7 +153,8 @@ def test_empty_corpus_builds_an_empty_index_that_abstains(
 def test_unknown_words_get_a_normal_no_answer(engine: Engine) -> None:
     answer = engine.ask("zzqx qwxv")
     assert not answer.answerable or all(h.chunk.text for h in answer.hits)
-    lexical_only = engine.index.lexical.search(engine.tokenizer.tokens("zzqx"), 5)
+    probe = LexicalQuery("zzqx", tuple(engine.tokenizer.tokens("zzqx")))
+    lexical_only = engine.index.passages.lexical_search([probe], 5)[0]
     assert lexical_only == []
 
 
@@ -342,7 +344,7 @@ def test_every_kind_of_damaged_file_is_detected(case: str, built_index: Path, tm
     }
     DAMAGE[case](settings.index_dir)
     with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
-        load_index(settings.index_dir, reference.index_key())
+        load_index(settings.index_dir, reference.index_key(), reference.indexing.backend)
     with pytest.raises(IndexStoreError):  # not rebuilt silently over the damage, not answered from
         Engine(settings).open(show_progress=False)
 

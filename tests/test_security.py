@@ -27,6 +27,8 @@ from qa.config import load_settings
 from qa.documents import NewDocument
 from qa.engine import Engine
 from qa.errors import ConfigError
+from qa.indexing import IndexService
+from qa.pipeline import Retrieval
 from tests.conftest import CONFIG, ROOT, settings_in
 from tests.test_bad_input import CANARY, Bad, InProcess
 
@@ -494,7 +496,7 @@ def test_a_write_whose_index_update_fails_puts_the_corpus_back(
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(engine, "_update", broken)
+    monkeypatch.setattr(engine.indexing, "_update", broken)
     with pytest.raises(OSError, match="No space"):
         if write == "delete":
             engine.delete_document("keep-1")
@@ -515,17 +517,17 @@ def test_an_index_published_before_a_failure_is_put_back(
     """The update published a version, then loading it failed: the index goes back to the corpus."""
     client, _ = writable
     engine: Engine = client.app.state.engine  # type: ignore[attr-defined]
-    original = Engine.reload
+    original = IndexService.reload
     calls = 0
 
-    def failing_once(self: Engine) -> None:
+    def failing_once(self: IndexService[Retrieval]) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise MemoryError("cannot load the new version")
         original(self)
 
-    monkeypatch.setattr(Engine, "reload", failing_once)
+    monkeypatch.setattr(IndexService, "reload", failing_once)
     with pytest.raises(MemoryError):
         engine.add_document(NewDocument("fresh", NEW_TEXT))
     assert "fresh" not in engine.index.articles

@@ -19,27 +19,32 @@ from starlette.routing import compile_path
 
 from qa.api.schemas import ErrorResponse
 from qa.errors import (
+    LIBRARY_ERRORS,
     ConfigError,
     CorpusError,
     DocumentNotFoundError,
+    EmbeddingsError,
     IndexStoreError,
     ModelError,
     QAError,
     QuestionError,
+    VectorStoreError,
     public_message,
 )
 
 log = logging.getLogger(__name__)
 
 # library error → (status, code); the first matching class in this order wins
-_LIBRARY_ERRORS: tuple[tuple[type[QAError], int, str], ...] = (
+_LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (QuestionError, 422, "invalid_input"),
     (CorpusError, 422, "invalid_document"),
     (DocumentNotFoundError, 404, "not_found"),
     (IndexStoreError, 503, "index_unavailable"),
+    (VectorStoreError, 503, "index_unavailable"),
     (ModelError, 503, "model_unavailable"),
     (ConfigError, 500, "configuration_error"),
     (QAError, 400, "bad_request"),
+    (EmbeddingsError, 503, "unavailable"),
 )
 
 _CODES = {
@@ -84,14 +89,14 @@ def error_response(
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
-def library_status(exc: QAError) -> tuple[int, str]:
+def library_status(exc: QAError | EmbeddingsError) -> tuple[int, str]:
     for cls, status, code in _LIBRARY_ERRORS:
         if isinstance(exc, cls):
             return status, code
-    return 400, "bad_request"  # pragma: no cover - QAError is the last entry
+    return 400, "bad_request"  # pragma: no cover - both trees' bases are in the table
 
 
-def _message(exc: QAError) -> str:
+def _message(exc: QAError | EmbeddingsError) -> str:
     """The client's message: never the operator's detail (paths), which goes to the log instead."""
     if isinstance(exc, CorpusError):
         return exc.reason
@@ -172,10 +177,10 @@ async def _on_http(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _on_library(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, QAError)
+    assert isinstance(exc, LIBRARY_ERRORS)
     status, code = library_status(exc)
     message, headers = _message(exc), None
-    if isinstance(exc, IndexStoreError):
+    if isinstance(exc, (IndexStoreError, VectorStoreError)):
         headers = {"Retry-After": "5"}
         readiness = getattr(request.app.state, "readiness", None)
         if readiness is not None and not readiness.ready and readiness.error is None:
@@ -193,7 +198,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http)
-    app.add_exception_handler(QAError, _on_library)
+    for base in LIBRARY_ERRORS:
+        app.add_exception_handler(base, _on_library)
     app.add_exception_handler(Exception, _on_unexpected)
 
 

@@ -8,26 +8,21 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
 
 from embeddings.encoder import Encoder, Vectors
-from embeddings.vector_store import StoreParams, VectorStore, build_store
 from qa.errors import CorpusError, IndexStoreError
-from qa.index import layout, milvus_sync
+from qa.index import layout
 from qa.index.embed_cache import EmbeddingCache
 from qa.index.manifest import Counts, IndexKey, Manifest
+from qa.index.passages import PassageBackend, PassageWrite, SnapshotRows
 from qa.index.search_index import SearchIndex, passage_text, read_snapshot, write_snapshot
 from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import LoadReport
 from qa.records import Article, Chunk
-from qa.text.bm25 import LexicalIndex
 from qa.text.tokenize import ChineseTokenizer
-
-if TYPE_CHECKING:  # imported for types only: it imports qa.errors, hence qa and this module
-    from embeddings.milvus_store import MilvusStore
 
 log = logging.getLogger(__name__)
 ENCODE_BATCH = 256
@@ -94,10 +89,7 @@ def _embed_new(
 
 
 def _previous(
-    index_dir: Path,
-    key: IndexKey,
-    rebuild: bool,
-    remote: MilvusStore | None = None,
+    index_dir: Path, key: IndexKey, rebuild: bool, backend: PassageBackend
 ) -> tuple[SearchIndex | None, bool]:
     """The live index to reuse vectors from (None if unusable), and whether its BM25 tokens are reusable."""
     if rebuild:
@@ -110,7 +102,7 @@ def _previous(
         if manifest.key.dense != key.dense:
             log.info("model or chunking changed since the last build: every passage is embedded again")
             return None, False
-        return read_snapshot(version, manifest, remote), manifest.key.lexical == key.lexical
+        return read_snapshot(version, manifest, backend), manifest.key.lexical == key.lexical
     except IndexStoreError as exc:
         log.warning("not reusing the existing index: %s", exc)
         return None, False
@@ -124,20 +116,19 @@ def build_index(
     tokenizer: ChineseTokenizer,
     key: IndexKey,
     chunking: dict[str, int],
+    backend: PassageBackend,
     rebuild: bool = False,
     show_progress: bool = True,
-    remote: MilvusStore | None = None,
-    store_params: StoreParams | None = None,
 ) -> BuildReport:
     """Bring the index in ``index_dir`` up to date with ``corpus`` and publish it atomically.
 
-    With ``remote``, passages live in that Milvus collection: only those of new and changed articles
-    are sent (before publishing) and those of replaced and removed ones deleted (after publishing)."""
+    Only the passages of new and changed articles are embedded; ``backend`` gets them with the rows of
+    the unchanged ones before the snapshot is published, and is told after."""
     started = time.perf_counter()
     report = BuildReport(skipped=list(corpus.skipped))
     with layout.build_lock(index_dir):
         layout.remove_stale(index_dir)
-        previous, tokens_reusable = _previous(index_dir, key, rebuild, remote)
+        previous, tokens_reusable = _previous(index_dir, key, rebuild, backend)
         articles: dict[str, Article] = {}
         hashes: dict[str, str] = {}
         chunks: list[Chunk] = []
@@ -190,8 +181,6 @@ def build_index(
 
         t0 = time.perf_counter()
         vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
-        if previous is not None and reused and remote is None:  # Milvus keeps the unchanged ones
-            vectors[[p for p, _ in reused]] = previous.store.vectors([r for _, r in reused])
         texts = {
             p: passage_text(chunks[p], articles[chunks[p].doc_id].title) for _, ps in pending for p in ps
         }
@@ -201,15 +190,11 @@ def build_index(
         report.timings["encode"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        store: VectorStore
-        if remote is None:
-            store = build_store(vectors, encoder.dim, store_params)
-            lexical = LexicalIndex.build(tokens)
-        else:
-            store, lexical = milvus_sync.send(remote, chunks, articles, hashes, texts, vectors, tokens)
-        snapshot = SearchIndex(None, articles, hashes, chunks, tokens, store, lexical)
         version = layout.new_version_dir(index_dir)
-        write_snapshot(version, snapshot)
+        was = previous.passages if previous is not None else None
+        change = PassageWrite(SnapshotRows(chunks, hashes, tokens), articles, texts, vectors, reused)
+        passages = backend.write(version, was, change)
+        write_snapshot(version, SearchIndex(None, articles, hashes, chunks, tokens, passages))
         manifest = Manifest(
             key=key,
             built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -217,8 +202,7 @@ def build_index(
         )
         layout.seal_version(version, manifest.to_json())
         layout.publish(index_dir, version)
-        if remote is not None and isinstance(store, milvus_sync.MilvusPassages):
-            milvus_sync.after_publish(remote, previous.store if previous else None, store)
+        backend.published(was, passages)
         cache.prune(set(hashes.values()))
         report.timings["write"] = time.perf_counter() - t0
     report.articles, report.passages = len(articles), len(chunks)

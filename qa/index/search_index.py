@@ -1,4 +1,5 @@
-"""The loaded index: articles, passages, their vectors and BM25 tokens, kept in one consistent snapshot."""
+"""The loaded index: articles, passages and their tokens (the snapshot's tables), and the passages' vectors
+and lexical index (a ``PassageIndex`` of the configured backend), kept in one consistent snapshot."""
 
 from __future__ import annotations
 
@@ -6,25 +7,20 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.vector_store import StoreParams, VectorStore, load_store
 from qa.errors import IndexCorruptError, IndexStoreError
-from qa.index import layout, milvus_sync
+from qa.index import layout
 from qa.index.manifest import Counts, IndexKey, Manifest
+from qa.index.passages import PassageBackend, PassageIndex, SnapshotRows
 from qa.records import Article, Chunk, Section, Segment
-from qa.text.bm25 import LexicalIndex
-
-if TYPE_CHECKING:  # imported for types only: it imports qa.errors, hence qa and this module
-    from embeddings.milvus_store import MilvusStore
 
 ARTICLES = "articles.jsonl"
 CHUNKS = "chunks.jsonl"
 TOKENS = "tokens.jsonl"
-BM25_DIR = "bm25"
 PASSAGE_CONTEXT = "title-or-heading-v1"
 LOAD_ATTEMPTS = 5
 
@@ -42,8 +38,7 @@ class SearchIndex:
     hashes: dict[str, str]
     chunks: list[Chunk]
     tokens: list[list[str]]
-    store: VectorStore
-    lexical: LexicalIndex
+    passages: PassageIndex
     version: Path | None = None
     rows_by_doc: dict[str, list[int]] = field(default_factory=dict)
 
@@ -122,7 +117,8 @@ def article_from_json(record: dict[str, Any]) -> tuple[Article, str]:
 
 
 def write_snapshot(version: Path, index: SearchIndex) -> None:
-    """Write every file of the index into a fresh version folder (not yet sealed or published)."""
+    """Write the snapshot's tables into its fresh version folder (not yet sealed or published); the
+    backend has written the passages' own files, if it keeps any there."""
     with open(version / ARTICLES, "w", encoding="utf-8") as out:
         for article in index.articles.values():
             out.write(json.dumps(article_to_json(article, index.hashes[article.doc_id]), ensure_ascii=False))
@@ -135,8 +131,6 @@ def write_snapshot(version: Path, index: SearchIndex) -> None:
         for tokens in index.tokens:
             out.write(json.dumps(tokens, ensure_ascii=False))
             out.write("\n")
-    index.store.save(version)
-    index.lexical.save(version / BM25_DIR)
 
 
 def _read_jsonl(path: Path) -> list[Any]:
@@ -144,14 +138,8 @@ def _read_jsonl(path: Path) -> list[Any]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def read_snapshot(
-    version: Path,
-    manifest: Manifest,
-    remote: MilvusStore | None = None,
-    store_params: StoreParams | None = None,
-) -> SearchIndex:
-    """The snapshot in ``version``; ``remote`` is the Milvus collection when the manifest says the
-    passages live there (no vectors.npy or bm25/ then)."""
+def read_snapshot(version: Path, manifest: Manifest, backend: PassageBackend) -> SearchIndex:
+    """The snapshot in ``version``, its passages opened by ``backend``."""
     try:
         articles: dict[str, Article] = {}
         hashes: dict[str, str] = {}
@@ -164,35 +152,28 @@ def read_snapshot(
             text = articles[doc_id].text[start:end]
             chunks.append(Chunk(doc_id, Section(section), start, end, text, heading))
         tokens = _read_jsonl(version / TOKENS)
-        store: VectorStore
-        if manifest.key.dense.collection is not None:
-            store = milvus_sync.view(remote, chunks, hashes, where=str(version))
-            lexical: LexicalIndex = milvus_sync.Vocabulary(tokens)
-        else:
-            store = load_store(version, int(manifest.key.dense.dim), store_params)
-            lexical = LexicalIndex.load(version / BM25_DIR, len(chunks))
+        passages = backend.open(version, manifest, SnapshotRows(chunks, hashes, tokens))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexCorruptError(
             f"index at {version} cannot be read: {exc}; run `qa index --rebuild`"
         ) from exc
     counts = manifest.counts or Counts(len(articles), len(chunks))
     if (
-        not (len(chunks) == len(tokens) == len(store))
+        not (len(chunks) == len(tokens) == len(passages))
         or counts != Counts(len(articles), len(chunks))
         or not all(0 <= c.start < c.end <= len(articles[c.doc_id].text) for c in chunks)
         or not all(isinstance(t, list) for t in tokens)
     ):
         raise IndexCorruptError(f"index at {version} is inconsistent; run `qa index --rebuild`")
-    return SearchIndex(manifest, articles, hashes, chunks, tokens, store, lexical, version)
+    return SearchIndex(manifest, articles, hashes, chunks, tokens, passages, version)
 
 
 def load_index(
     index_dir: Path,
     key: IndexKey,
+    backend: PassageBackend,
     *,
     verify: bool = True,
-    remote: MilvusStore | None = None,
-    store_params: StoreParams | None = None,
 ) -> SearchIndex:
     """The live version of the index; IndexStoreError when there is none or it does not fit the config.
 
@@ -207,7 +188,7 @@ def load_index(
             version = layout.pointed_version(index_dir, pointer)
             manifest = Manifest.from_json(layout.read_manifest(version, verify=verify))
             key.check(manifest)
-            return read_snapshot(version, manifest, remote, store_params)
+            return read_snapshot(version, manifest, backend)
         except IndexCorruptError:
             if attempt + 1 == LOAD_ATTEMPTS or layout.read_pointer(index_dir) == pointer:
                 raise

@@ -74,7 +74,7 @@ class Grounding:
 
     def novel_words(self, query: Query) -> list[str]:
         """Words of the question the corpus never contains, not even as a character pair."""
-        lexical = self.index.lexical
+        lexical = self.index.passages
         novel = []
         for word in query.content_words:
             if len(word) < 2 or lexical.knows(word):

@@ -1,6 +1,8 @@
-"""Hybrid search: dense (FAISS) and lexical (BM25) candidate lists fused by weighted reciprocal rank.
+"""Hybrid search: dense and lexical (BM25) candidate lists fused by weighted reciprocal rank.
 
-With conversation history, a second pair of lists is searched for "earlier turns + question" and fused
+The lists come from the snapshot's ``PassageIndex``, whichever backend holds it; one that fuses inside
+its engine does so when the fusion asked for is its own (one question, equal weights). With conversation
+history, a second pair of lists is searched for "earlier turns + question" and fused
 with a lower weight, so a follow-up borrows the topic of the conversation without drowning the question.
 """
 
@@ -13,7 +15,7 @@ import numpy.typing as npt
 
 from embeddings.encoder import Encoder
 from qa.config import RetrievalSettings
-from qa.index.milvus_sync import MilvusPassages, PassageFilter, bm25_text
+from qa.index.passages import FusedHit, LexicalQuery, PassageFilter
 from qa.index.search_index import SearchIndex
 from qa.records import Section
 from qa.retrieval.query import Query
@@ -46,12 +48,12 @@ class HybridSearcher:
         encoder: Encoder,
         settings: RetrievalSettings,
         *,
-        fuse_in_milvus: bool = True,
+        fuse_in_engine: bool = True,
     ) -> None:
         self.index = index
         self.encoder = encoder
         self.settings = settings
-        self.fuse_in_milvus = fuse_in_milvus
+        self.fuse_in_engine = fuse_in_engine
 
     def search(
         self,
@@ -60,30 +62,33 @@ class HybridSearcher:
         allowed: npt.NDArray[np.bool_] | None = None,
         where: PassageFilter | None = None,
     ) -> list[Candidate]:
-        """``allowed`` is the filter as a row mask; ``where`` the same filter for a Milvus-backed index,
-        where it runs inside the search (the mask then only re-checks the hits)."""
+        """``allowed`` is the filter as a row mask; ``where`` the same filter as fields, for a backend
+        that filters inside its search (the mask then only re-checks the hits)."""
         s = self.settings
         n = s.candidates
-        texts = [query.dense_text] + (
-            [f"{query.history_text} {query.dense_text}"] if query.history_text else []
-        )
+        texts = [query.dense_text]
+        lexical_queries = [LexicalQuery(query.dense_text, tuple(query.tokens))]
+        if query.history_text:
+            texts.append(f"{query.history_text} {query.dense_text}")
+            lexical_queries.append(LexicalQuery(texts[1], tuple(query.history_tokens + query.tokens)))
         vectors = self.encoder.encode_queries(texts)
-        store = self.index.store
-        if isinstance(store, MilvusPassages):
-            # Milvus's RRFRanker has no weights: unequal ones, or history lists, are fused here.
-            if self.fuse_in_milvus and not query.history_text and s.dense_weight == s.lexical_weight:
-                return self._milvus_hybrid(store, query, vectors, limit, allowed, where)
-            dense = store.search(vectors, n, allowed, where)
-            lexical = store.lexical_search([bm25_text(query.dense_text, query.tokens)], n, allowed, where)
-            if query.history_text:
-                lexical += store.lexical_search(
-                    [bm25_text(texts[1], query.history_tokens + query.tokens)], n, allowed, where
-                )
-        else:
-            dense = store.search(vectors, n, allowed)
-            lexical = [self.index.lexical.search(query.tokens, n, allowed)]
-            if query.history_text:
-                lexical.append(self.index.lexical.search(query.history_tokens + query.tokens, n, allowed))
+        passages = self.index.passages
+        # An engine's own fusion (Milvus's RRFRanker) has no weights and takes one question: unequal
+        # weights, or history lists, are fused here.
+        if self.fuse_in_engine and not query.history_text and s.dense_weight == s.lexical_weight:
+            fused_hits = passages.hybrid_search(
+                vectors[0],
+                lexical_queries[0],
+                max(limit, n),
+                candidates=n,
+                rrf_k=s.rrf_k,
+                allowed=allowed,
+                where=where,
+            )
+            if fused_hits is not None:
+                return self._engine_fused(fused_hits, vectors, limit)
+        dense = passages.dense_search(vectors, n, allowed, where)
+        lexical = passages.lexical_search(lexical_queries, n, allowed, where)
         lists = [dense[0], lexical[0]]
         weights = [s.dense_weight, s.lexical_weight]
         if query.history_text:
@@ -93,7 +98,7 @@ class HybridSearcher:
         if not fused:
             return []
         rows = list(fused)
-        cosines = self.index.store.vectors(rows) @ vectors[0]
+        cosines = passages.vectors(rows) @ vectors[0]
         dense_rank = {row: r for r, (row, _) in enumerate(dense[0])}
         lexical_rank = {row: r for r, (row, _) in enumerate(lexical[0])}
         candidates = []
@@ -109,35 +114,18 @@ class HybridSearcher:
         candidates.sort(key=lambda c: -c.score)
         return candidates[:limit]
 
-    def _milvus_hybrid(
-        self,
-        store: MilvusPassages,
-        query: Query,
-        vectors: npt.NDArray[np.float32],
-        limit: int,
-        allowed: npt.NDArray[np.bool_] | None,
-        where: PassageFilter | None,
+    def _engine_fused(
+        self, fused: list[FusedHit], vectors: npt.NDArray[np.float32], limit: int
     ) -> list[Candidate]:
-        """Dense + BM25 (Milvus's Chinese analyzer) fused by Milvus's RRFRanker; cosines for grounding
-        come from the fused passages' vectors, returned with them."""
+        """Candidates from the engine's own fusion; cosines for grounding come from the fused passages'
+        vectors, returned with them."""
         s = self.settings
-        fused = store.hybrid_search(
-            vectors[0],
-            bm25_text(query.dense_text, query.tokens),
-            max(limit, s.candidates),
-            candidates=s.candidates,
-            rrf_k=s.rrf_k,
-            allowed=allowed,
-            where=where,
-        )
-        if not fused:
-            return []
         candidates = []
-        for rank, (row, score, vector) in enumerate(fused):
-            cosine = vector @ vectors[0]
-            chunk = self.index.chunks[row]
-            score *= s.related_penalty if chunk.section is Section.RELATED else 1.0
-            candidates.append(Candidate(row, score, float(cosine), why=[f"milvus hybrid #{rank + 1}"]))
+        for rank, hit in enumerate(fused):
+            cosine = hit.vector @ vectors[0]
+            chunk = self.index.chunks[hit.row]
+            score = hit.score * (s.related_penalty if chunk.section is Section.RELATED else 1.0)
+            candidates.append(Candidate(hit.row, score, float(cosine), why=[f"engine hybrid #{rank + 1}"]))
         candidates.sort(key=lambda c: -c.score)
         return candidates[:limit]
 

@@ -1,0 +1,268 @@
+"""The index service: builds, writes (add, replace, delete) and loads the index, and holds the snapshot
+questions are answered from.
+
+One service per engine. Writes are serialised twice: by this service's write lock (threads of this
+process) and by the index folder's build lock (other engines and processes). A snapshot is prepared
+(``prepare``: whatever the question pipeline derives from an index) and warmed before it is swapped in,
+so a question never waits for a load; and a question always sees one whole snapshot.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Generic, Protocol, TypeVar
+
+from embeddings.encoder import Encoder, precision_of
+from qa.config import Settings
+from qa.documents import (
+    CorpusChange,
+    NewDocument,
+    prepare_document,
+    remove_from_corpus,
+    remove_temp_files,
+    write_document,
+)
+from qa.errors import DocumentNotFoundError, IndexStoreError, QuestionError
+from qa.index import builder, layout
+from qa.index.builder import BuildReport
+from qa.index.manifest import Chunking, DenseKey, IndexKey, LexicalKey
+from qa.index.passages import PassageBackend, passage_backend
+from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
+from qa.ingest.chunker import chunk_article
+from qa.ingest.loader import LoadReport, load_corpus
+from qa.records import Article
+from qa.text.tokenize import ChineseTokenizer
+
+log = logging.getLogger(__name__)
+
+PARSER_VERSION = "newspage-1"
+TOKENIZER_VERSION = "jieba-words+cjk-bigrams-1"
+
+
+class Prepared(Protocol):
+    """What the question pipeline derives from one index: swapped in with it."""
+
+    @property
+    def index(self) -> SearchIndex: ...
+
+    def warm(self) -> None:
+        """Compute what the first question would otherwise wait for; called before the swap."""
+        ...
+
+
+S = TypeVar("S", bound=Prepared)
+
+
+class IndexService(Generic[S]):
+    def __init__(
+        self,
+        settings: Settings,
+        tokenizer: ChineseTokenizer,
+        alias_names: Sequence[str],
+        encoder: Callable[[], Encoder],
+        prepare: Callable[[SearchIndex], S],
+        backend: PassageBackend | None = None,
+    ) -> None:
+        self.settings = settings
+        self.tokenizer = tokenizer
+        self._alias_names = tuple(alias_names)
+        self._encoder = encoder
+        self._prepare = prepare
+        self._lock = threading.RLock()
+        # One add/delete/build/reload at a time in this service; writes also take the index folder's
+        # build lock (layout.build_lock), which serialises them with other engines and processes.
+        self._write_lock = threading.RLock()
+        self._reload_lock = threading.RLock()
+        self._snapshot: S | None = None
+        self._backend = backend  # None: made from vector_store.backend on first use
+
+    # -- parts -------------------------------------------------------------------------------------
+    @property
+    def backend(self) -> PassageBackend:
+        """Where the passages live (``vector_store.backend``), connected on first use."""
+        with self._lock:
+            if self._backend is None:
+                s = self.settings
+                self._backend = passage_backend(s.vector_store, self._encoder().dim, s.config_path.parent)
+            return self._backend
+
+    def close(self) -> None:
+        """Release the backend's connection (a Milvus Lite server stops when this was its last user).
+        A backend made here is made again if the service is used after this."""
+        with self._lock:
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
+
+    def index_key(self) -> IndexKey:
+        """What the index must have been built with to serve this service's settings."""
+        s = self.settings
+        c, m = s.chunking, s.model
+        encoder = self._encoder()
+        names = "\n".join(self._alias_names)
+        if s.retrieval.userdict:
+            path = s.resolve(Path(s.retrieval.userdict))
+            names += "\n" + (path.read_text(encoding="utf-8") if path.is_file() else "")
+        dense = DenseKey(
+            model=encoder.name,
+            dim=encoder.dim,
+            # fp32 and int8 vectors differ slightly: never mixed in one index (a change re-embeds).
+            precision=precision_of(encoder),
+            passage_prefix=m.passage_prefix,
+            max_seq_length=m.max_seq_length,
+            chunking=Chunking(c.max_chars, c.overlap_chars, c.min_chars),
+            parser=PARSER_VERSION,
+            context=PASSAGE_CONTEXT,
+            collection=self.backend.collection,
+        )
+        return IndexKey(dense, LexicalKey(TOKENIZER_VERSION, hashlib.sha256(names.encode()).hexdigest()[:16]))
+
+    # -- index lifecycle ---------------------------------------------------------------------------
+    def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
+        """Bring the index up to date with the corpus folder and load it."""
+        s = self.settings
+        with self._write_lock, layout.build_lock(s.index_dir):
+            # Under the lock every corpus writer holds: no add or delete of another engine is half done.
+            remove_temp_files(s.corpus_dir)
+            started = time.perf_counter()
+            corpus = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
+            parsed = time.perf_counter() - started
+            report = self._update(corpus, rebuild=rebuild, show_progress=show_progress)
+            report.timings = {"parse": parsed, **report.timings}
+            return report
+
+    def _update(
+        self, corpus: LoadReport, *, rebuild: bool = False, show_progress: bool | None = None
+    ) -> BuildReport:
+        s = self.settings
+        report = builder.build_index(
+            corpus,
+            index_dir=s.index_dir,
+            encoder=self._encoder(),
+            tokenizer=self.tokenizer,
+            key=self.index_key(),
+            chunking=s.chunking.kwargs(),
+            backend=self.backend,
+            rebuild=rebuild,
+            show_progress=s.index.show_progress if show_progress is None else show_progress,
+        )
+        self.reload()
+        return report
+
+    # -- documents ---------------------------------------------------------------------------------
+    def add_document(self, doc: NewDocument) -> Article:
+        """Add or replace an article: stored in the corpus folder and searchable when this returns.
+
+        A refused document (QuestionError) leaves the corpus and the index exactly as they were; so does
+        a failure while the index is updated (the corpus files are put back)."""
+        s = self.settings
+        staged = prepare_document(s.corpus_dir, doc, max_bytes=s.corpus.max_file_bytes)
+        if not chunk_article(staged.article, **s.chunking.kwargs()):
+            raise QuestionError(
+                f"the document has no passage of at least {s.chunking.min_chars} characters to index"
+            )
+        with self._write_lock, layout.build_lock(s.index_dir):
+            current = self.latest().index.articles
+            change = write_document(s.corpus_dir, staged, current.get(doc.doc_id))
+            articles = [a for a in current.values() if a.doc_id != doc.doc_id] + [staged.article]
+            self._apply(change, articles, current)
+        return staged.article
+
+    def delete_document(self, doc_id: str) -> None:
+        """Remove an article from the corpus and the index; it is never cited again once this returns."""
+        with self._write_lock, layout.build_lock(self.settings.index_dir):
+            current = self.latest().index.articles
+            article = current.get(doc_id)
+            if article is None:
+                raise DocumentNotFoundError(doc_id)
+            change = remove_from_corpus(self.settings.corpus_dir, article)
+            self._apply(change, [a for a in current.values() if a.doc_id != doc_id], current)
+
+    def _apply(self, change: CorpusChange, articles: list[Article], before: dict[str, Article]) -> None:
+        """Index ``articles`` after the corpus ``change``; if that fails, undo the change, and put the
+        index back too when the failure came after a new version was published."""
+        live = layout.read_pointer(self.settings.index_dir)
+        try:
+            self._update(LoadReport(articles=articles), show_progress=False)
+        except BaseException:
+            try:
+                change.restore()
+            except Exception:  # the original failure is what the caller must see
+                log.exception("the corpus files could not be put back: %s", sorted(map(str, change.before)))
+            if layout.read_pointer(self.settings.index_dir) != live:
+                try:
+                    self._update(LoadReport(articles=list(before.values())), show_progress=False)
+                except Exception:
+                    log.exception("the index could not be put back; the next `qa index` syncs it")
+            raise
+
+    # -- snapshots ---------------------------------------------------------------------------------
+    def reload(self) -> None:
+        """Load the live version of the index and swap it in for the questions asked from now on."""
+        with self._reload_lock:  # two reloads never race: an older version never replaces a newer one
+            index = load_index(self.settings.index_dir, self.index_key(), self.backend)
+            snapshot = self._prepare(index)
+            snapshot.warm()
+            with self._lock:
+                self._snapshot = snapshot
+
+    def live(self) -> S:
+        """The snapshot to answer from: the loaded one, or the live version when another engine or process
+        (another server worker or replica, a `qa index` run) has published since. Costs one read of the
+        small ``CURRENT`` file per question; if the live version cannot be loaded, the loaded one serves."""
+        snapshot = self.current()
+        loaded = snapshot.index.version
+        try:
+            live = layout.read_pointer(self.settings.index_dir)
+            if live is None or loaded is None or live[0] == loaded.name:
+                return snapshot
+            with self._reload_lock:
+                version = self.current().index.version
+                if version is None or version.name != live[0]:
+                    self.reload()
+        except IndexStoreError as exc:
+            log.warning("answering from index %s: the live version cannot be loaded: %s", loaded, exc)
+        return self.current()
+
+    def latest(self) -> S:
+        """The loaded snapshot, reloaded first when another engine or process has published since.
+        Call it holding the build lock, so that nobody publishes before this service's own update."""
+        snapshot = self.current()
+        live = layout.read_pointer(self.settings.index_dir)
+        loaded = snapshot.index.version
+        if live is None or loaded is None or live[0] != loaded.name:
+            self.reload()
+            snapshot = self.current()
+        return snapshot
+
+    def open(
+        self, *, build_if_missing: bool = True, sync: bool = False, show_progress: bool | None = None
+    ) -> None:
+        """Load the index; build it first when there is none yet (first use on a fresh clone).
+
+        With ``sync``, also bring it up to date with the corpus folder (what a server does at start-up,
+        so that a write interrupted by a crash is completed).
+        """
+        try:
+            self.reload()
+            if sync:
+                self.build(show_progress=show_progress)
+        except IndexStoreError:
+            if not build_if_missing or layout.current_version(self.settings.index_dir) is not None:
+                raise
+            log.info(
+                "no index yet in %s: building it from %s", self.settings.index_dir, self.settings.corpus_dir
+            )
+            self.build(show_progress=show_progress)
+
+    def current(self) -> S:
+        """The loaded snapshot, as it is; IndexStoreError before the first load."""
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise IndexStoreError("the engine has no index loaded; call open() first")
+        return snapshot

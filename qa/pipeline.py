@@ -1,0 +1,126 @@
+"""The question pipeline: question → query → hybrid search → rerank → grounding → cited answer.
+
+``Retrieval`` is what the pipeline derives from one index snapshot (searcher, reranker, grounding, name
+variants); the index service prepares and warms it before swapping it in with its index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from embeddings.encoder import Encoder
+from qa import answer as answer_text
+from qa.config import Settings
+from qa.errors import QuestionError
+from qa.index.search_index import SearchIndex
+from qa.records import Answer, Hit
+from qa.retrieval.abstain import Grounding
+from qa.retrieval.hybrid import HybridSearcher
+from qa.retrieval.query import QueryBuilder
+from qa.retrieval.rerank import Reranker
+from qa.retrieval.variants import NameVariants
+from qa.text.tokenize import ChineseTokenizer
+
+
+@dataclass(frozen=True)
+class Filters:
+    date_from: str | None = None
+    date_to: str | None = None
+    doc_ids: tuple[str, ...] | None = None
+
+
+class Retrieval:
+    """Everything a question needs from one snapshot, swapped as one object when the index changes."""
+
+    def __init__(
+        self, index: SearchIndex, encoder: Encoder, tokenizer: ChineseTokenizer, settings: Settings
+    ) -> None:
+        r = settings.retrieval
+        self.index = index
+        self.searcher = HybridSearcher(index, encoder, r, fuse_in_engine=settings.vector_store.hybrid)
+        self.reranker = Reranker(
+            index, tokenizer, coverage_weight=r.coverage_weight, type_weight=r.type_weight
+        )
+        self.grounding = Grounding(index, r)
+        self.variants = NameVariants(index.passages.vocabulary())
+
+    def warm(self) -> None:
+        """Corpus statistics the first question would otherwise wait for; done before the swap."""
+        self.reranker.warm()
+        self.variants.warm()
+
+
+class QuestionPipeline:
+    def __init__(self, settings: Settings, queries: QueryBuilder) -> None:
+        self.settings = settings
+        self.queries = queries
+
+    def check_question(self, question: str, top_k: int | None) -> int:
+        """The number of passages to return; QuestionError when the question cannot be asked as given."""
+        if not isinstance(question, str) or not any(c.isprintable() and not c.isspace() for c in question):
+            raise QuestionError("the question is empty (or only spaces and control characters)")
+        limit = self.settings.server.max_question_chars
+        if len(question) > limit:
+            raise QuestionError(f"the question has {len(question)} characters; the limit is {limit}")
+        k = self.settings.retrieval.top_k if top_k is None else top_k
+        if not 1 <= k <= self.settings.server.max_top_k:
+            raise QuestionError(f"top_k must be between 1 and {self.settings.server.max_top_k}, got {k}")
+        return k
+
+    def ask(
+        self,
+        snapshot: Callable[[], Retrieval],
+        question: str,
+        *,
+        history: Sequence[str] = (),
+        top_k: int | None = None,
+        filters: Filters | None = None,
+    ) -> Answer:
+        """Answer ``question`` from the snapshot ``snapshot()`` returns (taken once, after the question
+        is checked)."""
+        k = self.check_question(question, top_k)
+        snap = snapshot()
+        query = self.queries.build(question.strip(), [h for h in history if isinstance(h, str)])
+        query = snap.variants.expand(query)
+        allowed = None
+        if filters is not None:
+            allowed = snap.index.mask(
+                doc_ids=filters.doc_ids, date_from=filters.date_from, date_to=filters.date_to
+            )
+        depth = max(k, self.settings.retrieval.rerank_depth)
+        candidates = snap.searcher.search(query, depth, allowed, filters)
+        candidates = snap.reranker.rerank(query.question, query.tokens, candidates)
+        candidates = snap.searcher.body_before_teaser(candidates)[: max(k, 10)]
+        decision = snap.grounding.decide(query, candidates)
+        index = snap.index
+        hits: list[Hit] = []
+        for judged in decision.ordered[:k] if decision.answerable else []:
+            cand = judged.candidate
+            chunk = index.chunks[cand.row]
+            article = index.articles[chunk.doc_id]
+            why = [*cand.why, f"cosine {cand.dense_score:.3f}"]
+            if judged.missing:
+                why.append("does not mention " + "、".join(judged.missing))
+            hits.append(
+                Hit(
+                    chunk=chunk,
+                    score=round(cand.score, 6),
+                    title=article.title,
+                    date=article.date,
+                    dense_score=round(cand.dense_score, 4),
+                    dense_rank=cand.dense_rank,
+                    lexical_rank=cand.lexical_rank,
+                    supported=not judged.missing,
+                    why=tuple(why),
+                )
+            )
+        return Answer(
+            question=question,
+            answerable=decision.answerable,
+            hits=tuple(hits),
+            text=answer_text.compose(question, hits, decision.answerable, decision.reason),
+            reason=decision.reason,
+            search_query=query.dense_text
+            + (f" | history: {query.history_text}" if query.history_text else ""),
+        )
