@@ -49,7 +49,7 @@ def ranks(engine: Engine, question: str, mode: str, depth: int) -> list[str]:
     candidates = searcher.search(query, depth)
     searcher.settings = r
     if mode == "hybrid+rerank":
-        candidates = snap.reranker.rerank(query.question, query.tokens, candidates)
+        candidates = snap.reranker.rerank(query, candidates)
     docs: list[str] = []
     for cand in candidates:
         doc = snap.index.chunks[cand.row].doc_id

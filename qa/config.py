@@ -103,6 +103,12 @@ class RetrievalSettings(_Section):
     lexical_weight: float = Field(ge=0)
     related_penalty: float = Field(gt=0, le=1)
     rerank_depth: int = Field(ge=0, le=1000)
+    # learned: the weights in ranker_weights (fitted by benchmarks/fit_ranker.py); hand: the blend below
+    ranker: Literal["learned", "hand"] = "hand"
+    ranker_weights: str = ""  # "" = the weights shipped in qa/data/ranker.json; else a path
+    # learned: the answer gate in gate_weights (benchmarks/fit_gate.py; needs ranker = "learned"); rules: below
+    abstention: Literal["learned", "rules"] = "rules"
+    gate_weights: str = ""  # "" = the gate shipped in qa/data/gate.json; else a path
     coverage_weight: float = Field(ge=0)
     type_weight: float = Field(ge=0)
     history_turns: int = Field(ge=0, le=20)
@@ -292,6 +298,20 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # The environment wins over the file, which is passed in as init values.
         return (env_settings, init_settings)
+
+    @property
+    def gate_weights_path(self) -> Path:
+        """The answer gate's weights: the packaged ones unless ``retrieval.gate_weights`` names a file."""
+        if self.retrieval.gate_weights:
+            return self.resolve(Path(self.retrieval.gate_weights))
+        return Path(__file__).resolve().parent / "data" / "gate.json"
+
+    @property
+    def ranker_weights_path(self) -> Path:
+        """The learned ranker's weights: the packaged ones unless ``retrieval.ranker_weights`` names a file."""
+        if self.retrieval.ranker_weights:
+            return self.resolve(Path(self.retrieval.ranker_weights))
+        return Path(__file__).resolve().parent / "data" / "ranker.json"
 
     def resolve(self, path: Path) -> Path:
         """A configured path, relative to the folder of the config file."""

@@ -16,6 +16,7 @@ from embeddings.models import load_encoder
 from embeddings.query_batch import BatchingQueryEncoder
 from qa.config import Settings
 from qa.documents import NewDocument
+from qa.errors import ConfigError
 from qa.index.builder import BuildReport
 from qa.index.manifest import IndexKey
 from qa.index.passages import PassageBackend
@@ -23,8 +24,10 @@ from qa.index.search_index import SearchIndex
 from qa.indexing import IndexService
 from qa.pipeline import Filters, QuestionPipeline, Retrieval
 from qa.records import Answer, Article
+from qa.retrieval.gate import AnswerGate
 from qa.retrieval.gazetteer import Gazetteer, Glossary
 from qa.retrieval.query import AliasTable, QueryBuilder
+from qa.retrieval.rerank import LinearRanker
 from qa.text.tokenize import ChineseTokenizer
 
 __all__ = ["Engine", "Filters"]
@@ -49,12 +52,19 @@ class Engine:
             self.tokenizer, self.aliases, settings.retrieval.history_turns, Gazetteer(), Glossary()
         )
         self.pipeline = QuestionPipeline(settings, self.queries)
+        r = settings.retrieval
+        ranker = LinearRanker.load(settings.ranker_weights_path) if r.ranker == "learned" else None
+        if r.abstention == "learned" and ranker is None:
+            raise ConfigError('retrieval.abstention = "learned" needs retrieval.ranker = "learned"')
+        gate = AnswerGate.load(settings.gate_weights_path) if r.abstention == "learned" else None
         self.indexing: IndexService[Retrieval] = IndexService(
             settings,
             self.tokenizer,
             self.aliases.names,
             encoder=lambda: self.encoder,
-            prepare=lambda index: Retrieval(index, self.query_encoder, self.tokenizer, settings),
+            prepare=lambda index: Retrieval(
+                index, self.query_encoder, self.tokenizer, settings, ranker, gate
+            ),
             backend=backend,
         )
 

@@ -16,9 +16,10 @@ from qa.errors import QuestionError
 from qa.index.search_index import SearchIndex
 from qa.records import Answer, Hit
 from qa.retrieval.abstain import Grounding
+from qa.retrieval.gate import AnswerGate
 from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import QueryBuilder
-from qa.retrieval.rerank import Reranker
+from qa.retrieval.rerank import LinearRanker, Reranker
 from qa.retrieval.variants import NameVariants
 from qa.text.tokenize import ChineseTokenizer
 
@@ -34,15 +35,25 @@ class Retrieval:
     """Everything a question needs from one snapshot, swapped as one object when the index changes."""
 
     def __init__(
-        self, index: SearchIndex, encoder: Encoder, tokenizer: ChineseTokenizer, settings: Settings
+        self,
+        index: SearchIndex,
+        encoder: Encoder,
+        tokenizer: ChineseTokenizer,
+        settings: Settings,
+        ranker: LinearRanker | None = None,
+        gate: AnswerGate | None = None,
     ) -> None:
         r = settings.retrieval
         self.index = index
         self.searcher = HybridSearcher(index, encoder, r, fuse_in_engine=settings.vector_store.hybrid)
         self.reranker = Reranker(
-            index, tokenizer, coverage_weight=r.coverage_weight, type_weight=r.type_weight
+            index,
+            tokenizer,
+            coverage_weight=r.coverage_weight,
+            type_weight=r.type_weight,
+            ranker=ranker,
         )
-        self.grounding = Grounding(index, r)
+        self.grounding = Grounding(index, r, gate)
         self.variants = NameVariants(index.passages.vocabulary())
 
     def warm(self) -> None:
@@ -90,7 +101,7 @@ class QuestionPipeline:
             )
         depth = max(k, self.settings.retrieval.rerank_depth)
         candidates = snap.searcher.search(query, depth, allowed, filters)
-        candidates = snap.reranker.rerank(query.question, query.tokens, candidates)
+        candidates = snap.reranker.rerank(query, candidates)
         candidates = snap.searcher.body_before_teaser(candidates)[: max(k, 10)]
         decision = snap.grounding.decide(query, candidates)
         index = snap.index

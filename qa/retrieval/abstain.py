@@ -22,6 +22,7 @@ from functools import lru_cache
 from qa.config import RetrievalSettings
 from qa.index.search_index import SearchIndex
 from qa.records import Section
+from qa.retrieval.gate import AnswerGate, gate_features
 from qa.retrieval.hybrid import Candidate
 from qa.retrieval.query import Query
 from qa.text.normalize import fold
@@ -41,9 +42,12 @@ class Decision:
 
 
 class Grounding:
-    def __init__(self, index: SearchIndex, settings: RetrievalSettings) -> None:
+    def __init__(
+        self, index: SearchIndex, settings: RetrievalSettings, gate: AnswerGate | None = None
+    ) -> None:
         self.index = index
         self.settings = settings
+        self.gate = gate
         self._context = lru_cache(maxsize=16384)(self._local_context)
 
     def _local_context(self, row: int) -> str:
@@ -85,6 +89,38 @@ class Grounding:
         return novel
 
     def decide(self, query: Query, candidates: list[Candidate]) -> Decision:
+        if self.gate is not None:
+            return self._gated(query, candidates, self.gate)
+        return self._by_rules(query, candidates)
+
+    def _gated(self, query: Query, candidates: list[Candidate], gate: AnswerGate) -> Decision:
+        """The ranking stays as it is; the gate decides on its best passage."""
+        judged = [Judged(c, self.missing(query, c.row)) for c in candidates]
+        if not judged:
+            return Decision(False, "没有找到相关段落", [])
+        novel = self.novel_words(query) if query.chinese else []
+        best = judged[0]
+        x = gate_features(
+            self.index, query, candidates, self._context(best.candidate.row), best.missing, bool(novel)
+        )
+        p = gate.probability(x)
+        best.candidate.why.append(f"answer gate {p:.2f}")
+        if p >= gate.threshold:
+            return Decision(True, "", judged)
+        return Decision(False, self._reason(query, best, novel, p), judged)
+
+    def _reason(self, query: Query, best: Judged, novel: list[str], p: float) -> str:
+        """A true reason for abstaining: what the best passage's article lacks, else the low match."""
+        article = self.index.articles[self.index.chunks[best.candidate.row].doc_id]
+        text = fold(article.title + "\n" + article.text)
+        absent = [g[0] for g in query.entities if not any(n in text for n in g)]
+        if absent:
+            return "最相关的文章没有提到" + "、".join(absent)
+        if novel:
+            return "检索到的文章没有涉及" + "、".join(f"“{w}”" for w in novel)
+        return f"最相关的段落不足以回答这个问题（可信度 {p:.2f}）"
+
+    def _by_rules(self, query: Query, candidates: list[Candidate]) -> Decision:
         s = self.settings
         judged = [Judged(c, self.missing(query, c.row)) for c in candidates]
         supported = [j for j in judged if not j.missing]

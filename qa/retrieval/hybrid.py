@@ -29,7 +29,9 @@ class Candidate:
     dense_score: float = 0.0
     dense_rank: int | None = None
     lexical_rank: int | None = None
+    lexical_score: float = 0.0  # BM25 score ÷ the best of its list (0 when not in the list)
     coverage: float = 0.0  # share of the question's terms in the passage's best sentence
+    features: tuple[float, ...] = ()  # the learned ranker's features (qa.retrieval.rerank.FEATURES), if used
     why: list[str] = field(default_factory=list)
 
 
@@ -101,11 +103,15 @@ class HybridSearcher:
         cosines = passages.vectors(rows) @ vectors[0]
         dense_rank = {row: r for r, (row, _) in enumerate(dense[0])}
         lexical_rank = {row: r for r, (row, _) in enumerate(lexical[0])}
+        best_bm25 = max((score for _, score in lexical[0]), default=0.0)
+        bm25 = {row: score / best_bm25 for row, score in lexical[0]} if best_bm25 > 0 else {}
         candidates = []
         for row, cosine in zip(rows, cosines, strict=True):
             chunk = self.index.chunks[row]
             score = fused[row] * (s.related_penalty if chunk.section is Section.RELATED else 1.0)
-            cand = Candidate(row, score, float(cosine), dense_rank.get(row), lexical_rank.get(row))
+            cand = Candidate(
+                row, score, float(cosine), dense_rank.get(row), lexical_rank.get(row), bm25.get(row, 0.0)
+            )
             if cand.dense_rank is not None:
                 cand.why.append(f"dense #{cand.dense_rank + 1}")
             if cand.lexical_rank is not None:

@@ -1,22 +1,41 @@
-"""Passage-level evidence added to the fused score of the top candidates.
+"""Passage-level evidence that re-orders the fused candidates.
+
+Every candidate gets a feature vector (``FEATURES``): the fused, dense and BM25 evidence of the search,
+and passage-level evidence:
 
 - coverage: the share of the question's terms (IDF-weighted) found together in one sentence of the
-  passage; an answer usually sits in the sentence that repeats the question's words;
+  passage (an answer usually sits in the sentence that repeats the question's words), in the whole
+  passage, in the passage next to it, and in the article's title;
 - answer type: a question asking who / how many / when / where is better served by a passage that
-  holds a person, number, date or place the question itself does not already name.
+  holds a person, number, date or place the question itself does not already name, best in or next to
+  the sentence that covers the question;
+- the article: how many of its passages are candidates, and whether this is its first passage.
+
+With a ``LinearRanker`` (weights fitted on labelled questions by ``benchmarks/fit_ranker.py`` and
+shipped in ``qa/data/ranker.json``) the score is its weighted sum; without one, the hand-set blend of
+fused score, coverage and answer type.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
+from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
+from qa.errors import ConfigError
 from qa.index.search_index import SearchIndex
+from qa.records import Section
 from qa.retrieval.hybrid import Candidate
+from qa.retrieval.query import Query
 from qa.text.normalize import SENTENCE, fold
 from qa.text.tokenize import ChineseTokenizer
 
@@ -51,6 +70,38 @@ _NUMBER = re.compile(r"\d|[一二三四五六七八九十百千万亿两]+[个�
 _DATE = re.compile(r"\d{4}年|\d{1,2}月|\d{1,2}日|[上下]旬|年底|月底|年初|\d{4}[-/.]\d{1,2}")
 
 
+# What a question asks, as opposed to the context it gives: the clause with the question word.
+_CLAUSE = re.compile(r"[^，,、；;：:？?！!。]+")
+_ASKS = re.compile(
+    r"多少|几|谁|哪|什么|何时|何地|怎么|怎样|如何|是否|多大|多高|多长|多远|多久|多重|\bhow\b|\bwhat\b|\bwhich\b|"
+    r"\bwho\b|\bwhen\b|\bwhere\b|bao nhiêu|mấy|ai\b|nào|gì"
+)
+ADJACENT = 8  # characters between a word of what is asked and an answer next to it
+_FOCUS_WORDS = 5  # words before the question word kept in a long clause
+# Characters that say nothing of what is asked (question words, particles, copulas).
+_FILLER = set("多少几谁哪什么时候何怎样如是否的了吗呢为有在被给对把和与及其那这个些位名次共约")
+
+
+def focus(question: str, words: Callable[[str], list[str]]) -> str:
+    """The part of the question that names what is asked: the last clause holding a question word, and in
+    a long clause the few words before that word and what follows. "…一案中，毛志尧血液中乙醇平均含量为
+    多少？" asks for 乙醇平均含量, whatever the context before it says."""
+    folded: str = fold(question)
+    clauses: list[str] = [c.strip() for c in _CLAUSE.findall(folded) if c.strip()]
+    if not clauses:
+        return folded
+    clause = next((c for c in reversed(clauses) if _ASKS.search(c)), clauses[-1])
+    found = _ASKS.search(clause)
+    if found is None:
+        return clause
+    before = words(clause[: found.start()])
+    return "".join(before[-_FOCUS_WORDS:]) + clause[found.start() :]
+
+
+def _focus_chars(text: str) -> frozenset[str]:
+    return frozenset(c for c in text if "\u4e00" <= c <= "\u9fff" and c not in _FILLER)
+
+
 def answer_type(question: str) -> AnswerType | None:
     folded = fold(question)
     for kind, pattern in _TYPE_PATTERNS:
@@ -59,17 +110,76 @@ def answer_type(question: str) -> AnswerType | None:
     return None
 
 
+FEATURES = (
+    "fused",  # fused score / the best candidate's
+    "dense",  # cosine with the question
+    "dense_rr",  # 1 / (1 + rank) in the dense list, 0 when absent
+    "lexical_rr",  # the same in the BM25 list
+    "lexical",  # BM25 score ÷ the best of its list, 0 when absent
+    "dense_gap",  # cosine − the best candidate's cosine
+    "coverage",  # the best sentence's share of the question's terms (IDF-weighted)
+    "passage_coverage",  # the whole passage's share
+    "neighbour_coverage",  # the best share of a sentence of the passage before or after
+    "title_coverage",  # the article title's share
+    "type",  # holds the kind of answer asked for (0 when the question asks for none)
+    "type_near",  # ... in the best-covering sentence or the one after it
+    "focus_coverage",  # the best sentence's share of the terms of what is asked (see focus())
+    "focus_chars",  # ... its share of the characters of what is asked
+    "focus_type",  # the sentence best covering what is asked, or the next one, holds the kind of answer
+    "adjacent",  # an answer of that kind stands right next to a word of what is asked
+    "entities",  # share of the question's names in the passage with its title
+    "related",  # a related-news teaser
+    "lead",  # the article's first passage
+    "article_votes",  # how many candidates come from the same article (÷ 5, at most 1)
+)
+
+
+@dataclass(frozen=True)
+class LinearRanker:
+    """score = bias + Σ weight × feature, the weights of a logistic model fitted on labelled questions."""
+
+    weights: tuple[float, ...]
+    bias: float
+    source: str = ""
+
+    @classmethod
+    def load(cls, path: Path) -> LinearRanker:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            names = tuple(data["features"])
+            if names != FEATURES:
+                raise ValueError(f"fitted on features {list(names)}, this version computes {list(FEATURES)}")
+            return cls(tuple(float(w) for w in data["weights"]), float(data["bias"]), str(path))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"cannot use the ranker weights {path}: {exc}; refit with benchmarks/fit_ranker.py"
+            ) from exc
+
+    def score(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.asarray(features @ np.asarray(self.weights) + self.bias, dtype=np.float64)
+
+
 class Reranker:
     def __init__(
-        self, index: SearchIndex, tokenizer: ChineseTokenizer, *, coverage_weight: float, type_weight: float
+        self,
+        index: SearchIndex,
+        tokenizer: ChineseTokenizer,
+        *,
+        coverage_weight: float,
+        type_weight: float,
+        ranker: LinearRanker | None = None,
     ) -> None:
         self.index = index
         self.tokenizer = tokenizer
         self.coverage_weight = coverage_weight
         self.type_weight = type_weight
+        self.ranker = ranker
         self._df: Counter[str] | None = None
         self._entities = lru_cache(maxsize=8192)(self._passage_entities)
         self._sentences = lru_cache(maxsize=32768)(self._sentence_tokens)
+        self._sentence_texts = lru_cache(maxsize=32768)(self._split_sentences)
+        self._titles = lru_cache(maxsize=16384)(self._title_tokens)
+        self._passage_tokens = lru_cache(maxsize=32768)(self._token_set)
 
     def warm(self) -> None:
         """Count document frequencies now rather than on the first question (seconds at 100k passages)."""
@@ -86,19 +196,37 @@ class Reranker:
         return math.log(1 + (n - self._df.get(token, 0) + 0.5) / (self._df.get(token, 0) + 0.5))
 
     def coverage(self, row: int, terms: dict[str, float]) -> float:
+        return self._best_sentence(row, terms)[0]
+
+    def _best_sentence(self, row: int, terms: dict[str, float]) -> tuple[float, int]:
+        """The best sentence's share of the terms, and its position in the passage."""
         total = sum(terms.values())
         if not total:
-            return 0.0
-        best = 0.0
-        for present in self._sentences(row):
-            best = max(best, sum(w for t, w in terms.items() if t in present) / total)
-        return best
+            return 0.0, 0
+        best, at = 0.0, 0
+        for i, present in enumerate(self._sentences(row)):
+            share = sum(w for t, w in terms.items() if t in present) / total
+            if share > best:
+                best, at = share, i
+        return best, at
+
+    @staticmethod
+    def _share(present: frozenset[str], terms: dict[str, float]) -> float:
+        total = sum(terms.values())
+        return sum(w for t, w in terms.items() if t in present) / total if total else 0.0
+
+    def _split_sentences(self, row: int) -> tuple[str, ...]:
+        return tuple(SENTENCE.findall(self.index.chunks[row].text))
 
     def _sentence_tokens(self, row: int) -> tuple[frozenset[str], ...]:
         """The token set of each sentence of a passage (cached: popular passages recur across questions)."""
-        return tuple(
-            frozenset(self.tokenizer.tokens(s)) for s in SENTENCE.findall(self.index.chunks[row].text)
-        )
+        return tuple(frozenset(self.tokenizer.tokens(s)) for s in self._sentence_texts(row))
+
+    def _token_set(self, row: int) -> frozenset[str]:
+        return frozenset(self.index.tokens[row])
+
+    def _title_tokens(self, doc_id: str) -> frozenset[str]:
+        return frozenset(self.tokenizer.tokens(self.index.articles[doc_id].title))
 
     def _passage_entities(self, row: int) -> tuple[frozenset[str], frozenset[str]]:
         found = self.tokenizer.tagged(self.index.chunks[row].text)
@@ -106,8 +234,10 @@ class Reranker:
         places = frozenset(w for w, tag in found if tag == "ns")
         return people, places
 
-    def type_match(self, row: int, kind: AnswerType, question: str) -> bool:
-        text = fold(self.index.chunks[row].text)
+    def type_match(self, row: int, kind: AnswerType, question: str, text: str | None = None) -> bool:
+        """Whether the passage (or ``text``, a part of it) holds an answer of the kind asked for that the
+        question does not already name."""
+        text = fold(self.index.chunks[row].text if text is None else text)
         asked = fold(question)
         if kind is AnswerType.NUMBER:
             return any(m.group() not in asked for m in _NUMBER.finditer(text))
@@ -115,11 +245,119 @@ class Reranker:
             return any(m.group() not in asked for m in _DATE.finditer(text))
         people, places = self._entities(row)
         names = people if kind is AnswerType.PERSON else places
-        return any(name not in asked for name in names)
+        return any(name not in asked and name in text for name in names)
 
-    def rerank(self, question: str, tokens: Sequence[str], candidates: list[Candidate]) -> list[Candidate]:
-        if not candidates or (not self.coverage_weight and not self.type_weight):
+    def answer_spans(self, row: int, kind: AnswerType, question: str) -> list[tuple[int, int]]:
+        """Where the passage (folded) holds an answer of the kind asked for that the question lacks."""
+        text = fold(self.index.chunks[row].text)
+        asked = fold(question)
+        if kind in (AnswerType.NUMBER, AnswerType.DATE):
+            pattern = _NUMBER if kind is AnswerType.NUMBER else _DATE
+            return [m.span() for m in pattern.finditer(text) if m.group() not in asked]
+        people, places = self._entities(row)
+        spans = []
+        for name in people if kind is AnswerType.PERSON else places:
+            if name not in asked:
+                spans += [m.span() for m in re.finditer(re.escape(name), text)]
+        return spans
+
+    def adjacent(self, row: int, kind: AnswerType, question: str, words: Sequence[str]) -> bool:
+        """Whether an answer of the kind asked for stands within ``ADJACENT`` characters of a word of what
+        is asked ("党委书记刘宁", "乌贼重135公斤", "罚款1900元")."""
+        text = fold(self.index.chunks[row].text)
+        spans = self.answer_spans(row, kind, question)
+        if not spans:
+            return False
+        for word in words:
+            for m in re.finditer(re.escape(word), text):
+                if any(m.start() - ADJACENT <= end and start <= m.end() + ADJACENT for start, end in spans):
+                    return True
+        return False
+
+    def features(self, query: Query, candidates: Sequence[Candidate]) -> npt.NDArray[np.float64]:
+        """One row of ``FEATURES`` per candidate; sets each candidate's ``coverage``."""
+        terms = {t: self._idf(t) for t in dict.fromkeys(query.tokens)}
+        kind = answer_type(query.question)
+        question = query.question
+        top = max((c.score for c in candidates), default=0.0)
+        votes = Counter(self.index.chunks[c.row].doc_id for c in candidates)
+        best_cosine = max((c.dense_score for c in candidates), default=0.0)
+        asked = focus(question, self.tokenizer.words)
+        focus_terms = {t: self._idf(t) for t in dict.fromkeys(self.tokenizer.tokens(asked))}
+        focus_chars = _focus_chars(asked)
+        focus_words = [
+            w for w in self.tokenizer.words(asked) if len(w) > 1 and not _ASKS.search(w) and _focus_chars(w)
+        ]
+        out = np.zeros((len(candidates), len(FEATURES)), dtype=np.float64)
+        for i, cand in enumerate(candidates):
+            chunk = self.index.chunks[cand.row]
+            rows = self.index.rows_by_doc.get(chunk.doc_id, [cand.row])
+            at = rows.index(cand.row) if cand.row in rows else 0
+            cov, best = self._best_sentence(cand.row, terms)
+            cand.coverage = cov
+            neighbours = [r for r in rows[max(0, at - 1) : at + 2] if r != cand.row]
+            near_cov = max((self._best_sentence(r, terms)[0] for r in neighbours), default=0.0)
+            typed = near = False
+            if kind is not None:
+                typed = self.type_match(cand.row, kind, question)
+                if typed:
+                    sentences = self._sentence_texts(cand.row)
+                    near = self.type_match(cand.row, kind, question, "".join(sentences[best : best + 2]))
+            f_cov, f_at = self._best_sentence(cand.row, focus_terms)
+            sentences = self._sentence_texts(cand.row)
+            f_chars = (
+                max((len(focus_chars & set(fold(s))) / len(focus_chars) for s in sentences), default=0.0)
+                if focus_chars
+                else 0.0
+            )
+            f_type = (
+                kind is not None
+                and bool(sentences)
+                and self.type_match(cand.row, kind, question, "".join(sentences[f_at : f_at + 2]))
+            )
+            beside = kind is not None and f_type and self.adjacent(cand.row, kind, question, focus_words)
+            context = fold(self.index.articles[chunk.doc_id].title + chunk.text)
+            names = query.entities
+            present = sum(any(n in context for n in group) for group in names) / len(names) if names else 1.0
+            out[i] = (
+                cand.score / top if top > 0 else 0.0,
+                cand.dense_score,
+                1.0 / (1 + cand.dense_rank) if cand.dense_rank is not None else 0.0,
+                1.0 / (1 + cand.lexical_rank) if cand.lexical_rank is not None else 0.0,
+                cand.lexical_score,
+                cand.dense_score - best_cosine,
+                cov,
+                self._share(self._passage_tokens(cand.row), terms),
+                near_cov,
+                self._share(self._titles(chunk.doc_id), terms),
+                float(typed),
+                float(near),
+                f_cov,
+                f_chars,
+                float(f_type),
+                float(beside),
+                present,
+                float(chunk.section is Section.RELATED),
+                float(at == 0),
+                min(1.0, votes[chunk.doc_id] / 5),
+            )
+        return out
+
+    def rerank(self, query: Query, candidates: list[Candidate]) -> list[Candidate]:
+        if not candidates:
             return candidates
+        if self.ranker is not None:
+            features = self.features(query, candidates)
+            for cand, score, row in zip(candidates, self.ranker.score(features), features, strict=True):
+                cand.score = float(score)
+                cand.features = tuple(float(v) for v in row)
+                cand.why.append(f"sentence coverage {row[FEATURES.index('coverage')]:.2f}")
+                if row[FEATURES.index("type_near")]:
+                    cand.why.append("holds the kind of answer asked for next to the question's words")
+            return sorted(candidates, key=lambda c: -c.score)
+        if not self.coverage_weight and not self.type_weight:
+            return candidates
+        question, tokens = query.question, query.tokens
         terms = {t: self._idf(t) for t in dict.fromkeys(tokens)}
         kind = answer_type(question)
         top = max(c.score for c in candidates)
