@@ -3,6 +3,7 @@
     python benchmarks/quality.py index [--sets inews_dev,train]       # once: ~20 min per 2,000 articles
     python benchmarks/quality.py score [--sets …] [--config A.json] [--against B.json] [--txtai] [--out F]
     python benchmarks/quality.py service [--sets inews_dev,seed_dev]  # through ../shared/eval/score.py
+    python benchmarks/quality.py compare BEFORE.json AFTER.json       # paired, two saved `score --out` runs
 
 Sets (``--sets``, comma-separated):
   seed_dev   ../shared/eval/seed_dev.jsonl over seeds/ (an index of its own in the work folder)
@@ -337,6 +338,19 @@ def cmd_score(sets: Sequence[EvalSet], args: argparse.Namespace) -> dict[str, An
             other_engine = open_engine(s, load_overrides(args.against), build=False)
             other, _ = run_engine(other_engine, records, sources)
             columns.append((args.against, other))
+            # timed again, both warm and interleaved: the machine is shared, so only a same-run ratio counts
+            warm = {label: [] for label in ("base", "against")}
+            for rec in records:
+                for label, e in (("base", engine), ("against", other_engine)):
+                    started = time.perf_counter()
+                    e.ask(rec["question"], history=history_of(rec), top_k=5)
+                    warm[label].append(time.perf_counter() - started)
+            p50 = {k: 1000 * float(np.median(v)) for k, v in warm.items()}
+            print(
+                f"  p50 per question, warm, interleaved: {p50['base']:.1f} ms vs {p50['against']:.1f} ms "
+                f"(ratio {p50['against'] / p50['base']:.2f})"
+            )
+            entry["p50_warm_ms"] = p50
         if args.txtai:
             columns.append(("txtai hybrid", run_txtai(engine, records, sources)))
         for label, rows in columns:
@@ -383,9 +397,28 @@ def cmd_service(sets: Sequence[EvalSet]) -> dict[str, Any]:
     return results
 
 
+def cmd_compare(before: Path, after: Path) -> dict[str, Any]:
+    """Paired wins and losses between two saved runs (e.g. two commits scored over the same index)."""
+    old, new = (json.loads(p.read_text(encoding="utf-8")) for p in (before, after))
+    results = {}
+    for name in old.keys() & new.keys():
+        a = [Outcome(**r) for r in old[name]["rows"]]
+        b = [Outcome(**r) for r in new[name]["rows"]]
+        print(f"\n{name}:")
+        print_summary(str(before), a)
+        print_summary(str(after), b)
+        print_kinds(str(before), a)
+        print_kinds(str(after), b)
+        table = paired(a, b)
+        print_paired(f"{after} vs {before}", table)
+        results[name] = table
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("command", choices=["index", "score", "service"])
+    p.add_argument("command", choices=["index", "score", "service", "compare"])
+    p.add_argument("files", nargs="*", type=Path, help="compare: BEFORE.json AFTER.json")
     p.add_argument("--sets", default="seed_dev,inews_dev,train")
     p.add_argument("--config", help="JSON overrides for the configuration scored")
     p.add_argument("--against", help="JSON overrides of a second configuration, scored paired")
@@ -399,6 +432,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "index": lambda: cmd_index(sets),
         "score": lambda: cmd_score(sets, args),
         "service": lambda: cmd_service(sets),
+        "compare": lambda: cmd_compare(*args.files),
     }
     results = commands[args.command]()
     if args.out and results is not None:

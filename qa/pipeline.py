@@ -53,7 +53,7 @@ class Retrieval:
             type_weight=r.type_weight,
             ranker=ranker,
         )
-        self.grounding = Grounding(index, r, gate)
+        self.grounding = Grounding(index, r, gate, tokenizer.known)
         self.variants = NameVariants(index.passages.vocabulary())
 
     def warm(self) -> None:

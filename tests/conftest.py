@@ -35,7 +35,10 @@ def settings_in(root: Path, **sections: dict[str, Any]) -> Settings:
         "corpus": {"dir": str(corpus)},
         "index": {"dir": str(root / "index"), "show_progress": False},
         "model": {"name": "fake:64", "cache_dir": str(root / "models")},
-        "retrieval": {"min_dense_score": -1.0},
+        # The fake encoder's cosines mean nothing: no cosine floor, and the hand-set ranking and the
+        # rules of abstention, since the learned ranker and gate were fitted on e5's scores (the real-model
+        # tests and tests/test_ranker.py exercise those).
+        "retrieval": {"min_dense_score": -1.0, "ranker": "hand", "abstention": "rules"},
         # Starlette's TestClient sends "Host: testserver" (test-only; real servers use 127.0.0.1)
         "server": {"allowed_hosts": ["testserver"]},
     }

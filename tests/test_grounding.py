@@ -99,3 +99,39 @@ def test_a_derived_spelling_finds_the_article(engine: Engine) -> None:
     answer = engine.ask("黎光禾会见了哪个代表团?")
     assert answer.answerable, answer.reason
     assert "黎光和" in answer.hits[0].chunk.text
+
+
+def test_a_fragment_of_two_words_is_not_a_word_the_corpus_lacks(engine: Engine) -> None:
+    """jieba's HMM glues the ends of two words (火锅时 → 锅时); such a fragment says nothing of the corpus."""
+    assert engine.tokenizer.known("人口") and engine.tokenizer.known("贸易")
+    assert not engine.tokenizer.known("锅时") and not engine.tokenizer.known("判曹")
+    snap = engine.indexing.current()
+    query = engine.queries.build("河内的地铁有几条线路?")
+    assert "地铁" in snap.grounding.novel_words(query)  # a real word the seeds never use
+    fragment = query.__class__(**{**query.__dict__, "content_words": ["锅时", "地铁"]})
+    assert snap.grounding.novel_words(fragment) == ["地铁"]
+
+
+def test_names_given_by_the_articles_title_or_lead_need_not_be_repeated(engine: Engine) -> None:
+    """The passage that answers need not repeat the place its article's title and lead give; a name that
+    appears neither near it nor in its lead is still missing."""
+    snap = engine.indexing.current()
+    g = snap.grounding
+    doc = "003_de8d194c5a4a5bf1"  # Hanoi's delegation in Guangdong: the lead names 广东 and 河内
+    rows = snap.index.rows_by_doc[doc]
+    late = rows[-1]
+    query = engine.queries.build("河内市代表团在广东会见了谁?")
+    assert [group[0] for group in query.entities] == ["河内", "广东"]
+    assert not {"河内", "广东"} & set(g.missing(query, late))
+    elsewhere = engine.queries.build("河内市代表团在东京会见了谁?")
+    assert "东京" in g.missing(elsewhere, late)
+
+
+@pytest.mark.parametrize(
+    ("name", "present"), [("惠州市", True), ("景宁县", True), ("宁县", False), ("东京都", False)]
+)
+def test_a_place_may_drop_its_administrative_suffix(name: str, present: bool) -> None:
+    from qa.retrieval.abstain import _mentions
+
+    text = "惠州全市法院查获69名失信被执行人。景宁畲族自治县……景宁茶叶总产值"
+    assert _mentions(text, name) is present

@@ -83,7 +83,7 @@ def write_config(root: Path) -> Path:
     data["corpus"]["dir"] = "corpus"
     data["index"].update(dir="index", show_progress=False)
     data["model"].update(name="fake:64", cache_dir="models")
-    data["retrieval"]["min_dense_score"] = -1.0
+    data["retrieval"].update(min_dense_score=-1.0, ranker="hand", abstention="rules")  # as in conftest
     lines = []
     for section, values in data.items():
         lines.append(f"[{section}]")

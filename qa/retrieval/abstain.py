@@ -16,6 +16,7 @@ Signals, in the order they are checked (each measured on the dev set and on off-
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -26,6 +27,18 @@ from qa.retrieval.gate import AnswerGate, gate_features
 from qa.retrieval.hybrid import Candidate
 from qa.retrieval.query import Query
 from qa.text.normalize import fold
+
+# A place written with its administrative suffix in the question and without it in the text, or the
+# other way round (景宁县 / 景宁, 惠州 / 惠州市).
+_SUFFIX = "市省县区镇乡"
+
+
+def _mentions(text: str, name: str) -> bool:
+    if name in text:
+        return True
+    if len(name) >= 3 and name[-1] in _SUFFIX:
+        return name[:-1] in text
+    return False
 
 
 @dataclass
@@ -43,11 +56,17 @@ class Decision:
 
 class Grounding:
     def __init__(
-        self, index: SearchIndex, settings: RetrievalSettings, gate: AnswerGate | None = None
+        self,
+        index: SearchIndex,
+        settings: RetrievalSettings,
+        gate: AnswerGate | None = None,
+        known: Callable[[str], bool] | None = None,
     ) -> None:
         self.index = index
         self.settings = settings
         self.gate = gate
+        self.known = known  # whether a word is a word (jieba's dictionary); None: every word is
+        self._articles = lru_cache(maxsize=4096)(self._article_text)
         self._context = lru_cache(maxsize=16384)(self._local_context)
 
     def _local_context(self, row: int) -> str:
@@ -62,15 +81,30 @@ class Grounding:
         ]
         return fold(label + "\n" + "\n".join(near))
 
+    def _article_text(self, doc_id: str) -> str:
+        """What the article is about: its title and lead (its first two passages). A name given there is
+        the article's subject and need not be repeated by the passage that answers; a name further down
+        is only mentioned in passing (泰国 in a list of ASEAN members)."""
+        article = self.index.articles[doc_id]
+        lead = [self.index.chunks[r].text for r in self.index.rows_by_doc.get(doc_id, [])[:2]]
+        return fold(article.title + "\n" + "\n".join(lead))
+
     def missing(self, query: Query, row: int) -> list[str]:
-        """What the passage lacks: names the question asks about, or every word of what it asks.
+        """What the passage lacks: names the question asks about (in its neighbourhood, or its article's
+        title and lead: a name the lead gives is not repeated in every passage), or every word of what
+        it asks (in its neighbourhood).
 
         A passage that names 泰国 but says nothing of a 总理 does not answer "泰国总理是谁?".
         """
         if not self.settings.entity_check:
             return []
         text = self._context(row)
-        lacking = [group[0] for group in query.entities if not any(name in text for name in group)]
+        article = self._articles(self.index.chunks[row].doc_id)
+        lacking = [
+            group[0]
+            for group in query.entities
+            if not any(name in text or _mentions(article, name) for name in group)
+        ]
         asked = [w for w in query.content_words if len(w) >= 2]
         if asked and query.entities and not any(word in text for word in asked):
             lacking.append("“" + "、".join(asked[:3]) + "”")
@@ -83,6 +117,8 @@ class Grounding:
         for word in query.content_words:
             if len(word) < 2 or lexical.knows(word):
                 continue
+            if self.known is not None and not self.known(word):
+                continue  # a fragment of two words (锅时, 判曹), not a word the corpus lacks
             pairs = ["#" + word[i : i + 2] for i in range(len(word) - 1)]
             if not any(lexical.knows(p) for p in pairs):
                 novel.append(word)

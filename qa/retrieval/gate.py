@@ -31,7 +31,8 @@ from qa.text.normalize import fold
 GATE_FEATURES = (
     "score",  # the ranker's score of the best passage
     "margin",  # ... minus the second best's
-    "dense",  # its cosine with the question
+    "dense_lift",  # its cosine with the question minus the mean of the other candidates' (absolute cosines
+    # depend on the corpus and the language: e5 gives the seeds' translated pages lower ones than inews)
     "names_local",  # share of the question's names in the passage's neighbourhood (title, neighbours)
     "names_article",  # ... anywhere in its article
     "has_names",  # the question names something
@@ -97,11 +98,13 @@ def gate_features(
     years = set(_YEAR.findall(fold(query.question)))
     words = [w for w in query.content_words if len(w) >= 2]
     margin = best.score - candidates[1].score if len(candidates) > 1 else 1.0
+    others = [c.dense_score for c in candidates[1:]]
+    lift = best.dense_score - sum(others) / len(others) if others else 0.0
     return np.array(
         [
             best.score,
             margin,
-            best.dense_score,
+            lift,
             local,
             anywhere,
             float(bool(groups)),

@@ -146,6 +146,12 @@ GENERIC_ENTITIES = frozenset(
         "中共",
         "越共",
         "越南政府",
+        # what a question asks for, not a name it gives ("在哪座城市落网")
+        "城市",
+        "省份",
+        "地区",
+        "国内",
+        "海外",
     ]
 )
 _CJK = "\u3400-\u9fff\uf900-\ufaff"
@@ -186,6 +192,13 @@ class ChineseTokenizer:
         if not self._ready:
             self._init()
         return [w for w in self._jieba.lcut(fold(text)) if w.strip()]
+
+    def known(self, word: str) -> bool:
+        """Whether jieba's dictionary holds the word: a real word, not a fragment its HMM glued together
+        from the ends of two words (火锅时 → 锅时)."""
+        if not self._ready:
+            self._init()
+        return bool(self._jieba.FREQ.get(fold(word)))
 
     def tokens(self, text: str) -> list[str]:
         """BM25 tokens: Chinese content words, Latin words and numbers, and the bigrams of every CJK run."""
