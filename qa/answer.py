@@ -30,14 +30,23 @@ def best_sentence(text: str, question: str) -> tuple[int, int]:
     return best
 
 
+def key_of(hit: Hit, question: str) -> tuple[int, int]:
+    """The passage's key sentence: the one the pipeline chose, else the one sharing most with the question."""
+    return hit.key if hit.key is not None else best_sentence(hit.chunk.text, question)
+
+
 def compose(question: str, hits: Sequence[Hit], answerable: bool, reason: str = "", lines: int = 3) -> str:
-    """One line per cited passage: its key sentence and its [n] marker; a sentence is quoted once."""
+    """The key sentence of the first passage with its [n] marker, then those of the next passages that
+    also hold what is asked (no filler: a passage that only supports the first adds no line); a sentence
+    is quoted once."""
     if not answerable or not hits:
         return NO_ANSWER + (f"（{reason}）" if reason else "")
     out: list[str] = []
     quoted: set[str] = set()
     for number, hit in enumerate(hits, start=1):
-        start, end = best_sentence(hit.chunk.text, question)
+        if out and not hit.answers:
+            continue
+        start, end = key_of(hit, question)
         sentence = hit.chunk.text[start:end]
         if sentence in quoted:  # overlapping passages share sentences
             continue

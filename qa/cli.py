@@ -110,11 +110,13 @@ def ingest(
 
 
 def _print_answer(answer: Answer) -> None:
-    from qa.answer import best_sentence
+    from qa.answer import key_of
 
     if not answer.answerable:
         out.print(f"[yellow]{answer.text}[/]")
         return
+    if answer.span is not None:
+        out.print(f"[bold green]答 Answer：{answer.span.text}[/] [1]")
     out.print(answer.text)
     out.print()
     for rank, hit in enumerate(answer.hits, start=1):
@@ -123,7 +125,7 @@ def _print_answer(answer: Answer) -> None:
             f"[bold cyan][{rank}][/] [bold]{hit.title}[/]  {hit.date or 'no date'}  ({label})  "
             f"[dim]{hit.chunk.doc_id}:{hit.chunk.start}-{hit.chunk.end}  score {hit.score:.4f}[/]"
         )
-        start, end = best_sentence(hit.chunk.text, answer.question)
+        start, end = key_of(hit, answer.question)
         quoted = Text(hit.chunk.text)
         quoted.stylize("bold yellow", start, end)
         out.print(quoted)

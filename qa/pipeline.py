@@ -14,7 +14,7 @@ from qa import answer as answer_text
 from qa.config import Settings
 from qa.errors import QuestionError
 from qa.index.search_index import SearchIndex
-from qa.records import Answer, Hit
+from qa.records import Answer, AnswerSpan, Hit
 from qa.retrieval.abstain import Grounding
 from qa.retrieval.gate import AnswerGate
 from qa.retrieval.hybrid import HybridSearcher
@@ -106,6 +106,7 @@ class QuestionPipeline:
         decision = snap.grounding.decide(query, candidates)
         index = snap.index
         hits: list[Hit] = []
+        span: AnswerSpan | None = None
         for judged in decision.ordered[:k] if decision.answerable else []:
             cand = judged.candidate
             chunk = index.chunks[cand.row]
@@ -113,6 +114,10 @@ class QuestionPipeline:
             why = [*cand.why, f"cosine {cand.dense_score:.3f}"]
             if judged.missing:
                 why.append("does not mention " + "、".join(judged.missing))
+            key = snap.reranker.key_sentence(query, cand.row)
+            if key.span is not None and span is None and not hits:
+                s0, s1 = key.span
+                span = AnswerSpan(chunk.doc_id, chunk.start + s0, chunk.start + s1, chunk.text[s0:s1])
             hits.append(
                 Hit(
                     chunk=chunk,
@@ -124,6 +129,8 @@ class QuestionPipeline:
                     lexical_rank=cand.lexical_rank,
                     supported=not judged.missing,
                     why=tuple(why),
+                    key=(key.start, key.end),
+                    answers=key.answers,
                 )
             )
         return Answer(
@@ -134,4 +141,5 @@ class QuestionPipeline:
             reason=decision.reason,
             search_query=query.dense_text
             + (f" | history: {query.history_text}" if query.history_text else ""),
+            span=span,
         )

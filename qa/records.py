@@ -67,6 +67,19 @@ class Hit:
     lexical_rank: int | None = None
     supported: bool = True  # the question's named entities appear in its article
     why: tuple[str, ...] = ()
+    key: tuple[int, int] | None = None  # the sentence that answers, as offsets into chunk.text
+    answers: bool = True  # its key sentence holds what is asked (else it only supports the first)
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerSpan:
+    """The short answer itself (a number, date, name or place), verifiable like a passage: ``text`` is
+    the article's ``text[start:end]``."""
+
+    doc_id: str
+    start: int
+    end: int
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,3 +91,4 @@ class Answer:
     reason: str = ""  # why the service abstained, when it did
     search_query: str = ""  # the question as searched (history, aliases applied)
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    span: AnswerSpan | None = None  # for who / how many / when / where questions, when found

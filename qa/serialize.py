@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from qa.answer import best_sentence
+from qa.answer import key_of
 from qa.records import Answer, Hit
 
 
 def hit_to_json(hit: Hit, rank: int, question: str) -> dict[str, Any]:
-    start, end = best_sentence(hit.chunk.text, question)
+    start, end = key_of(hit, question)
     return {
         "rank": rank,
         "text": hit.chunk.text,
@@ -33,5 +33,10 @@ def answer_to_json(answer: Answer) -> dict[str, Any]:
         "answerable": answer.answerable,
         "answer": answer.text,
         "reason": answer.reason or None,
+        "answer_span": (
+            {"text": s.text, "doc_id": s.doc_id, "start": s.start, "end": s.end}
+            if (s := answer.span) is not None
+            else None
+        ),
         "passages": [hit_to_json(h, i, answer.question) for i, h in enumerate(answer.hits, start=1)],
     }

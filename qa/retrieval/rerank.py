@@ -98,8 +98,55 @@ def focus(question: str, words: Callable[[str], list[str]]) -> str:
     return "".join(before[-_FOCUS_WORDS:]) + clause[found.start() :]
 
 
+def asked_words(question: str, words: Callable[[str], list[str]]) -> list[str]:
+    """The words an answer stands beside: those after the question word in its clause, and the nearest
+    meaningful word before it ("党委书记" in "广西壮族自治区党委书记是谁", "重" in "乌贼重多少公斤",
+    "地方 … 关系" in "胡志明市与中国多少个地方保持友好合作关系")."""
+    folded: str = fold(question)
+    clauses: list[str] = [c.strip() for c in _CLAUSE.findall(folded) if c.strip()]
+    clause = next((c for c in reversed(clauses) if _ASKS.search(c)), "")
+    found = _ASKS.search(clause)
+    if found is None:
+        return []
+    after = [w for w in words(clause[found.end() :]) if _focus_chars(w) and not _ASKS.search(w)]
+    before = [w for w in words(clause[: found.start()]) if _focus_chars(w)]
+    return before[-1:] + after
+
+
 def _focus_chars(text: str) -> frozenset[str]:
     return frozenset(c for c in text if "\u4e00" <= c <= "\u9fff" and c not in _FILLER)
+
+
+# The answer itself, as it is written in a passage (raw text, so offsets are the source's).
+_UNITS = (
+    "亿美元|万美元|美元|亿元|万元|千元|元|韩元|日元|越南盾|欧元|英镑|公斤|千克|克|吨|公里|千米|厘米|毫米|米|"
+    "平方米|平方公里|亩|公顷|立方米|人次|人|名|位|个|件|辆|台|次|家|所|条|项|种|届|期|天|年|个月|月|小时|"
+    "分钟|秒|岁|倍|套|只|头|张|户|起|场|卷|集|层|座|栋|股|元/|mg/100ml|%|％"
+)
+_NUMBER_SPAN = re.compile(
+    rf"(?:约|近|超过|逾)?\d+(?:[.,]\d+)*(?:\s?[万亿千百])*(?:余|多)?\s?(?:{_UNITS})?"
+    rf"|[一二三四五六七八九十百千万亿两]+(?:余|多)?(?:{_UNITS})"
+)
+_DATE_SPAN = re.compile(
+    r"\d{4}[./]\d{1,2}[./]\d{1,2}|\d{4}年\d{1,2}月\d{1,2}日|\d{4}年\d{1,2}月|\d{1,2}月\d{1,2}日(?:凌晨|上午|中午|下午|晚上|晚)?|\d{4}年"
+    r"|\d{4}-\d{1,2}-\d{1,2}|[上中下]旬|年底|年初"
+)
+
+
+_ASKS_DAY = re.compile(
+    r"哪一?天|几号|几月几[日号]|哪一?日|\bwhat day\b|\bwhich day\b|\bon what date\b|ngày nào"
+)
+
+
+@dataclass(frozen=True)
+class KeySentence:
+    """The sentence of a passage that answers (offsets into the passage text), whether it holds what is
+    asked, and the answer itself within the passage when the question asks who / how many / when / where."""
+
+    start: int
+    end: int
+    answers: bool
+    span: tuple[int, int] | None
 
 
 def answer_type(question: str) -> AnswerType | None:
@@ -273,6 +320,60 @@ class Reranker:
                 if any(m.start() - ADJACENT <= end and start <= m.end() + ADJACENT for start, end in spans):
                     return True
         return False
+
+    def _typed_spans(self, row: int, kind: AnswerType, question: str, text: str) -> list[tuple[int, int]]:
+        """Answers of the kind asked for in ``text`` (the raw passage), which the question does not name."""
+        asked = fold(question)
+        if kind in (AnswerType.NUMBER, AnswerType.DATE):
+            pattern = _NUMBER_SPAN if kind is AnswerType.NUMBER else _DATE_SPAN
+            return [
+                m.span() for m in pattern.finditer(text) if m.group().strip() and fold(m.group()) not in asked
+            ]
+        people, places = self._entities(row)
+        spans = []
+        for name in people if kind is AnswerType.PERSON else places:
+            if name not in asked:
+                spans += [m.span() for m in re.finditer(re.escape(name), text)]
+        return spans
+
+    def key_sentence(self, query: Query, row: int) -> KeySentence:
+        """The sentence that holds what is asked: the characters of the question's focus, and an answer of
+        the asked kind right beside its words ("乌贼重135公斤"); with that answer as the span."""
+        text = self.index.chunks[row].text
+        question = query.question
+        kind = answer_type(question)
+        asked = focus(question, self.tokenizer.words)
+        chars = _focus_chars(asked)
+        words = asked_words(question, self.tokenizer.words)
+        spans = self._typed_spans(row, kind, question, text) if kind is not None else []
+        if kind is AnswerType.DATE and _ASKS_DAY.search(fold(question)):  # 哪一天: a year does not answer
+            spans = [s for s in spans if re.search(r"日|\d[./-]\d{1,2}[./-]\d", text[s[0] : s[1]])]
+        best: tuple[float, KeySentence] | None = None
+        for match in SENTENCE.finditer(text):
+            sentence = match.group().strip()
+            if not sentence:
+                continue
+            start = match.start() + match.group().index(sentence)
+            end = start + len(sentence)
+            share = len(chars & set(fold(sentence))) / len(chars) if chars else 0.0
+            inside = [s for s in spans if start <= s[0] and s[1] <= end]
+            beside = [
+                s
+                for s in inside
+                for w in words
+                for m in re.finditer(re.escape(w), fold(text[start:end]))
+                if start + m.start() - ADJACENT <= s[1] and s[0] <= start + m.end() + ADJACENT
+            ]
+            score = share + (0.3 if beside else 0.0) + (0.2 if inside else 0.0)
+            answers = bool(beside) if kind is not None else share >= 0.6
+            span = (
+                beside[0] if len(set(beside)) == 1 else None
+            )  # one answer beside the words, or none claimed
+            if best is None or score > best[0]:
+                best = (score, KeySentence(start, end, answers, span))
+        if best is None:
+            return KeySentence(0, len(text), False, None)
+        return best[1]
 
     def features(self, query: Query, candidates: Sequence[Candidate]) -> npt.NDArray[np.float64]:
         """One row of ``FEATURES`` per candidate; sets each candidate's ``coverage``."""

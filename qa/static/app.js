@@ -233,6 +233,15 @@
       content = el(
         "div",
         { class: "bubble answer", "data-testid": "answer" },
+        data.answer_span
+          ? el(
+              "p",
+              { class: "short-answer", "data-testid": "answer-span" },
+              ...bilingual("答", "Answer"),
+              "：",
+              el("strong", null, data.answer_span.text),
+            )
+          : null,
         answerText(data.answer, passages, turnId),
         passages.length
           ? el(
