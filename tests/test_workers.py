@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -56,6 +57,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def every_worker_ready(base_url: str, streak: int = 20, deadline_s: float = 120.0) -> None:
+    """Wait until ``streak`` readiness probes in a row, each on a new connection (the kernel spreads
+    those over the workers), answer 200: start() returns once one worker is ready, not every one."""
+    deadline = time.monotonic() + deadline_s
+    ok = 0
+    while ok < streak:
+        assert time.monotonic() < deadline, "the workers never all became ready"
+        with httpx.Client(base_url=base_url, timeout=30) as fresh:
+            ok = ok + 1 if fresh.get("/readyz").status_code == 200 else 0
+        if not ok:
+            time.sleep(0.2)
+
+
 @pytest.mark.server
 def test_two_worker_processes_never_cite_a_deleted_article(tmp_path: Path) -> None:
     port = free_port()
@@ -63,6 +77,7 @@ def test_two_worker_processes_never_cite_a_deleted_article(tmp_path: Path) -> No
     server.start()
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            every_worker_ready(f"http://127.0.0.1:{port}")
             for _ in range(10):
                 added = client.post("/v1/documents", json={"doc_id": "nhatrang-kunming", "text": TEXT})
                 assert added.status_code in (200, 201), added.text
