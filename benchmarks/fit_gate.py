@@ -3,12 +3,12 @@
     python benchmarks/fit_gate.py [--sets train] [--false-abstentions 0.03] [--out qa/data/gate.json]
 
 For every question of the sets (train articles 2,000–3,999 only), the service with the learned ranker
-ranks its candidates and ``gate_features`` describes the best one; the label is whether the question is
-answerable AND that passage holds its answer (a gate that answers from a wrong passage is no better than
-one that abstains wrongly... but counts as answering, so both are fitted against). A logistic model is
-fitted (features standardised inside the fit, weights written in raw units), and the threshold is the
-highest probability that abstains on at most ``--false-abstentions`` of the answerable questions whose
-best passage holds the answer, chosen on 5-fold out-of-fold probabilities so it is not fitted to itself.
+ranks its candidates and ``gate_features`` describes the best one. The label is whether the question is
+answerable: the gate must not learn to abstain where the best passage is merely the wrong one (that is
+the ranker's to fix). A logistic model is fitted (features standardised inside the fit, weights written
+in raw units); the threshold is the highest probability that abstains on at most ``--false-abstentions``
+of the answerable questions whose best passage holds the answer, chosen on 5-fold out-of-fold
+probabilities so that it is not fitted to itself.
 """
 
 from __future__ import annotations
@@ -74,8 +74,6 @@ def main() -> None:
     )
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-9
     z = (x - mean) / std
-    # Fit the gate to answer where the question is answerable: it must not learn to abstain on questions
-    # whose best passage is merely wrong (the ranker's job), so the label is answerability.
     y = answerable.astype(int)
     oof = np.zeros(len(x))
     for train, test in StratifiedKFold(5, shuffle=True, random_state=0).split(z, y):
