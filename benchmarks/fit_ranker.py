@@ -1,6 +1,7 @@
 """Fit the learned ranker's weights on labelled questions and write them to qa/data/ranker.json.
 
     python benchmarks/fit_ranker.py [--sets train] [--out qa/data/ranker.json] [--depth 30]
+    python benchmarks/fit_ranker.py --only FEATURE --start OLD.json   # one new feature, the rest kept
 
 For every answerable question of the sets (the ``train`` set: benchmarks/data/ over train articles
 2,000–3,999, never the dev sets' articles), the service's own search gives its candidates and
@@ -9,6 +10,11 @@ question's article (the scorer's rule). A pairwise logistic model (relevant minu
 one question) is fitted; its regularisation is chosen by 5-fold cross-validation over questions, on hit@1
 of the re-ordered candidates. Prints the cross-validated hit@1 of the fused order, the hand-set blend and
 the learned one, and writes the weights with what they were fitted on.
+
+``--only FEATURE --start OLD.json`` keeps OLD's weights for every other feature and fits just that one
+(a grid over its weight, by hit@1 over the questions where it is not constant): a feature that only
+some questions have (the earlier turns of a follow-up) then leaves every other question's order as it
+was, instead of a refit shifting all weights a little.
 """
 
 from __future__ import annotations
@@ -90,14 +96,49 @@ def fit(groups: list[Group], c: float) -> LogisticRegression:
     return model
 
 
+def fit_one(groups: list[Group], args: argparse.Namespace) -> None:
+    start = json.loads(args.start.read_text(encoding="utf-8"))
+    old = dict(zip(start["features"], start["weights"], strict=True))
+    at = FEATURES.index(args.only)
+    base = np.array([old.get(f, 0.0) for f in FEATURES])
+    used = [(x, y) for x, y in groups if np.ptp(x[:, at]) > 0]
+    print(f"{len(used)} questions where {args.only} varies")
+    best_w, best = 0.0, -1.0
+    for w in (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0):
+        weights = base.copy()
+        weights[at] = w
+        score = hit1(used, lambda x, v=weights: x @ v)
+        print(f"  {args.only} = {w:<5} hit@1 {score:.3f}")
+        if score > best + 1e-9:
+            best_w, best = w, score
+    weights = base.copy()
+    weights[at] = best_w
+    record = {
+        "features": list(FEATURES),
+        "weights": [round(float(w), 6) for w in weights],
+        "bias": 0.0,
+        "fitted_on": {
+            **start["fitted_on"],
+            "then": f"{args.only} alone on {len(used)} questions: weight {best_w}, hit@1 {best:.4f}",
+        },
+    }
+    args.out.write_text(json.dumps(record, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sets", default="train")
     p.add_argument("--depth", type=int, default=30)
     p.add_argument("--out", type=Path, default=ROOT / "qa" / "data" / "ranker.json")
+    p.add_argument("--only", help="fit only this feature's weight")
+    p.add_argument("--start", type=Path, help="with --only: the weights file to keep the others from")
     args = p.parse_args()
     started = time.perf_counter()
     groups, _ids = collect(args.sets.split(","), args.depth)
+    if args.only:
+        fit_one(groups, args)
+        return
     print(
         f"{len(groups)} questions with relevant and irrelevant candidates ({time.perf_counter() - started:.0f} s)"
     )

@@ -175,6 +175,7 @@ FEATURES = (
     "focus_type",  # the sentence best covering what is asked, or the next one, holds the kind of answer
     "adjacent",  # an answer of that kind stands right next to a word of what is asked
     "entities",  # share of the question's names in the passage with its title
+    "history_coverage",  # share of the earlier turns' terms in the passage and its title (0 without)
     "related",  # a related-news teaser
     "lead",  # the article's first passage
     "article_votes",  # how many candidates come from the same article (÷ 5, at most 1)
@@ -378,6 +379,7 @@ class Reranker:
     def features(self, query: Query, candidates: Sequence[Candidate]) -> npt.NDArray[np.float64]:
         """One row of ``FEATURES`` per candidate; sets each candidate's ``coverage``."""
         terms = {t: self._idf(t) for t in dict.fromkeys(query.tokens)}
+        earlier = {t: self._idf(t) for t in dict.fromkeys(query.history_tokens)}
         kind = answer_type(query.question)
         question = query.question
         top = max((c.score for c in candidates), default=0.0)
@@ -438,6 +440,7 @@ class Reranker:
                 float(f_type),
                 float(beside),
                 present,
+                self._share(self._passage_tokens(cand.row) | self._titles(chunk.doc_id), earlier),
                 float(chunk.section is Section.RELATED),
                 float(at == 0),
                 min(1.0, votes[chunk.doc_id] / 5),
