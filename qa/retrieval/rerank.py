@@ -296,18 +296,9 @@ class Reranker:
         return any(name not in asked and name in text for name in names)
 
     def answer_spans(self, row: int, kind: AnswerType, question: str) -> list[tuple[int, int]]:
-        """Where the passage (folded) holds an answer of the kind asked for that the question lacks."""
-        text = fold(self.index.chunks[row].text)
-        asked = fold(question)
-        if kind in (AnswerType.NUMBER, AnswerType.DATE):
-            pattern = _NUMBER if kind is AnswerType.NUMBER else _DATE
-            return [m.span() for m in pattern.finditer(text) if m.group() not in asked]
-        people, places = self._entities(row)
-        spans = []
-        for name in people if kind is AnswerType.PERSON else places:
-            if name not in asked:
-                spans += [m.span() for m in re.finditer(re.escape(name), text)]
-        return spans
+        """Where the passage (folded) holds an answer of the kind asked for that the question lacks: any
+        number or date mark (the ranker's evidence)."""
+        return self._spans(row, kind, question, fold(self.index.chunks[row].text), _NUMBER, _DATE)
 
     def adjacent(self, row: int, kind: AnswerType, question: str, words: Sequence[str]) -> bool:
         """Whether an answer of the kind asked for stands within ``ADJACENT`` characters of a word of what
@@ -323,10 +314,22 @@ class Reranker:
         return False
 
     def _typed_spans(self, row: int, kind: AnswerType, question: str, text: str) -> list[tuple[int, int]]:
-        """Answers of the kind asked for in ``text`` (the raw passage), which the question does not name."""
+        """Answers of the kind asked for in ``text`` (the raw passage), whole (a number with its unit),
+        which the question does not name: what an answer span may be."""
+        return self._spans(row, kind, question, text, _NUMBER_SPAN, _DATE_SPAN)
+
+    def _spans(
+        self,
+        row: int,
+        kind: AnswerType,
+        question: str,
+        text: str,
+        number: re.Pattern[str],
+        date: re.Pattern[str],
+    ) -> list[tuple[int, int]]:
         asked = fold(question)
         if kind in (AnswerType.NUMBER, AnswerType.DATE):
-            pattern = _NUMBER_SPAN if kind is AnswerType.NUMBER else _DATE_SPAN
+            pattern = number if kind is AnswerType.NUMBER else date
             return [
                 m.span() for m in pattern.finditer(text) if m.group().strip() and fold(m.group()) not in asked
             ]
