@@ -79,7 +79,8 @@ class IndexService(Generic[S]):
         self._write_lock = threading.RLock()
         self._reload_lock = threading.RLock()
         self._snapshot: S | None = None
-        self._backend = backend  # None: made from vector_store.backend on first use
+        self._given = backend  # the caller's backend, or None: made from vector_store.backend on first use
+        self._backend = backend
 
     # -- parts -------------------------------------------------------------------------------------
     @property
@@ -88,12 +89,15 @@ class IndexService(Generic[S]):
         with self._lock:
             if self._backend is None:
                 s = self.settings
-                self._backend = passage_backend(s.vector_store, self._encoder().dim, s.config_path.parent)
+                self._backend = self._given or passage_backend(
+                    s.vector_store, self._encoder().dim, s.config_path.parent
+                )
             return self._backend
 
     def close(self) -> None:
         """Release the backend's connection (a Milvus Lite server stops when this was its last user).
-        A backend made here is made again if the service is used after this."""
+        Used again after this, the service reconnects: the caller's backend again, or a new one made from
+        the configuration."""
         with self._lock:
             backend, self._backend = self._backend, None
         if backend is not None:

@@ -170,6 +170,8 @@ def test_a_backend_of_ones_own_serves_the_whole_service(
     assert cited(restarted.ask(QUESTIONS[0])) == cited(plain.ask(QUESTIONS[0]))
     engine.close()
     assert backend.calls[-1] == "close"
+    engine.reload()  # used again after close: the caller's backend again, not the configured one
+    assert backend.calls[-2:] == ["open", "vocabulary"]
 
 
 def test_the_factory_makes_the_configured_backend(
