@@ -248,12 +248,9 @@ class Reranker:
 
     def _best_sentence(self, row: int, terms: dict[str, float]) -> tuple[float, int]:
         """The best sentence's share of the terms, and its position in the passage."""
-        total = sum(terms.values())
-        if not total:
-            return 0.0, 0
         best, at = 0.0, 0
         for i, present in enumerate(self._sentences(row)):
-            share = sum(w for t, w in terms.items() if t in present) / total
+            share = self._share(present, terms)
             if share > best:
                 best, at = share, i
         return best, at
@@ -295,16 +292,11 @@ class Reranker:
         names = people if kind is AnswerType.PERSON else places
         return any(name not in asked and name in text for name in names)
 
-    def answer_spans(self, row: int, kind: AnswerType, question: str) -> list[tuple[int, int]]:
-        """Where the passage (folded) holds an answer of the kind asked for that the question lacks: any
-        number or date mark (the ranker's evidence)."""
-        return self._spans(row, kind, question, fold(self.index.chunks[row].text), _NUMBER, _DATE)
-
     def adjacent(self, row: int, kind: AnswerType, question: str, words: Sequence[str]) -> bool:
         """Whether an answer of the kind asked for stands within ``ADJACENT`` characters of a word of what
         is asked ("党委书记刘宁", "乌贼重135公斤", "罚款1900元")."""
         text = fold(self.index.chunks[row].text)
-        spans = self.answer_spans(row, kind, question)
+        spans = self._spans(row, kind, question, text, _NUMBER, _DATE)  # any number or date mark
         if not spans:
             return False
         for word in words:
@@ -403,14 +395,13 @@ class Reranker:
             cand.coverage = cov
             neighbours = [r for r in rows[max(0, at - 1) : at + 2] if r != cand.row]
             near_cov = max((self._best_sentence(r, terms)[0] for r in neighbours), default=0.0)
+            sentences = self._sentence_texts(cand.row)
             typed = near = False
             if kind is not None:
                 typed = self.type_match(cand.row, kind, question)
                 if typed:
-                    sentences = self._sentence_texts(cand.row)
                     near = self.type_match(cand.row, kind, question, "".join(sentences[best : best + 2]))
             f_cov, f_at = self._best_sentence(cand.row, focus_terms)
-            sentences = self._sentence_texts(cand.row)
             f_chars = (
                 max((len(focus_chars & set(fold(s))) / len(focus_chars) for s in sentences), default=0.0)
                 if focus_chars
