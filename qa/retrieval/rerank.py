@@ -281,16 +281,9 @@ class Reranker:
 
     def type_match(self, row: int, kind: AnswerType, question: str, text: str | None = None) -> bool:
         """Whether the passage (or ``text``, a part of it) holds an answer of the kind asked for that the
-        question does not already name."""
-        text = fold(self.index.chunks[row].text if text is None else text)
-        asked = fold(question)
-        if kind is AnswerType.NUMBER:
-            return any(m.group() not in asked for m in _NUMBER.finditer(text))
-        if kind is AnswerType.DATE:
-            return any(m.group() not in asked for m in _DATE.finditer(text))
-        people, places = self._entities(row)
-        names = people if kind is AnswerType.PERSON else places
-        return any(name not in asked and name in text for name in names)
+        question does not already name: any number or date mark, or a name of the passage's."""
+        folded = fold(self.index.chunks[row].text if text is None else text)
+        return bool(self._spans(row, kind, question, folded, _NUMBER, _DATE))
 
     def adjacent(self, row: int, kind: AnswerType, question: str, words: Sequence[str]) -> bool:
         """Whether an answer of the kind asked for stands within ``ADJACENT`` characters of a word of what
