@@ -1,0 +1,352 @@
+"""BM25 over immutable segments, with statistics taken over the whole live corpus.
+
+A write appends a small segment instead of rebuilding one index, and the rows of a replaced or deleted
+passage are masked dead (tombstoned) rather than rewritten. A segment is a ``Postings``: its own inverted
+index (term frequencies and row lengths, no scores), saved as plain ``.npy`` arrays and memory-mapped on
+load. Its terms are ordered by a stable 64-bit hash, so a lookup is a binary search of the mapped hashes,
+confirmed against the mapped UTF-8 vocabulary: loading builds nothing per term or per row.
+
+``SegmentedBM25`` scores a query over an ordered list of segments and their live masks. N, document
+frequencies and the mean length are those of the live rows of all segments, computed per query from the
+postings, so a score depends neither on how the corpus is split nor on its dead rows; the arithmetic is
+bm25s's default ("lucene") BM25, float for float, so scores equal ``LexicalIndex``'s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import numpy.typing as npt
+
+from embeddings.npyio import load_npy
+
+EMPTY_DOC = "\u0000"  # a token that stands for "no tokens": such a row has length 1 and matches nothing
+
+Mask = npt.NDArray[np.bool_]
+Numbers = npt.NDArray[np.int64]  # global rows
+
+# The files of a saved segment (name.npy) and their dtypes; all are one-dimensional.
+_DTYPES = {
+    "indptr": np.dtype(np.int64),  # term t's postings are rows[indptr[t]:indptr[t + 1]]
+    "rows": np.dtype(np.int32),  # ascending within a term
+    "tf": np.dtype(np.int32),
+    "lengths": np.dtype(np.int32),  # tokens per row; an empty row counts 1, as EMPTY_DOC does in bm25s
+    "term_hashes": np.dtype(np.uint64),  # ascending: term ids are in hash order
+    "terms": np.dtype(np.uint8),  # the UTF-8 of every term, in term order
+    "term_offsets": np.dtype(np.int64),  # term t is terms[term_offsets[t]:term_offsets[t + 1]]
+}
+
+
+class _Key(NamedTuple):
+    """A token as segments look it up: hashed once per query, not once per segment."""
+
+    text: bytes
+    hash: np.uint64
+
+
+def _encode(token: str) -> bytes:
+    # A query may carry a lone surrogate (JSON allows it): look it up and miss rather than fail.
+    return token.encode("utf-8", "surrogatepass")
+
+
+def _hash(text: bytes) -> int:
+    """Stable across processes, unlike hash(): the hashes are saved."""
+    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
+
+
+def _key(token: str) -> _Key:
+    text = _encode(token)
+    return _Key(text, np.uint64(_hash(text)))
+
+
+class Postings:
+    """One segment's inverted index over its rows 0..n-1: for each term, the rows holding it and how often."""
+
+    def __init__(
+        self,
+        *,
+        indptr: npt.NDArray[np.int64],
+        rows: npt.NDArray[np.int32],
+        tf: npt.NDArray[np.int32],
+        lengths: npt.NDArray[np.int32],
+        term_hashes: npt.NDArray[np.uint64],
+        terms: npt.NDArray[np.uint8],
+        term_offsets: npt.NDArray[np.int64],
+    ) -> None:
+        self._indptr = indptr
+        self._rows = rows
+        self._tf = tf
+        self._lengths = lengths
+        self._hashes = term_hashes
+        self._terms = terms
+        self._offsets = term_offsets
+
+    @classmethod
+    def build(cls, token_lists: Sequence[Sequence[str]]) -> Postings:
+        """Row i holds token_lists[i]; an empty row has length 1 and matches nothing, as in LexicalIndex."""
+        n = len(token_lists)
+        counts = np.fromiter(map(len, token_lists), dtype=np.int64, count=n)
+        ids: dict[str, int] = {}
+        flat = np.fromiter(
+            (ids.setdefault(token, len(ids)) for tokens in token_lists for token in tokens),
+            dtype=np.int64,
+            count=int(counts.sum()),
+        )
+        owner = np.repeat(np.arange(n, dtype=np.int64), counts)
+        words = list(ids)
+        encoded = [_encode(word) for word in words]
+        hashes = np.fromiter((_hash(text) for text in encoded), dtype=np.uint64, count=len(words))
+        order = np.argsort(hashes, kind="stable")
+        if EMPTY_DOC in ids:
+            # It counts in a row's length, as in bm25s, but no query may match it.
+            empty = ids[EMPTY_DOC]
+            order = order[order != empty]
+            kept = flat != empty
+            flat, owner = flat[kept], owner[kept]
+        term_of = np.full(len(words), -1, dtype=np.int64)  # EMPTY_DOC keeps -1, and is never looked up
+        term_of[order] = np.arange(order.size)
+        # One key per (term, row) sorts the postings by term, then row, and counts their frequencies.
+        pairs, tf = np.unique(term_of[flat] * max(n, 1) + owner, return_counts=True)
+        term, row = np.divmod(pairs, max(n, 1))
+        indptr = np.zeros(order.size + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term, minlength=order.size), out=indptr[1:])
+        blob = [encoded[i] for i in order.tolist()]
+        offsets = np.zeros(order.size + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, blob), dtype=np.int64, count=len(blob)), out=offsets[1:])
+        return cls(
+            indptr=indptr,
+            rows=row.astype(np.int32),
+            tf=tf.astype(np.int32),
+            lengths=np.maximum(counts, 1).astype(np.int32),
+            term_hashes=hashes[order],
+            terms=np.frombuffer(b"".join(blob), dtype=np.uint8),
+            term_offsets=offsets,
+        )
+
+    def _arrays(self) -> dict[str, npt.NDArray[np.generic]]:
+        return {
+            "indptr": self._indptr,
+            "rows": self._rows,
+            "tf": self._tf,
+            "lengths": self._lengths,
+            "term_hashes": self._hashes,
+            "terms": self._terms,
+            "term_offsets": self._offsets,
+        }
+
+    def save(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, array in self._arrays().items():
+            np.save(directory / f"{name}.npy", array, allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path) -> Postings:
+        missing = [f"{name}.npy" for name in _DTYPES if not (directory / f"{name}.npy").is_file()]
+        if missing:
+            raise ValueError(f"BM25 segment {directory} lacks {', '.join(missing)}")
+        arrays: dict[str, npt.NDArray[np.generic]] = {}
+        for name, dtype in _DTYPES.items():
+            path = directory / f"{name}.npy"
+            try:
+                array = load_npy(path, mmap_mode="r")
+            except (ValueError, EOFError) as error:  # not an .npy file, cut short, or empty
+                raise ValueError(f"BM25 segment file {path} is unreadable: {error}") from error
+            if array.dtype != dtype or array.ndim != 1:
+                raise ValueError(
+                    f"BM25 segment file {path} holds a {array.ndim}-d {array.dtype} array, not 1-d {dtype}"
+                )
+            # A plain view of the map: np.memmap's own indexing costs a microsecond per lookup.
+            arrays[name] = np.asarray(array)
+        postings = cls(**arrays)  # type: ignore[arg-type]  # the dtypes were checked above
+        postings._check(directory)
+        return postings
+
+    def _check(self, directory: Path) -> None:
+        """Shapes that agree; O(1), so that loading touches no page of the postings."""
+        terms = self._hashes.size
+        if not (
+            self._indptr.size == self._offsets.size == terms + 1
+            and self._indptr[0] == 0
+            and self._indptr[-1] == self._rows.size == self._tf.size
+            and self._offsets[0] == 0
+            and self._offsets[-1] == self._terms.size
+        ):
+            sizes = ", ".join(f"{name} {array.size}" for name, array in self._arrays().items())
+            raise ValueError(f"BM25 segment {directory} is inconsistent: array sizes {sizes}")
+
+    def __len__(self) -> int:
+        return int(self._lengths.size)
+
+    @property
+    def lengths(self) -> npt.NDArray[np.int32]:
+        return self._lengths
+
+    def term_id(self, token: str) -> int | None:
+        return self._find(_key(token))
+
+    def _find(self, key: _Key) -> int | None:
+        term = int(self._hashes.searchsorted(key.hash))
+        # Distinct terms may share a hash: they sit side by side; the stored text tells them apart.
+        while term < self._hashes.size and self._hashes[term] == key.hash:
+            if self._terms[self._offsets[term] : self._offsets[term + 1]].tobytes() == key.text:
+                return term
+            term += 1
+        return None
+
+    def knows(self, token: str) -> bool:
+        return self.term_id(token) is not None
+
+    def postings(self, term_id: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
+        """The rows holding the term, ascending, and how often each holds it."""
+        start, end = self._indptr[term_id : term_id + 2].tolist()
+        return self._rows[start:end], self._tf[start:end]
+
+    def vocabulary(self, live: Mask | None = None) -> list[str]:
+        """The segment's terms, in term order; only those some live row holds when ``live`` is given."""
+        starts, ends = self._offsets[:-1], self._offsets[1:]
+        if live is not None and self._hashes.size:
+            # Every term has postings, so reduceat sees no empty run.
+            held = np.logical_or.reduceat(live[self._rows], self._indptr[:-1])
+            starts, ends = starts[held], ends[held]
+        blob = self._terms.tobytes()
+        return [
+            blob[a:b].decode("utf-8", "surrogatepass")
+            for a, b in zip(starts.tolist(), ends.tolist(), strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class _Part:
+    postings: Postings
+    live: Mask | None  # None when every row is live
+    base: int  # the global number of the segment's first live row
+    numbers: Numbers | None  # local row -> global row (dead: the sink), when some rows are dead
+
+
+def _checked_live(postings: Postings, live: Mask | None) -> Mask | None:
+    """The live mask of a segment, None when every row is live."""
+    if live is None:
+        return None
+    if live.dtype != np.bool_ or live.shape != (len(postings),):
+        raise ValueError(f"a live mask must be {len(postings)} booleans, not {live.shape} of {live.dtype}")
+    return None if live.all() else live
+
+
+class SegmentedBM25:
+    """Corpus-wide BM25 over segments; global rows number the live rows of segment 0, then 1, and so on.
+
+    Dead rows are scored too, into a sink slot one past the last row: counting them out of a document
+    frequency is cheaper than filtering them out of every posting list.
+    """
+
+    def __init__(
+        self, parts: Sequence[tuple[Postings, Mask | None]], *, k1: float = 1.5, b: float = 0.75
+    ) -> None:
+        checked = [(postings, _checked_live(postings, live)) for postings, live in parts]
+        lengths = [postings.lengths if live is None else postings.lengths[live] for postings, live in checked]
+        self._size = sum(live_lengths.size for live_lengths in lengths)
+        self._parts: list[_Part] = []
+        base = 0
+        for (postings, live), live_lengths in zip(checked, lengths, strict=True):
+            if live_lengths.size:
+                numbers = None
+                if live is not None:
+                    numbers = np.where(live, np.cumsum(live, dtype=np.int64) + (base - 1), self._size)
+                self._parts.append(_Part(postings, live, base, numbers))
+            base += live_lengths.size
+        # Global rows' lengths, then the sink's: 1 keeps its norm finite.
+        row_lengths = np.concatenate([*lengths, np.ones(1, dtype=np.int32)])
+        avgdl = float(row_lengths[:-1].sum(dtype=np.int64)) / self._size if self._size else 1.0
+        # k1 * (1 - b + b * length / avgdl) of each global row, as bm25s computes it: scores match to the bit.
+        self._norms = k1 * ((1 - b) + b * row_lengths / avgdl)
+
+    def __len__(self) -> int:
+        return self._size
+
+    def _postings(self, token: str) -> tuple[Numbers, npt.NDArray[np.int32], int]:
+        """The global rows holding the token (dead ones numbered as the sink), how often, and how many live."""
+        key = _key(token)  # hashed once for all segments
+        numbers: list[Numbers] = []
+        frequencies: list[npt.NDArray[np.int32]] = []
+        tombstones = False
+        for part in self._parts:
+            term = part.postings._find(key)
+            if term is None:
+                continue
+            local, tf = part.postings.postings(term)
+            if part.numbers is None:
+                # int64: numpy adds at int64 indices several times faster than at int32 ones
+                numbers.append(local + np.int64(part.base))
+            else:
+                numbers.append(part.numbers[local])
+                tombstones = True
+            frequencies.append(tf)
+        if not numbers:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32), 0
+        rows = numbers[0] if len(numbers) == 1 else np.concatenate(numbers)
+        tf = frequencies[0] if len(frequencies) == 1 else np.concatenate(frequencies)
+        dead = int(np.count_nonzero(rows == self._size)) if tombstones else 0
+        return rows, tf, rows.size - dead
+
+    def document_frequency(self, token: str) -> int:
+        return self._postings(token)[2]
+
+    def knows(self, token: str) -> bool:
+        return self.document_frequency(token) > 0
+
+    def vocabulary(self) -> list[str]:
+        terms: dict[str, None] = {}
+        for part in self._parts:
+            terms.update(dict.fromkeys(part.postings.vocabulary(part.live)))
+        return list(terms)
+
+    def _shares(self, token: str) -> tuple[Numbers, npt.NDArray[np.float32]]:
+        """The global rows holding the token and its share of their scores."""
+        rows, tf, df = self._postings(token)
+        if not df:
+            return rows[:0], np.zeros(0, dtype=np.float32)
+        # bm25s keeps idf and each row's share as float32 and sums them in float32; the same steps in the
+        # same order give its scores to the last bit.
+        idf = np.float32(math.log(1 + (self._size - df + 0.5) / (df + 0.5)))
+        frequency = tf.astype(np.float64)
+        share = self._norms[rows]
+        share += frequency
+        np.divide(frequency, share, out=share)  # tf / (tf + k1 * (1 - b + b * length / avgdl))
+        share *= idf
+        return rows, share.astype(np.float32)
+
+    def scores(self, tokens: Sequence[str]) -> npt.NDArray[np.float32]:
+        """The BM25 score of every live row; each occurrence of a token counts, as in bm25s."""
+        scores = np.zeros(self._size + 1, dtype=np.float32)  # the last slot is the dead rows' sink
+        shares: dict[str, tuple[Numbers, npt.NDArray[np.float32]]] = {}
+        for token in tokens:
+            if token not in shares:
+                shares[token] = self._shares(token)
+            np.add.at(scores, *shares[token])
+        return scores[: self._size]
+
+    def search(self, tokens: Sequence[str], k: int, allowed: Mask | None = None) -> list[tuple[int, float]]:
+        """The k best rows scoring above 0 (among ``allowed`` ones), best first; ties go to the lower row."""
+        scores = self.scores(tokens)
+        if allowed is not None and allowed.shape != scores.shape:
+            raise ValueError(f"allowed must be a mask of {scores.size} rows, not {allowed.shape}")
+        rows = np.flatnonzero(scores > 0)  # a scan of the score array, as cheap as allocating it
+        if allowed is not None:
+            rows = rows[np.asarray(allowed, dtype=bool)[rows]]
+        if k <= 0 or not rows.size:
+            return []
+        found = scores[rows]
+        if rows.size > k:
+            # Keep every row scoring at least the k-th best, ties included, so that the stable sort below
+            # breaks ties by row whichever of them the partition put first.
+            kth = np.partition(found, rows.size - k)[rows.size - k]
+            kept = found >= kth
+            rows, found = rows[kept], found[kept]
+        order = np.argsort(-found, kind="stable")[:k]
+        return [(int(rows[i]), float(found[i])) for i in order]
