@@ -33,7 +33,7 @@ import psutil
 
 from embeddings.ann import HnswStore
 from embeddings.vector_store import build_store, load_store
-from qa.text.bm25 import LexicalIndex
+from qa.text.segment_bm25 import Postings, SegmentedBM25
 
 ROOT = Path(__file__).resolve().parent
 SOURCE = ROOT / ".cache" / "inews-3000-1000-13"
@@ -93,7 +93,7 @@ def child(kind: str, work: Path, n: int) -> None:
     qtokens = json.loads((work / "queries.json").read_text(encoding="utf-8"))["tokens"]
     before = rss_mb()
     store = load_store(work / kind, qv.shape[1], params)
-    lexical = LexicalIndex.load(work / "bm25", n)
+    lexical = SegmentedBM25([(Postings.load(work / "bm25"), None)])
     loaded = rss_mb()
     for vec, toks in zip(qv, qtokens, strict=True):
         dense = store.search(vec[None, :], CANDIDATES)[0]
@@ -166,10 +166,9 @@ def main() -> None:
         hnsw = load_store(work / "hnsw", qv.shape[1], params)
     else:
         t0 = time.perf_counter()
-        lexical = LexicalIndex.build(tokens)
-        lexical.save(work / "bm25")
+        Postings.build(tokens).save(work / "bm25")
         res["build_bm25_s"] = time.perf_counter() - t0
-        del lexical, tokens
+        del tokens
         gc.collect()
         print(f"BM25 built in {res['build_bm25_s']:.0f} s", flush=True)
         t0 = time.perf_counter()
@@ -208,7 +207,7 @@ def main() -> None:
     print(f"RSS (store + BM25): {res['rss_mb']}", flush=True)
 
     stores = {kind: load_store(work / kind, qv.shape[1], params) for kind in ("flat", "hnsw")}
-    lexical = LexicalIndex.load(work / "bm25", n)
+    lexical = SegmentedBM25([(Postings.load(work / "bm25"), None)])
     parts: dict[str, list[float]] = {p: [] for p in ("encode", "bm25", "flat", "hnsw", "vectors")}
     for _ in range(2):
         for q in built:

@@ -58,16 +58,30 @@ def main_options(
 def index(
     rebuild: Annotated[bool, typer.Option(help="Embed every passage again.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    compact: Annotated[
+        bool, typer.Option("--compact", help="Then merge every segment into one, dropping deleted rows.")
+    ] = False,
 ) -> None:
     """Build or update the index from the corpus folder (only new or changed articles are embedded)."""
     eng = Engine(settings())
-    report = eng.build(rebuild=rebuild, show_progress=progress)
-    out.print(
-        f"[bold]{report.articles}[/] articles, [bold]{report.passages}[/] passages in {report.seconds:.1f}s: "
-        f"{len(report.added)} added, {len(report.updated)} updated, {len(report.removed)} removed, "
-        f"{report.unchanged} unchanged, {report.encoded} passages embedded"
-    )
-    _print_skipped(report.skipped)
+    try:
+        report = eng.build(rebuild=rebuild, show_progress=progress)
+        out.print(
+            f"[bold]{report.articles}[/] articles, [bold]{report.passages}[/] passages in "
+            f"{report.seconds:.1f}s: {len(report.added)} added, {len(report.updated)} updated, "
+            f"{len(report.removed)} removed, {report.unchanged} unchanged, {report.encoded} passages embedded"
+        )
+        _print_skipped(report.skipped)
+        if compact:
+            merged = eng.compact()
+            out.print(
+                "already one segment, no deleted rows"
+                if merged is None
+                else f"{merged.merged} segments merged into one ({merged.passages} passages, "
+                f"{merged.dropped} deleted rows dropped) in {merged.seconds:.1f}s"
+            )
+    finally:
+        eng.close()  # waits for a merge the build started
 
 
 def _print_skipped(skipped: list[Any]) -> None:

@@ -32,6 +32,12 @@ class CorpusSettings(_Section):
 class IndexSettings(_Section):
     dir: Path
     show_progress: bool
+    # Segments: each write adds one; more than max_segments are merged, merge_width adjacent ones at a
+    # time (the cheapest run), and a segment with more than max_dead_share deleted rows is rewritten.
+    max_segments: int = Field(default=8, ge=1, le=1000)
+    merge_width: int = Field(default=4, ge=2, le=1000)
+    max_dead_share: float = Field(default=0.3, gt=0.0, le=1.0)
+    merge: Literal["background", "inline", "off"] = "background"
 
 
 class ModelSettings(_Section):

@@ -17,7 +17,7 @@ from embeddings.query_batch import BatchingQueryEncoder
 from qa.config import Settings
 from qa.documents import NewDocument
 from qa.errors import ConfigError
-from qa.index.builder import BuildReport
+from qa.index.builder import BuildReport, MergeReport
 from qa.index.manifest import IndexKey
 from qa.index.passages import PassageBackend
 from qa.index.search_index import SearchIndex
@@ -109,7 +109,7 @@ class Engine:
         return self
 
     def close(self) -> None:
-        """Release the index backend's connection (Milvus)."""
+        """Finish a merge under way and release the index backend's connection (Milvus)."""
         self.indexing.close()
 
     def index_key(self) -> IndexKey:
@@ -118,6 +118,10 @@ class Engine:
     def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
         """Bring the index up to date with the corpus folder and load it."""
         return self.indexing.build(rebuild=rebuild, show_progress=show_progress)
+
+    def compact(self) -> MergeReport | None:
+        """Merge every segment of the index into one, dropping deleted rows (``qa index --compact``)."""
+        return self.indexing.compact()
 
     def add_document(self, doc: NewDocument) -> Article:
         """Add or replace an article: stored in the corpus folder and searchable when this returns."""

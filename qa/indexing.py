@@ -29,7 +29,7 @@ from qa.documents import (
 )
 from qa.errors import DocumentNotFoundError, IndexStoreError, QuestionError
 from qa.index import builder, layout
-from qa.index.builder import BuildReport
+from qa.index.builder import BuildReport, MergePolicy, MergeReport
 from qa.index.manifest import Chunking, DenseKey, IndexKey, LexicalKey
 from qa.index.passages import PassageBackend, passage_backend
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
@@ -79,6 +79,8 @@ class IndexService(Generic[S]):
         self._write_lock = threading.RLock()
         self._reload_lock = threading.RLock()
         self._snapshot: S | None = None
+        self._merger: threading.Thread | None = None  # the background merge under way, if any
+        self._merge_wanted = False  # a write since the background merge last looked
         self._given = backend  # the caller's backend, or None: made from vector_store.backend on first use
         self._backend = backend
 
@@ -95,9 +97,10 @@ class IndexService(Generic[S]):
             return self._backend
 
     def close(self) -> None:
-        """Release the backend's connection (a Milvus Lite server stops when this was its last user).
-        Used again after this, the service reconnects: the caller's backend again, or a new one made from
-        the configuration."""
+        """Finish a merge under way, then release the backend's connection (a Milvus Lite server stops
+        when this was its last user). Used again after this, the service reconnects: the caller's
+        backend again, or a new one made from the configuration."""
+        self.wait_for_merges()
         with self._lock:
             backend, self._backend = self._backend, None
         if backend is not None:
@@ -138,7 +141,8 @@ class IndexService(Generic[S]):
             parsed = time.perf_counter() - started
             report = self._update(corpus, rebuild=rebuild, show_progress=show_progress)
             report.timings = {"parse": parsed, **report.timings}
-            return report
+        self._merge_soon()
+        return report
 
     def _update(
         self, corpus: LoadReport, *, rebuild: bool = False, show_progress: bool | None = None
@@ -154,6 +158,7 @@ class IndexService(Generic[S]):
             backend=self.backend,
             rebuild=rebuild,
             show_progress=s.index.show_progress if show_progress is None else show_progress,
+            live=self._loaded(),
         )
         self.reload()
         return report
@@ -175,6 +180,7 @@ class IndexService(Generic[S]):
             change = write_document(s.corpus_dir, staged, current.get(doc.doc_id))
             articles = [a for a in current.values() if a.doc_id != doc.doc_id] + [staged.article]
             self._apply(change, articles, current)
+        self._merge_soon()
         return staged.article
 
     def delete_document(self, doc_id: str) -> None:
@@ -186,6 +192,7 @@ class IndexService(Generic[S]):
                 raise DocumentNotFoundError(doc_id)
             change = remove_from_corpus(self.settings.corpus_dir, article)
             self._apply(change, [a for a in current.values() if a.doc_id != doc_id], current)
+        self._merge_soon()
 
     def _apply(self, change: CorpusChange, articles: list[Article], before: dict[str, Article]) -> None:
         """Index ``articles`` after the corpus ``change``; if that fails, undo the change, and put the
@@ -205,11 +212,87 @@ class IndexService(Generic[S]):
                     log.exception("the index could not be put back; the next `qa index` syncs it")
             raise
 
+    # -- merges ------------------------------------------------------------------------------------
+    def policy(self) -> MergePolicy:
+        i = self.settings.index
+        return MergePolicy(i.max_segments, i.merge_width, i.max_dead_share)
+
+    def compact(self) -> MergeReport | None:
+        """Merge every segment into one, dropping dead rows; None when there is one already."""
+        self.wait_for_merges()
+        with self._write_lock, layout.build_lock(self.settings.index_dir):
+            report = self._merge(everything=True)
+        return report
+
+    def _merge(self, *, everything: bool = False) -> MergeReport | None:
+        """One merge (under the write locks), then the merged version loaded."""
+        report = builder.merge_index(
+            index_dir=self.settings.index_dir,
+            key=self.index_key(),
+            backend=self.backend,
+            policy=self.policy(),
+            everything=everything,
+            live=self._loaded(),
+        )
+        if report is not None:
+            self.reload()
+        return report
+
+    def merge_now(self) -> int:
+        """Merge until the policy is satisfied; how many merges that took. Each takes the write locks in
+        turn, so a write waits for one merge at most."""
+        merges = 0
+        while True:
+            with self._write_lock, layout.build_lock(self.settings.index_dir):
+                if self._merge() is None:
+                    return merges
+            merges += 1
+
+    def _merge_soon(self) -> None:
+        """After a write: merge as ``index.merge`` says (in a thread of this service, right now, or not)."""
+        mode = self.settings.index.merge
+        if mode == "off":
+            return
+        loaded = self._loaded()
+        if loaded is None or self.policy().plan(builder.segment_sizes(loaded)) is None:
+            return  # nothing to merge yet (another process's writes are seen at its next write)
+        if mode == "inline":
+            self.merge_now()
+            return
+        with self._lock:
+            self._merge_wanted = True
+            if self._merger is None:  # else the running one sees the flag before it stops
+                self._merger = threading.Thread(
+                    target=self._merge_in_background, name="qa-merge", daemon=True
+                )
+                self._merger.start()
+
+    def _merge_in_background(self) -> None:
+        while True:
+            with self._lock:
+                if not self._merge_wanted:
+                    self._merger = None
+                    return
+                self._merge_wanted = False
+            try:
+                self.merge_now()
+            except Exception:  # the index stays as the last write left it; the next write tries again
+                log.exception("merging index segments failed")
+
+    def wait_for_merges(self, timeout: float | None = None) -> None:
+        """Return once no merge of this service is under way."""
+        merger = self._merger
+        if merger is not None and merger is not threading.current_thread():
+            merger.join(timeout)
+
     # -- snapshots ---------------------------------------------------------------------------------
     def reload(self) -> None:
         """Load the live version of the index and swap it in for the questions asked from now on."""
         with self._reload_lock:  # two reloads never race: an older version never replaces a newer one
-            index = load_index(self.settings.index_dir, self.index_key(), self.backend)
+            # The segments the loaded snapshot shares with the live version are not read again.
+            index = load_index(
+                self.settings.index_dir, self.index_key(), self.backend, previous=self._loaded()
+            )
             snapshot = self._prepare(index)
             snapshot.warm()
             with self._lock:
@@ -263,6 +346,10 @@ class IndexService(Generic[S]):
                 "no index yet in %s: building it from %s", self.settings.index_dir, self.settings.corpus_dir
             )
             self.build(show_progress=show_progress)
+
+    def _loaded(self) -> SearchIndex | None:
+        snapshot = self._snapshot
+        return snapshot.index if snapshot is not None else None
 
     def current(self) -> S:
         """The loaded snapshot, as it is; IndexStoreError before the first load."""

@@ -6,7 +6,7 @@ processes and SIGKILL them at random points without paying the start-up (imports
 each time. The children use the fake encoder, slowed down on request (a sleep per embedding batch and
 at every checkpoint), and log each checkpoint they pass to a file:
 
-    before:new_version_dir  after:write_snapshot  before:replace:CURRENT  after:remove_from_corpus  ...
+    before:new_segment_dir  after:write_segment_tables  before:replace:CURRENT  after:remove_from_corpus  ...
 
 A child kills itself with SIGKILL at the N-th checkpoint (``kill_at``) or at a named one
 (``kill_on="before:replace:corpus#1"``): deterministic kill points; the test can also kill it after a
@@ -178,9 +178,9 @@ def _instrument(op: dict[str, Any], log: Any, corpus_dir: Path) -> Callable[[str
 
     wrap(os, "replace", replace_label)
     wrap(shutil, "rmtree", "rmtree")
-    for attr in ("new_version_dir", "seal_version", "publish"):
+    for attr in ("new_segment_dir", "seal_segment", "new_version_dir", "seal_version", "publish"):
         wrap(layout, attr, attr)
-    wrap(builder, "write_snapshot", "write_snapshot")
+    wrap(builder, "write_segment_tables", "write_segment_tables")
     for attr in ("write_document", "remove_from_corpus"):
         wrap(indexing, attr, attr)
     builder.ENCODE_BATCH = int(op.get("batch", builder.ENCODE_BATCH))
@@ -216,6 +216,9 @@ def _run_child(op: dict[str, Any], engine: Any) -> int:
             elif kind == "delete":
                 engine.open(show_progress=False)
                 engine.delete_document(op["doc_id"])
+            elif kind == "compact":
+                engine.open(show_progress=False)
+                engine.compact()
             elif kind == "script":  # several writes in one process, each result logged
                 engine.open(show_progress=False)
                 for action in op["actions"]:
@@ -235,6 +238,7 @@ def _run_child(op: dict[str, Any], engine: Any) -> int:
                     log.flush()
             else:
                 raise ValueError(f"unknown operation {kind!r}")
+            engine.indexing.wait_for_merges()  # a merge the write started is part of the operation
         except Exception as exc:
             log.write(f"error {type(exc).__name__}: {exc}\n")
             log.flush()

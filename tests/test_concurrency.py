@@ -307,12 +307,13 @@ def test_a_reader_that_loses_the_race_with_a_publish_reads_the_new_version(
     newer = index_dir / "v-29990101T000000-00000000"
     shutil.copytree(old, newer)
     real = layout.read_manifest
+    segments = layout.manifest_segments(real(old, verify=False))
     raced = []
 
     def read_manifest(version: Path, *, verify: bool) -> dict[str, Any]:
         if not raced:
             raced.append(version)
-            layout.publish(index_dir, newer)  # removes `old`, which this reader is about to read
+            layout.publish(index_dir, newer, segments)  # removes `old`, which this reader is about to read
         return real(version, verify=verify)
 
     monkeypatch.setattr(layout, "read_manifest", read_manifest)

@@ -98,16 +98,35 @@ def check_answers(engine: Engine, settings: Settings) -> None:
 
 
 def assert_clean(settings: Settings, engine: Engine) -> None:
-    """After a finished build: one version, no temporary file anywhere, the cache covers the index."""
+    """After a finished build: one version, only the segments it names, no temporary file anywhere, the
+    cache covers the index."""
     index_dir, live = settings.index_dir, layout.current_version(settings.index_dir)
     assert live is not None and engine.index.version == live
     versions = sorted(p.name for p in index_dir.glob("v-*"))
     assert versions == [live.name], versions
-    assert {p.name for p in index_dir.iterdir()} <= {layout.CURRENT, layout.LOCK, CACHE_DIR, live.name}
+    assert {p.name for p in index_dir.iterdir()} <= {
+        layout.CURRENT,
+        layout.LOCK,
+        CACHE_DIR,
+        layout.SEGMENTS,
+        live.name,
+    }
+    named = layout.manifest_segments(layout.read_manifest(live, verify=False))
+    assert sorted(p.name for p in (index_dir / layout.SEGMENTS).iterdir()) == sorted(named)
     assert not list(index_dir.rglob("*.tmp")), list(index_dir.rglob("*.tmp"))
     assert not list(settings.corpus_dir.rglob("*.tmp")), list(settings.corpus_dir.rglob("*.tmp"))
     cached = {p.stem for p in (index_dir / CACHE_DIR).rglob("*.npy")}
     assert set(engine.index.hashes.values()) <= cached
+
+
+def leftovers(index_dir: Path) -> list[str]:
+    """The versions and segments on disk that the live version is not made of."""
+    live = layout.current_version(index_dir)
+    assert live is not None
+    named = set(layout.manifest_segments(layout.read_manifest(live, verify=False)))
+    return [p.name for p in index_dir.glob("v-*") if p != live] + [
+        p.name for p in (index_dir / layout.SEGMENTS).glob("s-*") if p.name not in named
+    ]
 
 
 class CrashRun:
@@ -244,6 +263,7 @@ class CrashRun:
     def finish(self) -> None:
         """Re-run the build: the index matches the corpus folder, leftovers are gone, deleted is never cited."""
         self.reader.build(show_progress=False)
+        self.reader.indexing.wait_for_merges()
         corpus = corpus_state(self.settings)
         assert index_state(self.reader) == corpus
         assert_clean(self.settings, self.reader)
@@ -293,6 +313,41 @@ def run_killed(run: CrashRun, op: dict[str, Any], kill_on: str) -> list[str]:
     return lines
 
 
+def live_segments(index_dir: Path) -> list[str]:
+    live = layout.current_version(index_dir)
+    assert live is not None
+    return layout.manifest_segments(layout.read_manifest(live, verify=False))
+
+
+def test_kills_inside_a_merge_lose_nothing(zygote: Zygote, tmp_path: Path) -> None:
+    """A merge killed at each of its steps leaves the index it started from, or the merged one: the
+    same articles and answers either way."""
+    run = CrashRun(zygote, tmp_path, seed=11)
+    run.finish()
+    steps = [
+        ("after:new_segment_dir#1", False),
+        ("before:replace:vectors.npy#1", False),
+        ("before:replace:segment.json#1", False),
+        ("after:new_version_dir#1", False),
+        ("before:replace:manifest.json#1", False),
+        ("before:replace:CURRENT#1", False),
+        ("after:replace:CURRENT#1", True),
+    ]
+    for number, (kill_on, merged) in enumerate(steps):
+        for i in range(2):  # two more segments to merge: two added articles
+            run.reader.add_document(NewDocument(doc_id=f"merge-{number}-{i}", text=run._text()))
+        if number % 2:
+            run.reader.delete_document(f"merge-{number}-0")  # and a dead row, dropped by the merge
+        run.reader.indexing.wait_for_merges()  # the reader's own merges (more than 8 segments) done
+        before, segments = index_state(run.reader), live_segments(run.settings.index_dir)
+        assert len(segments) >= 3
+        run_killed(run, {"kind": "compact"}, kill_on)
+        assert index_state(run.reader) == before, kill_on
+        assert len(live_segments(run.settings.index_dir)) == (1 if merged else len(segments)), kill_on
+        assert leftovers(run.settings.index_dir), kill_on
+        run.finish()
+
+
 def test_kills_at_each_write_step_are_recovered(zygote: Zygote, tmp_path: Path) -> None:
     run = CrashRun(zygote, tmp_path, seed=7)
     settings, corpus, index_dir = run.settings, run.settings.corpus_dir, run.settings.index_dir
@@ -320,11 +375,13 @@ def test_kills_at_each_write_step_are_recovered(zygote: Zygote, tmp_path: Path) 
     assert list((index_dir / CACHE_DIR).rglob("*.tmp"))
     run.finish()
 
-    # builds killed at each step of writing and publishing a version
+    # builds killed at each step of writing a segment and publishing a version
     steps = [
-        ("after:new_version_dir#1", False),  # an empty version folder
+        ("after:new_segment_dir#1", False),  # an empty segment folder
         ("before:replace:vectors.npy#1", False),  # a half-written one
-        ("before:replace:manifest.json#1", False),  # all files, no manifest
+        ("before:replace:segment.json#1", False),  # all its files, no record
+        ("after:new_version_dir#1", False),  # a sealed segment, an empty version folder
+        ("before:replace:manifest.json#1", False),  # the version's manifest half-written
         ("before:replace:CURRENT#1", False),  # sealed, never published; CURRENT's temporary file
         ("after:replace:CURRENT#1", True),  # published; the previous version not yet removed
     ]
@@ -335,7 +392,7 @@ def test_kills_at_each_write_step_are_recovered(zygote: Zygote, tmp_path: Path) 
         assert after != before
         run_killed(run, {"kind": "build"}, kill_on)
         assert index_state(run.reader) == (after if published else before), kill_on
-        assert len(list(index_dir.glob("v-*"))) == 2, kill_on  # the live version and a leftover
+        assert leftovers(index_dir), kill_on  # a segment or version the live one does not name
         run.finish()
 
     # delete_document killed after the corpus file is gone: the index still has it until the next build

@@ -52,7 +52,9 @@ def test_round_trip(engine: Engine, fake_settings: Settings) -> None:
         "min_chars": c.min_chars,
     }
     assert manifest["counts"] == {"articles": 5, "passages": len(engine.index)}
-    assert "built_at" in manifest and "vectors.npy" in manifest["files"]
+    assert "built_at" in manifest and len(manifest["segments"]) == 1
+    segment = _segment(fake_settings.index_dir)
+    assert "vectors/vectors.npy" in json.loads((segment / layout.SEGMENT_FILE).read_text())["files"]
 
 
 def test_only_new_or_changed_articles_are_embedded(fake_settings: Settings, corpus_dir: Path) -> None:
@@ -107,17 +109,13 @@ def test_a_crash_before_publishing_leaves_the_previous_index(
 
 
 def test_tampered_or_truncated_files_are_detected(engine: Engine, fake_settings: Settings) -> None:
-    version = layout.current_version(fake_settings.index_dir)
-    assert version is not None
-    chunks = version / "chunks.jsonl"
+    chunks = _segment(fake_settings.index_dir) / "chunks.jsonl"
     chunks.write_bytes(chunks.read_bytes()[:-40])
     with pytest.raises(IndexCorruptError, match="checksum"):
         Engine(fake_settings).open(build_if_missing=False)
     Engine(fake_settings).build(rebuild=True)  # the way out the message names
     assert Engine(fake_settings).open(build_if_missing=False).index.manifest.counts.articles == 5  # type: ignore[union-attr]
-    version = layout.current_version(fake_settings.index_dir)
-    assert version is not None
-    (version / "vectors.npy").unlink()
+    (_segment(fake_settings.index_dir) / "vectors" / "vectors.npy").unlink()
     with pytest.raises(IndexCorruptError, match="missing"):
         Engine(fake_settings).open(build_if_missing=False)
 
@@ -239,6 +237,12 @@ def _current(index_dir: Path) -> Path:
     return version
 
 
+def _segment(index_dir: Path) -> Path:
+    """The folder of the live version's first segment."""
+    names = layout.manifest_segments(layout.read_manifest(_current(index_dir), verify=False))
+    return layout.segment_dir(index_dir, names[0])
+
+
 def _pointer_damage() -> dict[str, Callable[[Path], None]]:
     def write(data: bytes) -> Callable[[Path], None]:
         return lambda d: (d / layout.CURRENT).write_bytes(data)
@@ -276,6 +280,16 @@ def _manifest_damage() -> dict[str, Callable[[Path], None]]:
     def outside(d: Path) -> None:
         _edit_manifest(d, lambda m: {**m, "files": {**m["files"], "../CURRENT": "0" * 64}})
 
+    def missing_segment(d: Path) -> None:
+        shutil.rmtree(_segment(d))
+
+    def segment_record_edited(d: Path) -> None:
+        record = _segment(d) / layout.SEGMENT_FILE
+        record.write_bytes(record.read_bytes().replace(b'"rows"', b'"rowz"'))
+
+    def other_segment(d: Path) -> None:
+        _edit_manifest(d, lambda m: {**m, "segments": [{**m["segments"][0], "name": "s-19990101-0"}]})
+
     def counts(d: Path) -> None:
         _edit_manifest(d, lambda m: {**m, "counts": {**m["counts"], "passages": m["counts"]["passages"] + 1}})
         _resign(d)
@@ -295,16 +309,19 @@ def _manifest_damage() -> dict[str, Callable[[Path], None]]:
         "manifest files not a dict (legacy CURRENT)": bad_files,
         "manifest lists a file outside (legacy CURRENT)": outside,
         "manifest counts wrong (re-signed)": counts,
+        "segment folder removed": missing_segment,
+        "segment record edited": segment_record_edited,
+        "manifest names another segment (legacy CURRENT)": other_segment,
     }
 
 
 def _file_damage(name: str) -> dict[str, Callable[[Path], None]]:
     def truncate(d: Path) -> None:
-        path = _current(d) / name
+        path = _segment(d) / name
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
 
     def flip(d: Path) -> None:
-        path = _current(d) / name
+        path = _segment(d) / name
         data = bytearray(path.read_bytes())
         data[len(data) // 2] ^= 0x01
         path.write_bytes(bytes(data))
@@ -312,7 +329,7 @@ def _file_damage(name: str) -> dict[str, Callable[[Path], None]]:
     return {
         f"{name} truncated": truncate,
         f"{name} one bit flipped": flip,
-        f"{name} removed": lambda d: (_current(d) / name).unlink(),
+        f"{name} removed": lambda d: (_segment(d) / name).unlink(),
     }
 
 
@@ -320,12 +337,15 @@ INDEX_FILES = [
     "articles.jsonl",
     "chunks.jsonl",
     "tokens.jsonl",
-    "vectors.npy",
-    "bm25/data.csc.index.npy",
-    "bm25/indices.csc.index.npy",
-    "bm25/indptr.csc.index.npy",
-    "bm25/params.index.json",
-    "bm25/vocab.index.json",
+    "vectors/vectors.npy",
+    "vectors/store.json",
+    "lexical/indptr.npy",
+    "lexical/rows.npy",
+    "lexical/tf.npy",
+    "lexical/lengths.npy",
+    "lexical/term_hashes.npy",
+    "lexical/terms.npy",
+    "lexical/term_offsets.npy",
 ]
 DAMAGE = {
     **_pointer_damage(),
@@ -339,8 +359,9 @@ def test_every_kind_of_damaged_file_is_detected(case: str, built_index: Path, tm
     shutil.copytree(built_index / "index", tmp_path / "index")
     settings = settings_in(tmp_path, corpus={"dir": str(built_index / "corpus")})
     reference = Engine(settings)
-    assert set(_current(settings.index_dir).glob("bm25/*")) == {
-        _current(settings.index_dir) / name for name in INDEX_FILES if name.startswith("bm25/")
+    segment = _segment(settings.index_dir)
+    assert {p for p in segment.rglob("*") if p.is_file()} == {
+        segment / name for name in [*INDEX_FILES, layout.SEGMENT_FILE]
     }
     DAMAGE[case](settings.index_dir)
     with pytest.raises(IndexCorruptError, match="qa index --rebuild"):
@@ -366,7 +387,8 @@ def test_a_damaged_index_is_repaired_by_the_build_its_message_names(
     for case in (
         "CURRENT garbage",
         "manifest not JSON",
-        "bm25/vocab.index.json removed",
+        "lexical/terms.npy removed",
+        "segment folder removed",
         "tokens.jsonl truncated",
     ):
         DAMAGE[case](index_dir)

@@ -12,6 +12,7 @@ import pytest
 from qa.config import Settings
 from qa.documents import NewDocument
 from qa.engine import Engine
+from qa.index import layout
 from tests.test_load import ServeProcess, write_config
 
 TEXT = (
@@ -46,7 +47,8 @@ def test_a_broken_live_version_leaves_the_loaded_one_serving(fake_settings: Sett
     writer.add_document(NewDocument(doc_id="nhatrang-kunming", text=TEXT))
     live = writer.index.version
     assert live is not None and live != loaded
-    (live / "chunks.jsonl").write_text("garbage\n", encoding="utf-8")
+    newest = layout.manifest_segments(layout.read_manifest(live, verify=False))[-1]
+    (layout.segment_dir(fake_settings.index_dir, newest) / "chunks.jsonl").write_text("garbage\n")
     answer = reader.ask("胡志明市与中国多少个地方保持友好合作关系?")
     assert reader.index.version == loaded and answer.hits
 

@@ -6,7 +6,8 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,17 @@ from embeddings.encoder import Encoder, Vectors
 from qa.errors import CorpusError, IndexStoreError
 from qa.index import layout
 from qa.index.embed_cache import EmbeddingCache
-from qa.index.manifest import Counts, IndexKey, Manifest
-from qa.index.passages import PassageBackend, PassageWrite, SnapshotRows
-from qa.index.search_index import SearchIndex, passage_text, read_snapshot, write_snapshot
+from qa.index.manifest import Counts, IndexKey, Manifest, SegmentRef
+from qa.index.passages import PassageBackend, PassageWrite
+from qa.index.search_index import (
+    Assembled,
+    SearchIndex,
+    SegmentTables,
+    assemble,
+    passage_text,
+    read_snapshot,
+    write_segment_tables,
+)
 from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import LoadReport
 from qa.records import Article, Chunk
@@ -89,23 +98,116 @@ def _embed_new(
 
 
 def _previous(
-    index_dir: Path, key: IndexKey, rebuild: bool, backend: PassageBackend
+    index_dir: Path, key: IndexKey, rebuild: bool, backend: PassageBackend, live: SearchIndex | None
 ) -> tuple[SearchIndex | None, bool]:
-    """The live index to reuse vectors from (None if unusable), and whether its BM25 tokens are reusable."""
+    """The live index to reuse (None if unusable), and whether its BM25 tokens are reusable. ``live`` is
+    the caller's loaded snapshot: used when it is still the published one, so nothing is read again."""
     if rebuild:
         return None, False
     try:
         version = layout.current_version(index_dir)
         if version is None:
             return None, False
-        manifest = Manifest.from_json(layout.read_manifest(version, verify=True))
-        if manifest.key.dense != key.dense:
+        if live is not None and live.version is not None and live.version.name == version.name:
+            previous = live
+        else:
+            manifest = Manifest.from_json(layout.read_manifest(version, verify=True))
+            if manifest.key.dense != key.dense:
+                log.info("model or chunking changed since the last build: every passage is embedded again")
+                return None, False
+            previous = read_snapshot(version, manifest, backend, live)
+        assert previous.manifest is not None
+        if previous.manifest.key.dense != key.dense:
             log.info("model or chunking changed since the last build: every passage is embedded again")
             return None, False
-        return read_snapshot(version, manifest, backend), manifest.key.lexical == key.lexical
+        return previous, previous.manifest.key.lexical == key.lexical
     except IndexStoreError as exc:
         log.warning("not reusing the existing index: %s", exc)
         return None, False
+
+
+@dataclass
+class _Segment:
+    """A new segment as a write assembles it: its articles, rows, tokens, and where each row's vector
+    comes from (embedded now, or carried over from the previous snapshot)."""
+
+    articles: list[tuple[Article, str]] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)
+    tokens: list[list[str]] = field(default_factory=list)
+    carried: list[tuple[int, int]] = field(default_factory=list)  # (row here, row of the previous snapshot)
+    pending: list[tuple[str, list[int]]] = field(default_factory=list)  # (article hash, rows to embed)
+
+    def carry(self, previous: SearchIndex, article: Article, tokens: list[list[str]] | None) -> None:
+        """Take an unchanged article's passages from ``previous``; ``tokens``: new tokens for them (when
+        the tokenizer changed), else the stored ones."""
+        self.articles.append((article, previous.hashes[article.doc_id]))
+        for i, row in enumerate(previous.rows_by_doc.get(article.doc_id, [])):
+            self.carried.append((len(self.chunks), row))
+            self.chunks.append(previous.chunks[row])
+            self.tokens.append(previous.tokens[row] if tokens is None else tokens[i])
+
+
+def _write(
+    index_dir: Path,
+    *,
+    key: IndexKey,
+    backend: PassageBackend,
+    previous: SearchIndex | None,
+    kept: Sequence[tuple[SegmentTables, frozenset[str]]],
+    position: int,
+    segment: _Segment | None,
+    fill: Callable[[dict[int, str], Vectors], int],
+) -> tuple[Path, int, Assembled]:
+    """Seal ``segment`` (if any) at ``position`` among the ``kept`` segments (each with its dead
+    articles), then publish the version they make. ``fill`` embeds the segment's pending rows (given
+    their texts by row of the segment) into its vectors and returns how many it embedded. Returns the
+    version, that count and the published snapshot's rows."""
+    parts = list(kept)
+    first_row = sum(t.count for t in assemble(parts[:position]).segments)
+    encoded = 0
+    if segment is not None and segment.articles:
+        folder = layout.new_segment_dir(index_dir)
+        tables = SegmentTables(folder.name, "", folder, {}, {}, segment.chunks, segment.tokens)
+        articles = {a.doc_id: a for a, _ in segment.articles}
+        tables.articles.update(articles)
+        tables.hashes.update({a.doc_id: digest for a, digest in segment.articles})
+        parts.insert(position, (tables, frozenset()))
+        snapshot = assemble(parts)
+        local = {
+            r: passage_text(segment.chunks[r], articles[segment.chunks[r].doc_id].title)
+            for _, rows in segment.pending
+            for r in rows
+        }
+        vectors = np.zeros((len(segment.chunks), key.dense.dim), dtype=np.float32)
+        encoded = fill(local, vectors)
+        texts = {first_row + r: text for r, text in local.items()}
+        change = PassageWrite(
+            snapshot.rows(),
+            snapshot.segments[position],
+            first_row,
+            {**snapshot.articles},
+            texts,
+            vectors,
+            segment.carried,
+        )
+        backend.write(previous.passages if previous is not None else None, change)
+        write_segment_tables(folder, segment.articles, segment.chunks, segment.tokens)
+        seal = layout.seal_segment(folder, {"rows": len(segment.chunks), "articles": len(segment.articles)})
+        parts[position] = (replace(tables, seal=seal), frozenset())
+    snapshot = assemble(parts)
+    version = layout.new_version_dir(index_dir)
+    manifest = Manifest(
+        key=key,
+        built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        counts=Counts(len(snapshot.articles), len(snapshot.chunks)),
+        segments=tuple(SegmentRef(t.name, t.seal, dead) for t, dead in parts),
+    )
+    was = previous.passages if previous is not None else None
+    passages = backend.open(version, manifest, snapshot.rows(), was)
+    layout.seal_version(version, manifest.to_json())
+    layout.publish(index_dir, version, [t.name for t, _ in parts])
+    backend.published(was, passages)
+    return version, encoded, snapshot
 
 
 def build_index(
@@ -119,93 +221,110 @@ def build_index(
     backend: PassageBackend,
     rebuild: bool = False,
     show_progress: bool = True,
+    live: SearchIndex | None = None,
 ) -> BuildReport:
     """Bring the index in ``index_dir`` up to date with ``corpus`` and publish it atomically.
 
-    Only the passages of new and changed articles are embedded; ``backend`` gets them with the rows of
-    the unchanged ones before the snapshot is published, and is told after."""
+    New and changed articles go into one new segment (only their passages are embedded); the replaced
+    and removed ones are marked dead in the segments that hold them, which are not rewritten. After a
+    rebuild, or when the tokenizer changed, every article goes into one new segment (the unchanged ones'
+    vectors carried over). ``live``: the caller's loaded snapshot, reused when it is the published one."""
     started = time.perf_counter()
     report = BuildReport(skipped=list(corpus.skipped))
     with layout.build_lock(index_dir):
         layout.remove_stale(index_dir)
-        previous, tokens_reusable = _previous(index_dir, key, rebuild, backend)
-        articles: dict[str, Article] = {}
-        hashes: dict[str, str] = {}
-        chunks: list[Chunk] = []
-        tokens: list[list[str]] = []
-        reused: list[tuple[int, int]] = []  # (position in `chunks`, row of `previous`) carried over
-        pending: list[tuple[str, list[int]]] = []  # new or changed articles: (hash, positions to embed)
+        previous, tokens_reusable = _previous(index_dir, key, rebuild, backend, live)
         t0 = time.perf_counter()
-        tokenize = chunk_time = 0.0
+        fresh: list[tuple[Article, str]] = []  # new or changed, in corpus order
+        unchanged: list[Article] = []
+        seen: set[str] = set()
         for article in corpus.articles:
-            digest = article_hash(article)
-            articles[article.doc_id] = article
-            hashes[article.doc_id] = digest
-            old = previous.hashes.get(article.doc_id) if previous else None
-            if previous is not None and old == digest:
+            seen.add(article.doc_id)
+            old = previous.hashes.get(article.doc_id) if previous is not None else None
+            same = previous is not None and previous.articles.get(article.doc_id) is article
+            digest = old if same and old is not None else article_hash(article)
+            if old == digest:
                 report.unchanged += 1
-                for row in previous.rows_by_doc.get(article.doc_id, []):
-                    chunk = previous.chunks[row]
-                    reused.append((len(chunks), row))
-                    chunks.append(chunk)
-                    tokens.append(
-                        previous.tokens[row]
-                        if tokens_reusable
-                        else tokenizer.tokens(passage_text(chunk, article.title))
-                    )
+                unchanged.append(article)
                 continue
             (report.updated if old else report.added).append(article.doc_id)
-            positions = []
+            fresh.append((article, digest))
+        if previous is not None:
+            report.removed = sorted(set(previous.articles) - seen)
+        report.timings["diff"] = time.perf_counter() - t0
+
+        if previous is not None and not report.changed and tokens_reusable:
+            report.articles, report.passages = len(previous.articles), len(previous.chunks)
+            report.version = previous.version.name if previous.version else ""
+            report.seconds = time.perf_counter() - started
+            log.info("index is up to date (%d articles, %d passages)", report.articles, report.passages)
+            return report
+
+        segment = _Segment()
+        kept: list[tuple[SegmentTables, frozenset[str]]] = []
+        digests = {a.doc_id: d for a, d in fresh}
+        incremental = previous is not None and tokens_reusable
+        if incremental:
+            assert previous is not None and previous.manifest is not None
+            gone = {a.doc_id for a, _ in fresh} | set(report.removed)
+            refs = {r.name: r for r in previous.manifest.segments}
+            for tables in previous.segments:
+                dead = refs[tables.name].dead | (gone & tables.articles.keys())
+                if dead != tables.articles.keys():  # a segment with no live article is dropped
+                    kept.append((tables, frozenset(dead)))
+        tokenize = chunk_time = 0.0
+        # A first build or a rebuild writes every article in the corpus's order; a write, the fresh ones.
+        for article in [a for a, _ in fresh] if incremental else corpus.articles:
+            fresh_digest = digests.get(article.doc_id)
+            if fresh_digest is None:  # unchanged: its vectors are carried over, its tokens made again
+                assert previous is not None
+                t2 = time.perf_counter()
+                rows = previous.rows_by_doc.get(article.doc_id, [])
+                tokens = None
+                if not tokens_reusable:
+                    tokens = [tokenizer.tokens(passage_text(previous.chunks[r], article.title)) for r in rows]
+                tokenize += time.perf_counter() - t2
+                segment.carry(previous, article, tokens)
+                continue
             t1 = time.perf_counter()
             new_chunks = chunk_article(article, **chunking)
             t2 = time.perf_counter()
+            segment.articles.append((article, fresh_digest))
+            positions = []
             for chunk in new_chunks:
-                positions.append(len(chunks))
-                chunks.append(chunk)
-                tokens.append(tokenizer.tokens(passage_text(chunk, article.title)))
+                positions.append(len(segment.chunks))
+                segment.chunks.append(chunk)
+                segment.tokens.append(tokenizer.tokens(passage_text(chunk, article.title)))
             tokenize += time.perf_counter() - t2
             chunk_time += t2 - t1
-            pending.append((digest, positions))
-        if previous is not None:
-            report.removed = sorted(set(previous.articles) - set(articles))
+            segment.pending.append((fresh_digest, positions))
         report.timings["chunk"] = chunk_time
         report.timings["tokenize"] = tokenize
-        report.timings["diff"] = time.perf_counter() - t0 - chunk_time - tokenize
 
-        if previous is not None and not report.changed and tokens_reusable:
-            report.articles, report.passages = len(articles), len(chunks)
-            report.version = previous.version.name if previous.version else ""
-            report.seconds = time.perf_counter() - started
-            log.info("index is up to date (%d articles, %d passages)", len(articles), len(chunks))
-            return report
-
-        t0 = time.perf_counter()
-        vectors = np.zeros((len(chunks), encoder.dim), dtype=np.float32)
-        texts = {
-            p: passage_text(chunks[p], articles[chunks[p].doc_id].title) for _, ps in pending for p in ps
-        }
         # The same vectors whichever store keeps them: switching backends embeds nothing again.
         cache = EmbeddingCache(index_dir, key.dense.vectors_json(), encoder.dim)
-        report.encoded = _embed_new(encoder, cache, pending, texts, vectors, show_progress)
-        report.timings["encode"] = time.perf_counter() - t0
+        timings = report.timings
+
+        def fill(texts: dict[int, str], vectors: Vectors) -> int:
+            t = time.perf_counter()
+            done = _embed_new(encoder, cache, segment.pending, texts, vectors, show_progress)
+            timings["encode"] = time.perf_counter() - t
+            return done
 
         t0 = time.perf_counter()
-        version = layout.new_version_dir(index_dir)
-        was = previous.passages if previous is not None else None
-        change = PassageWrite(SnapshotRows(chunks, hashes, tokens), articles, texts, vectors, reused)
-        passages = backend.write(version, was, change)
-        write_snapshot(version, SearchIndex(None, articles, hashes, chunks, tokens, passages))
-        manifest = Manifest(
+        version, report.encoded, snapshot = _write(
+            index_dir,
             key=key,
-            built_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            counts=Counts(len(articles), len(chunks)),
+            backend=backend,
+            previous=previous,
+            kept=kept,
+            position=len(kept),
+            segment=segment,
+            fill=fill,
         )
-        layout.seal_version(version, manifest.to_json())
-        layout.publish(index_dir, version)
-        backend.published(was, passages)
-        cache.prune(set(hashes.values()))
-        report.timings["write"] = time.perf_counter() - t0
-    report.articles, report.passages = len(articles), len(chunks)
+        cache.prune(set(snapshot.hashes.values()))
+        report.timings["write"] = time.perf_counter() - t0 - report.timings.get("encode", 0.0)
+    report.articles, report.passages = len(snapshot.articles), len(snapshot.chunks)
     report.version = version.name
     report.seconds = time.perf_counter() - started
     log.info(
@@ -217,5 +336,112 @@ def build_index(
         len(report.updated),
         len(report.removed),
         report.encoded,
+    )
+    return report
+
+
+@dataclass(frozen=True)
+class MergePolicy:
+    """Which segments to merge: size-tiered over adjacent runs, so a merge never reorders rows (the
+    snapshot's rows, and so every answer, stay exactly the same)."""
+
+    max_segments: int = 8
+    width: int = 4
+    max_dead_share: float = 0.3
+
+    def plan(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int] | None:
+        """The run of segments ``[start, end)`` to merge next, given each one's (live, stored) rows;
+        None when the layout is fine as it is."""
+        for i, (live, stored) in enumerate(sizes):
+            if stored and (stored - live) / stored > self.max_dead_share:
+                return i, i + 1  # mostly dead: rewritten alone, its dead rows dropped
+        if len(sizes) <= self.max_segments:
+            return None
+        width = min(max(self.width, len(sizes) - self.max_segments + 1), len(sizes))
+        costs = [sum(live for live, _ in sizes[i : i + width]) for i in range(len(sizes) - width + 1)]
+        start = costs.index(min(costs))
+        return start, start + width
+
+
+@dataclass
+class MergeReport:
+    merged: int  # segments merged into one
+    passages: int  # the live passages they held
+    dropped: int  # dead passages left behind
+    segments: int  # segments in the published version
+    version: str
+    seconds: float
+
+
+def segment_sizes(index: SearchIndex) -> list[tuple[int, int]]:
+    """Each segment's (live, stored) rows in ``index``."""
+    refs = {r.name: r.dead for r in index.manifest.segments} if index.manifest else {}
+    sizes = []
+    for tables in index.segments:
+        dead = refs.get(tables.name, frozenset())
+        stored = len(tables.chunks)
+        sizes.append((stored - sum(1 for c in tables.chunks if c.doc_id in dead) if dead else stored, stored))
+    return sizes
+
+
+def merge_index(
+    *,
+    index_dir: Path,
+    key: IndexKey,
+    backend: PassageBackend,
+    policy: MergePolicy,
+    everything: bool = False,
+    live: SearchIndex | None = None,
+) -> MergeReport | None:
+    """Merge the segments ``policy`` picks (with ``everything``: all of them, dead rows dropped) into one
+    and publish the version made of it; None when there is nothing to merge. Nothing is embedded again
+    and no row changes place: readers see the same passages before and after."""
+    started = time.perf_counter()
+    with layout.build_lock(index_dir):
+        previous, tokens_reusable = _previous(index_dir, key, False, backend, live)
+        if previous is None or not tokens_reusable or previous.manifest is None:
+            return None  # no index, or one a build must bring up to date first
+        sizes = segment_sizes(previous)
+        if everything:
+            dirty = len(sizes) > 1 or any(live_rows < stored for live_rows, stored in sizes)
+            span = (0, len(sizes)) if dirty else None
+        else:
+            span = policy.plan(sizes)
+        if span is None:
+            return None
+        start, end = span
+        refs = previous.manifest.segments
+        parts = [(t, r.dead) for t, r in zip(previous.segments, refs, strict=True)]
+        segment = _Segment()
+        for tables, dead in parts[start:end]:
+            for doc_id, article in tables.articles.items():  # in row order, as they were written
+                if doc_id not in dead:
+                    segment.carry(previous, article, None)
+        version, _, snapshot = _write(
+            index_dir,
+            key=key,
+            backend=backend,
+            previous=previous,
+            kept=parts[:start] + parts[end:],
+            position=start,
+            segment=segment,
+            fill=lambda texts, vectors: 0,
+        )
+    merged = sizes[start:end]
+    report = MergeReport(
+        merged=end - start,
+        passages=sum(live_rows for live_rows, _ in merged),
+        dropped=sum(stored - live_rows for live_rows, stored in merged),
+        segments=len(snapshot.segments),
+        version=version.name,
+        seconds=time.perf_counter() - started,
+    )
+    log.info(
+        "index %s: %d segments merged (%d passages, %d dead dropped); %d segments now",
+        version.name,
+        report.merged,
+        report.passages,
+        report.dropped,
+        report.segments,
     )
     return report

@@ -1,9 +1,14 @@
-"""Index folder layout: complete versions in subfolders and a ``CURRENT`` file naming the live one.
+"""Index folder layout: immutable segments, versions that name them, and a ``CURRENT`` file naming the
+live version.
 
-A build writes a new version folder, fsyncs every file, then replaces ``CURRENT`` atomically (temporary
-file, fsync, rename). A crash at any point leaves ``CURRENT`` naming a complete version, so the previous
-index stays loadable. Every file's SHA-256 is in the version's ``manifest.json`` and is checked on load;
-``CURRENT`` holds the version's name and the SHA-256 of its manifest, so the manifest is checked too.
+A segment (``segments/s-…/``) holds the tables and passages of some articles; once sealed it never
+changes. Its ``segment.json`` lists the SHA-256 of each of its files. A version (``v-…/manifest.json``)
+is the index at one moment: the segments it is made of, in order, with the articles of each that are
+dead (deleted, or replaced by a copy in a later segment), and the SHA-256 of each segment's
+``segment.json``. A write seals a new small segment, then a new version naming it and the old ones,
+then replaces ``CURRENT`` atomically (temporary file, fsync, rename). A crash at any point leaves
+``CURRENT`` naming a complete version, so the previous index stays loadable. ``CURRENT`` holds the
+version's name and the SHA-256 of its manifest, so the whole chain down to every file is checked on load.
 
 Writers (builds, document adds and deletes) take ``build_lock``: one at a time per index folder, across
 threads and processes. Readers take no lock: versions are immutable once published, and a reader that
@@ -22,7 +27,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +35,11 @@ from qa.errors import IndexCorruptError, IndexStoreError
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
+SEGMENTS = "segments"
+SEGMENT_FILE = "segment.json"
 LOCK = ".lock"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SEGMENT_NAME = re.compile(r"s-[\w-]+")
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")  # what write_atomic leaves behind when killed
 
 
@@ -68,26 +76,65 @@ def new_version_dir(index_dir: Path) -> Path:
     return path
 
 
-def seal_version(version: Path, manifest: dict[str, Any]) -> None:
-    """Checksum and fsync every file of a finished version, then write its manifest last."""
+def new_segment_dir(index_dir: Path) -> Path:
+    (index_dir / SEGMENTS).mkdir(parents=True, exist_ok=True)
+    path = index_dir / SEGMENTS / f"s-{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+    path.mkdir()
+    return path
+
+
+def segment_dir(index_dir: Path, name: str) -> Path:
+    if not SEGMENT_NAME.fullmatch(name):
+        raise IndexCorruptError(f"{name!r} names no segment; run `qa index --rebuild`")
+    return index_dir / SEGMENTS / name
+
+
+def _fsync_tree(folder: Path) -> dict[str, str]:
+    """Fsync every file and folder under ``folder``; the files' SHA-256 by relative path."""
     files = {}
-    for path in sorted(p for p in version.rglob("*") if p.is_file()):
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         with open(path, "rb") as handle:
             os.fsync(handle.fileno())
-        files[path.relative_to(version).as_posix()] = sha256_file(path)
-    for folder in [version, *(p for p in version.rglob("*") if p.is_dir())]:
-        fsync_dir(folder)
+        files[path.relative_to(folder).as_posix()] = sha256_file(path)
+    for sub in [folder, *(p for p in folder.rglob("*") if p.is_dir())]:
+        fsync_dir(sub)
+    return files
+
+
+def seal_segment(folder: Path, meta: dict[str, Any]) -> str:
+    """Checksum and fsync every file of a finished segment, then write its ``segment.json`` last.
+    Returns the SHA-256 of ``segment.json``, which the versions naming the segment record."""
+    files = _fsync_tree(folder)
+    record = {**meta, "format": FORMAT_VERSION, "files": files}
+    write_atomic(folder / SEGMENT_FILE, json.dumps(record, ensure_ascii=False, indent=1).encode())
+    return sha256_file(folder / SEGMENT_FILE)
+
+
+def seal_version(version: Path, manifest: dict[str, Any]) -> None:
+    """Write a finished version's manifest (it names its segments; the folder holds nothing else)."""
+    files = _fsync_tree(version)
     manifest = {**manifest, "format": FORMAT_VERSION, "files": files}
     write_atomic(version / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode())
 
 
-def publish(index_dir: Path, version: Path) -> None:
-    """Make ``version`` the live index, then remove versions nobody points at any more."""
+def publish(index_dir: Path, version: Path, segments: Iterable[str]) -> None:
+    """Make ``version`` (made of ``segments``) the live index, then remove the versions and segments it
+    does not name. A reader that had opened them keeps its open files; one that had not yet retries on
+    the version ``CURRENT`` names now."""
     pointer = f"{version.name}\n{sha256_file(version / MANIFEST)}\n"
     write_atomic(index_dir / CURRENT, pointer.encode())
     for old in index_dir.glob("v-*"):
         if old.is_dir() and old.name != version.name:
             shutil.rmtree(old, ignore_errors=True)
+    _remove_segments(index_dir, keep=set(segments))
+
+
+def _remove_segments(index_dir: Path, keep: set[str], *, unsealed_only: bool = False) -> None:
+    for path in (index_dir / SEGMENTS).glob("s-*"):
+        if not path.is_dir() or path.name in keep:
+            continue
+        if not unsealed_only or not (path / SEGMENT_FILE).is_file():
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def read_pointer(index_dir: Path) -> tuple[str, str | None] | None:
@@ -144,40 +191,72 @@ def pointed_version(index_dir: Path, pointer: tuple[str, str | None]) -> Path:
     return version
 
 
-def read_manifest(version: Path, *, verify: bool) -> dict[str, Any]:
+def _read_listing(folder: Path, name: str, *, verify: bool) -> dict[str, Any]:
+    """A manifest or segment record: its JSON, its format checked, its files checked when ``verify``."""
+    path = folder / name
     try:
-        manifest = json.loads((version / MANIFEST).read_text(encoding="utf-8"))
+        record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise IndexCorruptError(f"cannot read {version / MANIFEST}: {exc}; run `qa index --rebuild`") from exc
-    if not isinstance(manifest, dict):
-        raise IndexCorruptError(f"{version / MANIFEST} is not a manifest; run `qa index --rebuild`")
-    if manifest.get("format") != FORMAT_VERSION:
+        raise IndexCorruptError(f"cannot read {path}: {exc}; run `qa index --rebuild`") from exc
+    if not isinstance(record, dict):
+        raise IndexCorruptError(f"{path} is not a manifest; run `qa index --rebuild`")
+    if record.get("format") != FORMAT_VERSION:
         raise IndexStoreError(
-            f"index at {version} has format {manifest.get('format')}, this version reads {FORMAT_VERSION}; "
+            f"index at {folder} has format {record.get('format')}, this version reads {FORMAT_VERSION}; "
             "run `qa index --rebuild`"
         )
-    files = manifest.get("files")
+    files = record.get("files")
     if not isinstance(files, dict) or not all(
         isinstance(name, str) and isinstance(digest, str) for name, digest in files.items()
     ):
-        raise IndexCorruptError(f"{version / MANIFEST} lists no files; run `qa index --rebuild`")
+        raise IndexCorruptError(f"{path} lists no files; run `qa index --rebuild`")
     for name in files:
         parts = Path(name).parts
         if not parts or Path(name).is_absolute() or ".." in parts:
             raise IndexCorruptError(
-                f"{version / MANIFEST} lists a file outside the index: {name!r}; run `qa index --rebuild`"
+                f"{path} lists a file outside the index: {name!r}; run `qa index --rebuild`"
             )
     if verify:
         for name, expected in files.items():
-            path = version / name
-            if not path.is_file():
-                raise IndexCorruptError(f"index file {path} is missing; run `qa index --rebuild`")
-            if sha256_file(path) != expected:
+            file = folder / name
+            if not file.is_file():
+                raise IndexCorruptError(f"index file {file} is missing; run `qa index --rebuild`")
+            if sha256_file(file) != expected:
                 raise IndexCorruptError(
-                    f"index file {path} does not match its checksum (truncated or altered); "
+                    f"index file {file} does not match its checksum (truncated or altered); "
                     "run `qa index --rebuild`"
                 )
-    return manifest
+    return record
+
+
+def read_manifest(version: Path, *, verify: bool) -> dict[str, Any]:
+    return _read_listing(version, MANIFEST, verify=verify)
+
+
+def read_segment(folder: Path, seal: str, *, verify: bool) -> dict[str, Any]:
+    """A segment's record, checked against the SHA-256 its version recorded, and its files when
+    ``verify``."""
+    try:
+        actual = sha256_file(folder / SEGMENT_FILE)
+    except OSError as exc:
+        raise IndexCorruptError(f"segment {folder} cannot be read: {exc}; run `qa index --rebuild`") from exc
+    if actual != seal:
+        raise IndexCorruptError(
+            f"{folder / SEGMENT_FILE} does not match the checksum its version recorded "
+            "(truncated or altered); run `qa index --rebuild`"
+        )
+    return _read_listing(folder, SEGMENT_FILE, verify=verify)
+
+
+def manifest_segments(manifest: dict[str, Any]) -> list[str]:
+    """The names of the segments a manifest (as read by ``read_manifest``) is made of."""
+    entries = manifest.get("segments")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) and SEGMENT_NAME.fullmatch(e["name"])
+        for e in entries
+    ):
+        raise IndexCorruptError("the manifest names no segments; run `qa index --rebuild`")
+    return [e["name"] for e in entries]
 
 
 class _DirLock:
@@ -242,12 +321,16 @@ def remove_temp_files(folder: Path) -> int:
 
 def remove_stale(index_dir: Path) -> None:
     """Leftovers of builds that crashed: versions that are not live (half-written, sealed but never
-    published, or half-removed by an interrupted publish) and temporary files. Call it under ``build_lock``.
+    published, or half-removed by an interrupted publish), segments the live version does not name, and
+    temporary files. Call it under ``build_lock``.
     """
     live = None
     unreadable = False
+    keep: set[str] = set()
     try:
         live = current_version(index_dir)
+        if live is not None:
+            keep = set(manifest_segments(read_manifest(live, verify=False)))
     except IndexStoreError:
         unreadable = True  # keep complete versions: one of them may be what the damaged pointer meant
     for path in index_dir.glob("v-*"):
@@ -255,8 +338,9 @@ def remove_stale(index_dir: Path) -> None:
             continue
         if not unreadable or not (path / MANIFEST).is_file():
             shutil.rmtree(path, ignore_errors=True)
+    _remove_segments(index_dir, keep, unsealed_only=unreadable)
     for tmp in index_dir.glob(".*.tmp"):
         tmp.unlink(missing_ok=True)
     for folder in index_dir.iterdir():
-        if folder.is_dir() and not folder.name.startswith("v-"):
+        if folder.is_dir() and not folder.name.startswith("v-") and folder.name != SEGMENTS:
             remove_temp_files(folder)  # e.g. the embedding cache

@@ -137,16 +137,43 @@ class Counts:
 
 
 @dataclass(frozen=True)
+class SegmentRef:
+    """One segment of a version: its name, the SHA-256 of its ``segment.json``, and the articles of it
+    that are dead in this version (deleted, or replaced by a copy in a later segment)."""
+
+    name: str
+    seal: str
+    dead: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "seal": self.seal, "dead": sorted(self.dead)}
+
+    @classmethod
+    def from_json(cls, data: Any) -> SegmentRef:
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("name"), str)
+            and isinstance(data.get("seal"), str)
+            and isinstance(data.get("dead"), list)
+            and all(isinstance(d, str) for d in data["dead"])
+        ):
+            raise IndexCorruptError(f"the manifest names a segment badly: {data!r}; run `qa index --rebuild`")
+        return cls(data["name"], data["seal"], frozenset(data["dead"]))
+
+
+@dataclass(frozen=True)
 class Manifest:
     key: IndexKey
     built_at: str
     counts: Counts | None  # None: not recorded (an old build); not checked then
+    segments: tuple[SegmentRef, ...] = ()  # in row order: the live rows of each, one after the other
 
     def to_json(self) -> dict[str, Any]:
         return {
             "dense": self.key.dense.to_json(),
             "lexical": self.key.lexical.to_json(),
             "built_at": self.built_at,
+            "segments": [s.to_json() for s in self.segments],
         } | (
             {"counts": {"articles": self.counts.articles, "passages": self.counts.passages}}
             if self.counts
@@ -163,8 +190,12 @@ class Manifest:
         ):
             raise IndexCorruptError("the manifest's counts are not numbers; run `qa index --rebuild`")
         lexical = LexicalKey.from_json(data.get("lexical")) or LexicalKey("", "")
+        segments = data.get("segments")
+        if not isinstance(segments, list):
+            raise IndexCorruptError("the manifest names no segments; run `qa index --rebuild`")
         return cls(
             key=IndexKey(DenseKey.from_json(data.get("dense")), lexical),
             built_at=str(data.get("built_at", "")),
             counts=Counts(counts["articles"], counts["passages"]) if counts is not None else None,
+            segments=tuple(SegmentRef.from_json(s) for s in segments),
         )

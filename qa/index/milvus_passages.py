@@ -190,7 +190,9 @@ class MilvusBackend:
                     self._store = MilvusStore(self.uri, self._collection, self.dim, token=self._token)
             return self._store
 
-    def open(self, version: Path, manifest: Manifest, rows: SnapshotRows) -> MilvusPassages:
+    def open(
+        self, version: Path, manifest: Manifest, rows: SnapshotRows, previous: PassageIndex | None = None
+    ) -> MilvusPassages:
         keys = snapshot_keys(rows.chunks, rows.hashes)
         store = self.store
         with translated():
@@ -202,19 +204,24 @@ class MilvusBackend:
             )
         return MilvusPassages(store, keys, rows.tokens)
 
-    def write(self, version: Path, previous: PassageIndex | None, change: PassageWrite) -> MilvusPassages:
-        """Upsert the passages of new and changed articles; the collection keeps the unchanged ones."""
+    def write(self, previous: PassageIndex | None, change: PassageWrite) -> None:
+        """Upsert the passages embedded now (new and changed articles); the collection keeps the ones a
+        segment carries over, under the same keys."""
         store, rows = self.store, change.rows
-        keys = snapshot_keys(rows.chunks, rows.hashes)
         todo = sorted(change.texts)
         passages = [
-            to_passage(keys[p], rows.chunks[p], change.articles[rows.chunks[p].doc_id], change.texts[p])
+            to_passage(
+                passage_key(rows.chunks[p].doc_id, rows.hashes[rows.chunks[p].doc_id], rows.chunks[p]),
+                rows.chunks[p],
+                change.articles[rows.chunks[p].doc_id],
+                change.texts[p],
+            )
             for p in todo
         ]
+        vectors = change.vectors[[p - change.first_row for p in todo]] if todo else None
         with translated():
-            store.upsert(passages, change.vectors[todo] if todo else np.zeros((0, store.dim), np.float32))
+            store.upsert(passages, vectors if vectors is not None else np.zeros((0, store.dim), np.float32))
         log.info("Milvus %s: %d passages upserted", store.collection, len(passages))
-        return MilvusPassages(store, keys, rows.tokens)
 
     def published(self, previous: PassageIndex | None, current: PassageIndex) -> None:
         """Delete the passages the published snapshot no longer names (replaced and removed articles).

@@ -117,27 +117,48 @@ class PassageIndex(Protocol):
 
 
 @dataclass(frozen=True)
+class SegmentRows:
+    """One segment of a snapshot: where its files are, how many rows it stores and which of them the
+    snapshot keeps (the others belong to deleted or replaced articles)."""
+
+    name: str
+    folder: Path
+    size: int
+    live: Mask | None  # None: every row
+
+    @property
+    def count(self) -> int:
+        """How many of its rows are in the snapshot."""
+        return self.size if self.live is None else int(self.live.sum())
+
+
+@dataclass(frozen=True)
 class SnapshotRows:
-    """The rows of a snapshot, as its tables describe them: what a backend needs to open its passages."""
+    """The rows of a snapshot, as its tables describe them: what a backend needs to open its passages.
+    The rows are the live rows of each segment in turn."""
 
     chunks: Sequence[Chunk]
     hashes: dict[str, str]  # doc_id → the article version's hash
     tokens: Sequence[Sequence[str]]
+    segments: Sequence[SegmentRows]
 
 
 @dataclass(frozen=True)
 class PassageWrite:
-    """A new snapshot's passages, in row order, as a build hands them to the backend.
+    """A new segment's passages, as a write hands them to the backend before it seals the segment.
 
-    ``vectors`` has a row per chunk; only the rows of new and changed articles' passages (the keys of
-    ``texts``) are filled. The others are unchanged passages of the previous snapshot, whose rows
-    ``reused`` gives as (row here, row there)."""
+    ``rows`` is the new snapshot; the segment's rows are its rows ``first_row`` to ``first_row +
+    segment.size``. ``vectors`` has a row per segment row; the rows of passages embedded now (the keys of
+    ``texts``, snapshot rows) are filled. The others are carried over from the previous snapshot, whose
+    rows ``carried`` gives as (row of the segment, row there)."""
 
     rows: SnapshotRows
+    segment: SegmentRows
+    first_row: int
     articles: dict[str, Article]
-    texts: dict[int, str]  # row → the passage text that was embedded (context line and text)
+    texts: dict[int, str]  # snapshot row → the passage text that was embedded (context line and text)
     vectors: Vectors
-    reused: Sequence[tuple[int, int]]
+    carried: Sequence[tuple[int, int]]
 
 
 class PassageBackend(Protocol):
@@ -148,14 +169,17 @@ class PassageBackend(Protocol):
         """The remote collection holding the passages, recorded in the index key; None for local files."""
         ...
 
-    def open(self, version: Path, manifest: Manifest, rows: SnapshotRows) -> PassageIndex:
-        """The passages of the published snapshot in ``version``. ValueError, OSError or
-        IndexStoreError when they are missing or do not fit ``rows``."""
+    def open(
+        self, version: Path, manifest: Manifest, rows: SnapshotRows, previous: PassageIndex | None = None
+    ) -> PassageIndex:
+        """The passages of the snapshot ``rows`` describes (``version``, published or about to be).
+        ``previous``, a snapshot opened before, shares what it has of the same segments. ValueError,
+        OSError or IndexStoreError when they are missing or do not fit ``rows``."""
         ...
 
-    def write(self, version: Path, previous: PassageIndex | None, change: PassageWrite) -> PassageIndex:
-        """Make the new snapshot's passages findable (local files go into ``version``, not yet sealed);
-        called before the snapshot is published. ``previous`` is the live snapshot's passages, if any."""
+    def write(self, previous: PassageIndex | None, change: PassageWrite) -> None:
+        """Make a new segment's passages findable (local files go into its folder, not yet sealed);
+        called before the snapshot naming it is published. ``previous`` holds the carried rows."""
         ...
 
     def published(self, previous: PassageIndex | None, current: PassageIndex) -> None:

@@ -1,10 +1,14 @@
 """The loaded index: articles, passages and their tokens (the snapshot's tables), and the passages' vectors
-and lexical index (a ``PassageIndex`` of the configured backend), kept in one consistent snapshot."""
+and lexical index (a ``PassageIndex`` of the configured backend), kept in one consistent snapshot.
+
+The tables are stored per segment (``layout``); a snapshot is the live rows of its segments in turn.
+Segments are immutable, so a snapshot read after a write takes the segments it shares with the one
+before from memory and reads only the new one."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,8 +18,8 @@ import numpy.typing as npt
 
 from qa.errors import IndexCorruptError, IndexStoreError
 from qa.index import layout
-from qa.index.manifest import Counts, IndexKey, Manifest
-from qa.index.passages import PassageBackend, PassageIndex, SnapshotRows
+from qa.index.manifest import Counts, IndexKey, Manifest, SegmentRef
+from qa.index.passages import PassageBackend, PassageIndex, SegmentRows, SnapshotRows
 from qa.records import Article, Chunk, Section, Segment
 
 ARTICLES = "articles.jsonl"
@@ -40,6 +44,7 @@ class SearchIndex:
     tokens: list[list[str]]
     passages: PassageIndex
     version: Path | None = None
+    segments: tuple[SegmentTables, ...] = ()  # the tables of the segments the snapshot is made of
     rows_by_doc: dict[str, list[int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -116,20 +121,38 @@ def article_from_json(record: dict[str, Any]) -> tuple[Article, str]:
     return article, record["hash"]
 
 
-def write_snapshot(version: Path, index: SearchIndex) -> None:
-    """Write the snapshot's tables into its fresh version folder (not yet sealed or published); the
-    backend has written the passages' own files, if it keeps any there."""
-    with open(version / ARTICLES, "w", encoding="utf-8") as out:
-        for article in index.articles.values():
-            out.write(json.dumps(article_to_json(article, index.hashes[article.doc_id]), ensure_ascii=False))
+@dataclass(frozen=True)
+class SegmentTables:
+    """The tables of one sealed segment as read: every row it stores, live in a snapshot or not."""
+
+    name: str
+    seal: str
+    folder: Path
+    articles: dict[str, Article]
+    hashes: dict[str, str]
+    chunks: list[Chunk]
+    tokens: list[list[str]]
+
+
+def write_segment_tables(
+    folder: Path,
+    articles: Sequence[tuple[Article, str]],
+    chunks: Sequence[Chunk],
+    tokens: Sequence[Sequence[str]],
+) -> None:
+    """Write a new segment's tables into its folder (not yet sealed): its articles with their hashes,
+    and its passages with their BM25 tokens, in row order."""
+    with open(folder / ARTICLES, "w", encoding="utf-8") as out:
+        for article, digest in articles:
+            out.write(json.dumps(article_to_json(article, digest), ensure_ascii=False))
             out.write("\n")
-    with open(version / CHUNKS, "w", encoding="utf-8") as out:
-        for c in index.chunks:
+    with open(folder / CHUNKS, "w", encoding="utf-8") as out:
+        for c in chunks:
             out.write(json.dumps([c.doc_id, c.section.value, c.start, c.end, c.heading], ensure_ascii=False))
             out.write("\n")
-    with open(version / TOKENS, "w", encoding="utf-8") as out:
-        for tokens in index.tokens:
-            out.write(json.dumps(tokens, ensure_ascii=False))
+    with open(folder / TOKENS, "w", encoding="utf-8") as out:
+        for row in tokens:
+            out.write(json.dumps(list(row), ensure_ascii=False))
             out.write("\n")
 
 
@@ -138,34 +161,116 @@ def _read_jsonl(path: Path) -> list[Any]:
         return [json.loads(line) for line in handle if line.strip()]
 
 
-def read_snapshot(version: Path, manifest: Manifest, backend: PassageBackend) -> SearchIndex:
-    """The snapshot in ``version``, its passages opened by ``backend``."""
+def read_segment_tables(index_dir: Path, ref: SegmentRef, *, verify: bool) -> SegmentTables:
+    folder = layout.segment_dir(index_dir, ref.name)
+    meta = layout.read_segment(folder, ref.seal, verify=verify)
     try:
         articles: dict[str, Article] = {}
         hashes: dict[str, str] = {}
-        for record in _read_jsonl(version / ARTICLES):
+        for record in _read_jsonl(folder / ARTICLES):
             article, digest = article_from_json(record)
             articles[article.doc_id] = article
             hashes[article.doc_id] = digest
         chunks = []
-        for doc_id, section, start, end, heading in _read_jsonl(version / CHUNKS):
+        for doc_id, section, start, end, heading in _read_jsonl(folder / CHUNKS):
             text = articles[doc_id].text[start:end]
             chunks.append(Chunk(doc_id, Section(section), start, end, text, heading))
-        tokens = _read_jsonl(version / TOKENS)
-        passages = backend.open(version, manifest, SnapshotRows(chunks, hashes, tokens))
+        tokens = _read_jsonl(folder / TOKENS)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise IndexCorruptError(f"segment {folder} cannot be read: {exc}; run `qa index --rebuild`") from exc
+    if (
+        len(chunks) != len(tokens)
+        or meta.get("rows") != len(chunks)
+        or not all(0 <= c.start < c.end <= len(articles[c.doc_id].text) for c in chunks)
+        or not all(isinstance(t, list) for t in tokens)
+    ):
+        raise IndexCorruptError(f"segment {folder} is inconsistent; run `qa index --rebuild`")
+    return SegmentTables(ref.name, ref.seal, folder, articles, hashes, chunks, tokens)
+
+
+@dataclass
+class Assembled:
+    """A snapshot's rows put together from its segments' tables: the live rows of each in turn."""
+
+    articles: dict[str, Article]
+    hashes: dict[str, str]
+    chunks: list[Chunk]
+    tokens: list[list[str]]
+    segments: list[SegmentRows]
+
+    def rows(self) -> SnapshotRows:
+        return SnapshotRows(self.chunks, self.hashes, self.tokens, self.segments)
+
+
+def assemble(parts: Sequence[tuple[SegmentTables, frozenset[str]]]) -> Assembled:
+    """The snapshot made of ``parts`` (each segment's tables and its dead articles), in order.
+    IndexCorruptError when an article is live in two segments."""
+    out = Assembled({}, {}, [], [], [])
+    for tables, dead in parts:
+        for doc_id, article in tables.articles.items():
+            if doc_id in dead:
+                continue
+            if doc_id in out.articles:
+                raise IndexCorruptError(
+                    f"article {doc_id!r} is live in two segments; run `qa index --rebuild`"
+                )
+            out.articles[doc_id] = article
+            out.hashes[doc_id] = tables.hashes[doc_id]
+        if dead:
+            live = np.fromiter((c.doc_id not in dead for c in tables.chunks), bool, len(tables.chunks))
+            out.chunks.extend(c for c, keep in zip(tables.chunks, live, strict=True) if keep)
+            out.tokens.extend(t for t, keep in zip(tables.tokens, live, strict=True) if keep)
+            mask: npt.NDArray[np.bool_] | None = live
+        else:
+            out.chunks.extend(tables.chunks)
+            out.tokens.extend(tables.tokens)
+            mask = None
+        out.segments.append(SegmentRows(tables.name, tables.folder, len(tables.chunks), mask))
+    return out
+
+
+def read_snapshot(
+    version: Path,
+    manifest: Manifest,
+    backend: PassageBackend,
+    previous: SearchIndex | None = None,
+    *,
+    verify: bool = True,
+) -> SearchIndex:
+    """The snapshot in ``version``, its passages opened by ``backend``. The segments it shares with
+    ``previous`` (a snapshot read before) are taken from there, not read again."""
+    index_dir = version.parent
+    known = {t.name: t for t in previous.segments} if previous is not None else {}
+    parts = []
+    for ref in manifest.segments:
+        tables = known.get(ref.name)
+        if tables is None or tables.seal != ref.seal:
+            tables = read_segment_tables(index_dir, ref, verify=verify)
+        parts.append((tables, ref.dead))
+    snapshot = assemble(parts)
+    try:
+        passages = backend.open(
+            version, manifest, snapshot.rows(), previous.passages if previous is not None else None
+        )
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise IndexCorruptError(
             f"index at {version} cannot be read: {exc}; run `qa index --rebuild`"
         ) from exc
-    counts = manifest.counts or Counts(len(articles), len(chunks))
-    if (
-        not (len(chunks) == len(tokens) == len(passages))
-        or counts != Counts(len(articles), len(chunks))
-        or not all(0 <= c.start < c.end <= len(articles[c.doc_id].text) for c in chunks)
-        or not all(isinstance(t, list) for t in tokens)
+    counts = manifest.counts or Counts(len(snapshot.articles), len(snapshot.chunks))
+    if len(snapshot.chunks) != len(passages) or counts != Counts(
+        len(snapshot.articles), len(snapshot.chunks)
     ):
         raise IndexCorruptError(f"index at {version} is inconsistent; run `qa index --rebuild`")
-    return SearchIndex(manifest, articles, hashes, chunks, tokens, passages, version)
+    return SearchIndex(
+        manifest,
+        snapshot.articles,
+        snapshot.hashes,
+        snapshot.chunks,
+        snapshot.tokens,
+        passages,
+        version,
+        tuple(t for t, _ in parts),
+    )
 
 
 def load_index(
@@ -174,8 +279,10 @@ def load_index(
     backend: PassageBackend,
     *,
     verify: bool = True,
+    previous: SearchIndex | None = None,
 ) -> SearchIndex:
     """The live version of the index; IndexStoreError when there is none or it does not fit the config.
+    Segments it shares with ``previous`` are not read (nor checked) again: they are immutable.
 
     Takes no lock: if a writer publishes a new version and removes this one while it is being read, the
     read fails and is retried on the version ``CURRENT`` names now. Damage is reported, never retried away.
@@ -188,7 +295,7 @@ def load_index(
             version = layout.pointed_version(index_dir, pointer)
             manifest = Manifest.from_json(layout.read_manifest(version, verify=verify))
             key.check(manifest)
-            return read_snapshot(version, manifest, backend)
+            return read_snapshot(version, manifest, backend, previous, verify=verify)
         except IndexCorruptError:
             if attempt + 1 == LOAD_ATTEMPTS or layout.read_pointer(index_dir) == pointer:
                 raise

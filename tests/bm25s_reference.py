@@ -1,4 +1,5 @@
-"""BM25 over Chinese tokens (bm25s), saved as plain files and memory-mapped on load."""
+"""The reference the service's BM25 (``qa.text.segment_bm25``) is checked against: bm25s over the same
+tokens, one index over every row, as the service used before its index had segments."""
 
 from __future__ import annotations
 
@@ -11,10 +12,9 @@ import numpy as np
 import numpy.typing as npt
 
 from embeddings.npyio import NPY_LOCK
+from qa.text.segment_bm25 import EMPTY_DOC
 
 log = logging.getLogger(__name__)
-
-EMPTY_DOC = "\u0000"  # stands in for a passage with no tokens, so row numbers stay aligned
 
 
 class LexicalIndex:
