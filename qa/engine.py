@@ -62,8 +62,8 @@ class Engine:
             self.tokenizer,
             self.aliases.names,
             encoder=lambda: self.encoder,
-            prepare=lambda index: Retrieval(
-                index, self.query_encoder, self.tokenizer, settings, ranker, gate
+            prepare=lambda index, previous: Retrieval(
+                index, self.query_encoder, self.tokenizer, settings, ranker, gate, previous
             ),
             backend=backend,
         )

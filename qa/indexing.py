@@ -3,8 +3,9 @@ questions are answered from.
 
 One service per engine. Writes are serialised twice: by this service's write lock (threads of this
 process) and by the index folder's build lock (other engines and processes). A snapshot is prepared
-(``prepare``: whatever the question pipeline derives from an index) and warmed before it is swapped in,
-so a question never waits for a load; and a question always sees one whole snapshot.
+(``prepare``: whatever the question pipeline derives from an index, given the snapshot it replaces) and
+warmed before it is swapped in, so a question never waits for a load; and a question always sees one
+whole snapshot.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class IndexService(Generic[S]):
         tokenizer: ChineseTokenizer,
         alias_names: Sequence[str],
         encoder: Callable[[], Encoder],
-        prepare: Callable[[SearchIndex], S],
+        prepare: Callable[[SearchIndex, S | None], S],
         backend: PassageBackend | None = None,
     ) -> None:
         self.settings = settings
@@ -293,7 +294,7 @@ class IndexService(Generic[S]):
             index = load_index(
                 self.settings.index_dir, self.index_key(), self.backend, previous=self._loaded()
             )
-            snapshot = self._prepare(index)
+            snapshot = self._prepare(index, self._snapshot)
             snapshot.warm()
             with self._lock:
                 self._snapshot = snapshot

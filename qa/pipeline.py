@@ -20,7 +20,7 @@ from qa.retrieval.gate import AnswerGate
 from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import QueryBuilder
 from qa.retrieval.rerank import LinearRanker, Reranker
-from qa.retrieval.variants import NameVariants
+from qa.retrieval.variants import CorpusPairs, NameVariants
 from qa.text.tokenize import ChineseTokenizer
 
 
@@ -42,7 +42,9 @@ class Retrieval:
         settings: Settings,
         ranker: LinearRanker | None = None,
         gate: AnswerGate | None = None,
+        previous: Retrieval | None = None,
     ) -> None:
+        """``previous``: the snapshot this one replaces; what it derived from shared segments is reused."""
         r = settings.retrieval
         self.index = index
         self.searcher = HybridSearcher(index, encoder, r, fuse_in_engine=settings.vector_store.hybrid)
@@ -54,7 +56,10 @@ class Retrieval:
             ranker=ranker,
         )
         self.grounding = Grounding(index, r, gate, tokenizer.known)
-        self.variants = NameVariants(index.passages.vocabulary())
+        self.pairs: CorpusPairs = CorpusPairs.of_index(
+            index, previous.pairs if previous is not None else None
+        )
+        self.variants = NameVariants(self.pairs)
 
     def warm(self) -> None:
         """Corpus statistics the first question would otherwise wait for; done before the swap."""

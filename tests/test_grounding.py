@@ -83,10 +83,10 @@ def test_a_word_the_corpus_never_has_makes_it_abstain(engine: Engine) -> None:
 
 
 def test_name_variants_are_derived_from_sound_and_surname() -> None:
-    from qa.retrieval.variants import NameVariants
+    from qa.retrieval.variants import CorpusPairs, NameVariants
 
     pairs = ["#阮文", "#文峰", "#文锋", "#袁文", "#陈青", "#青敏", "#合作", "#峰会"]
-    variants = NameVariants(["阮文峰", "合作", *pairs])
+    variants = NameVariants(CorpusPairs.of_tokens(["阮文峰", "合作", *pairs]))
     assert variants.of("阮文锋") == ["阮文峰"]
     assert variants.of("阮文峰") == ["阮文锋"]
     assert variants.of("阮闻风") == ["阮文峰", "阮文锋"]  # every corpus spelling of the same sound

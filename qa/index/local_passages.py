@@ -143,6 +143,9 @@ class LocalPassages:
     def knows(self, token: str) -> bool:
         return self.lexical.knows(token)
 
+    def document_frequency(self, token: str) -> int:
+        return self.lexical.document_frequency(token)
+
     def vocabulary(self) -> list[str]:
         return self.lexical.vocabulary()
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -96,7 +97,9 @@ class MilvusPassages:
         self.store = store
         self.keys = keys
         self.row_of = {key: row for row, key in enumerate(keys)}
-        self._words = frozenset(t for tokens in token_lists for t in tokens)
+        self._df: Counter[str] = Counter()
+        for tokens in token_lists:
+            self._df.update(set(tokens))
 
     @property
     def dim(self) -> int:
@@ -106,10 +109,13 @@ class MilvusPassages:
         return len(self.keys)
 
     def knows(self, token: str) -> bool:
-        return token in self._words
+        return token in self._df
+
+    def document_frequency(self, token: str) -> int:
+        return self._df.get(token, 0)
 
     def vocabulary(self) -> list[str]:
-        return sorted(self._words)
+        return sorted(self._df)
 
     def vectors(self, rows: Sequence[int]) -> Vectors:
         """The rows' vectors; zeros for a passage a newer snapshot's build has deleted since this one was

@@ -111,6 +111,10 @@ class PassageIndex(Protocol):
         """Whether any passage holds ``token``."""
         ...
 
+    def document_frequency(self, token: str) -> int:
+        """How many passages hold ``token``."""
+        ...
+
     def vocabulary(self) -> list[str]:
         """Every token some passage holds."""
         ...

@@ -222,26 +222,20 @@ class Reranker:
         self.coverage_weight = coverage_weight
         self.type_weight = type_weight
         self.ranker = ranker
-        self._df: Counter[str] | None = None
         self._entities = lru_cache(maxsize=8192)(self._passage_entities)
         self._sentences = lru_cache(maxsize=32768)(self._sentence_tokens)
         self._sentence_texts = lru_cache(maxsize=32768)(self._split_sentences)
         self._titles = lru_cache(maxsize=16384)(self._title_tokens)
         self._passage_tokens = lru_cache(maxsize=32768)(self._token_set)
+        self._idf = lru_cache(maxsize=65536)(self._token_idf)
 
     def warm(self) -> None:
-        """Count document frequencies now rather than on the first question (seconds at 100k passages)."""
-        if self._df is None:
-            df: Counter[str] = Counter()
-            for tokens in self.index.tokens:
-                df.update(set(tokens))
-            self._df = df
+        """Nothing to count: document frequencies come from the lexical index, per question."""
 
-    def _idf(self, token: str) -> float:
-        self.warm()
-        assert self._df is not None
-        n = max(1, len(self.index.tokens))
-        return math.log(1 + (n - self._df.get(token, 0) + 0.5) / (self._df.get(token, 0) + 0.5))
+    def _token_idf(self, token: str) -> float:
+        n = max(1, len(self.index))
+        df = self.index.passages.document_frequency(token)
+        return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
     def coverage(self, row: int, terms: dict[str, float]) -> float:
         return self._best_sentence(row, terms)[0]

@@ -10,33 +10,116 @@ matter and the search stays small.
 from __future__ import annotations
 
 import dataclasses
-from collections import defaultdict
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from pypinyin import lazy_pinyin
 
+from qa.index.search_index import SearchIndex, SegmentTables
 from qa.retrieval.query import Query
 from qa.text.normalize import is_cjk
 
 MAX_CANDIDATES = 64
 
 
+@lru_cache(maxsize=65536)
+def _sound(char: str) -> str:
+    """A character's toneless default reading (the character itself when pypinyin has none)."""
+    return lazy_pinyin([char])[0]
+
+
+def _pairs(token_lists: Iterable[Sequence[str]]) -> Counter[str]:
+    """In how many rows each character pair (the BM25 tokens written ``#XY``) occurs."""
+    counts: Counter[str] = Counter()
+    for tokens in token_lists:
+        counts.update({t[1:] for t in tokens if len(t) == 3 and t.startswith("#")})
+    return counts
+
+
+class _SegmentPairs:
+    """One segment's pairs, counted once: a segment never changes, so a new snapshot reuses this."""
+
+    def __init__(self, tables: SegmentTables) -> None:
+        self.seal = tables.seal
+        self.tables = tables
+        self.counts = _pairs(tables.tokens)
+        self.chars = frozenset(c for c in set("".join(self.counts)) if is_cjk(c))
+        self._dead: tuple[frozenset[str], Counter[str]] = (frozenset(), Counter())
+
+    def live(self, dead: frozenset[str]) -> _LivePairs:
+        """The pairs some live row holds, when ``dead`` are the segment's dead articles."""
+        if dead != self._dead[0]:
+            rows = (
+                t for c, t in zip(self.tables.chunks, self.tables.tokens, strict=True) if c.doc_id in dead
+            )
+            self._dead = (dead, _pairs(rows))
+        return _LivePairs(self.counts, self._dead[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class _LivePairs:
+    counts: Counter[str]
+    dead: Counter[str]
+
+    def __contains__(self, pair: str) -> bool:
+        return self.counts.get(pair, 0) > self.dead.get(pair, 0)
+
+
+class CorpusPairs:
+    """The character pairs the live passages of one snapshot hold, and their characters."""
+
+    def __init__(
+        self, live: Sequence[_LivePairs], chars: set[str], segments: dict[str, _SegmentPairs] | None = None
+    ) -> None:
+        self._live = tuple(live)
+        self.chars = chars
+        self.segments = segments or {}
+
+    @classmethod
+    def of_index(cls, index: SearchIndex, previous: CorpusPairs | None = None) -> CorpusPairs:
+        """The pairs of ``index``'s segments; those it shares with ``previous`` are not counted again."""
+        if not index.segments:  # an index assembled in memory: every row is live
+            return cls.of_tokens(t for tokens in index.tokens for t in tokens)
+        known = previous.segments if previous is not None else {}
+        refs = {r.name: r.dead for r in index.manifest.segments} if index.manifest else {}
+        segments: dict[str, _SegmentPairs] = {}
+        live: list[_LivePairs] = []
+        chars: set[str] = set()
+        for tables in index.segments:
+            entry = known.get(tables.name)
+            if entry is None or entry.seal != tables.seal:
+                entry = _SegmentPairs(tables)
+            segments[tables.name] = entry
+            live.append(entry.live(refs.get(tables.name, frozenset())))
+            chars |= entry.chars
+        return cls(live, chars, segments)
+
+    @classmethod
+    def of_tokens(cls, tokens: Iterable[str]) -> CorpusPairs:
+        """The pairs of a plain vocabulary (BM25 tokens), as if one live row held them all."""
+        counts = _pairs([list(tokens)])
+        return cls([_LivePairs(counts, Counter())], {c for c in set("".join(counts)) if is_cjk(c)})
+
+    def __contains__(self, pair: str) -> bool:
+        return any(pair in live for live in self._live)
+
+
 class NameVariants:
-    def __init__(self, vocabulary: Iterable[str]) -> None:
-        """``vocabulary``: the BM25 tokens; character pairs are the ones written ``#XY``."""
-        self._pairs = {t[1:] for t in vocabulary if t.startswith("#") and len(t) == 3}
-        self._by_sound: dict[str, set[str]] | None = None
+    def __init__(self, pairs: CorpusPairs) -> None:
+        """``pairs``: the character pairs of the snapshot's passages."""
+        self._pairs = pairs
+        self._by_sound: dict[str, list[str]] | None = None
 
     def warm(self) -> None:
         """Build the sound map now rather than on the first question that names someone."""
         self._chars_by_sound()
 
-    def _chars_by_sound(self) -> dict[str, set[str]]:
+    def _chars_by_sound(self) -> dict[str, list[str]]:
         if self._by_sound is None:
-            chars = {c for pair in self._pairs for c in pair if is_cjk(c)}
-            by_sound: dict[str, set[str]] = defaultdict(set)
-            for char, sound in zip(sorted(chars), lazy_pinyin(sorted(chars)), strict=True):
-                by_sound[sound].add(char)
+            by_sound: dict[str, list[str]] = defaultdict(list)
+            for char in sorted(self._pairs.chars):
+                by_sound[_sound(char)].append(char)
             self._by_sound = by_sound
         return self._by_sound
 
@@ -47,8 +130,8 @@ class NameVariants:
         by_sound = self._chars_by_sound()
         candidates = [name[0]]
         for sound in lazy_pinyin(name[1:]):
-            options = by_sound.get(sound, set())
-            candidates = [c + o for c in candidates for o in sorted(options) if c[-1] + o in self._pairs]
+            options = by_sound.get(sound, [])
+            candidates = [c + o for c in candidates for o in options if c[-1] + o in self._pairs]
             candidates = candidates[:MAX_CANDIDATES]
         return [c for c in candidates if c != name]
 
