@@ -69,7 +69,7 @@ def child(corpus_dir: Path, index_dir: Path, samples: int) -> dict[str, Any]:
     from qa.engine import Engine
 
     settings = load_settings(
-        REPO / "config.toml",
+        Path.cwd() / "config.toml",  # the tree's own: older trees know fewer keys
         corpus={"dir": corpus_dir},
         index={"dir": index_dir, "show_progress": False},
         model={"name": "fake:384"},

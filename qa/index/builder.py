@@ -26,6 +26,7 @@ from qa.index.search_index import (
     assemble,
     passage_text,
     read_snapshot,
+    spans_of,
     write_segment_tables,
 )
 from qa.ingest.chunker import chunk_article
@@ -163,18 +164,26 @@ def _write(
     their texts by row of the segment) into its vectors and returns how many it embedded. Returns the
     version, that count and the published snapshot's rows."""
     parts = list(kept)
-    first_row = sum(t.count for t in assemble(parts[:position]).segments)
-    encoded = 0
+    tables = None
     if segment is not None and segment.articles:
         folder = layout.new_segment_dir(index_dir)
-        tables = SegmentTables(folder.name, "", folder, {}, {}, segment.chunks, segment.tokens)
-        articles = {a.doc_id: a for a, _ in segment.articles}
-        tables.articles.update(articles)
-        tables.hashes.update({a.doc_id: digest for a, digest in segment.articles})
+        tables = SegmentTables(
+            folder.name,
+            "",  # sealed below
+            folder,
+            {a.doc_id: a for a, _ in segment.articles},
+            {a.doc_id: digest for a, digest in segment.articles},
+            segment.chunks,
+            segment.tokens,
+            spans_of(segment.chunks),
+        )
         parts.insert(position, (tables, frozenset()))
-        snapshot = assemble(parts)
+    snapshot = assemble(parts)  # a seal is not part of the rows: this stays the snapshot's
+    encoded = 0
+    if segment is not None and tables is not None:
+        first_row = sum(s.count for s in snapshot.segments[:position])
         local = {
-            r: passage_text(segment.chunks[r], articles[segment.chunks[r].doc_id].title)
+            r: passage_text(segment.chunks[r], tables.articles[segment.chunks[r].doc_id].title)
             for _, rows in segment.pending
             for r in rows
         }
@@ -185,16 +194,15 @@ def _write(
             snapshot.rows(),
             snapshot.segments[position],
             first_row,
-            {**snapshot.articles},
+            snapshot.articles,
             texts,
             vectors,
             segment.carried,
         )
         backend.write(previous.passages if previous is not None else None, change)
-        write_segment_tables(folder, segment.articles, segment.chunks, segment.tokens)
-        seal = layout.seal_segment(folder, {"rows": len(segment.chunks), "articles": len(segment.articles)})
-        parts[position] = (replace(tables, seal=seal), frozenset())
-    snapshot = assemble(parts)
+        write_segment_tables(tables.folder, segment.articles, segment.chunks, segment.tokens)
+        meta = {"rows": len(segment.chunks), "articles": len(segment.articles)}
+        parts[position] = (replace(tables, seal=layout.seal_segment(tables.folder, meta)), frozenset())
     version = layout.new_version_dir(index_dir)
     manifest = Manifest(
         key=key,
@@ -379,8 +387,8 @@ def segment_sizes(index: SearchIndex) -> list[tuple[int, int]]:
     sizes = []
     for tables in index.segments:
         dead = refs.get(tables.name, frozenset())
-        stored = len(tables.chunks)
-        sizes.append((stored - sum(1 for c in tables.chunks if c.doc_id in dead) if dead else stored, stored))
+        stored, spans = len(tables.chunks), tables.spans
+        sizes.append((stored - sum(spans[d][1] for d in dead & spans.keys()), stored))
     return sizes
 
 

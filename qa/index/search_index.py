@@ -7,6 +7,7 @@ before from memory and reads only the new one."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,13 +46,15 @@ class SearchIndex:
     passages: PassageIndex
     version: Path | None = None
     segments: tuple[SegmentTables, ...] = ()  # the tables of the segments the snapshot is made of
-    rows_by_doc: dict[str, list[int]] = field(default_factory=dict)
+    rows_by_doc: dict[str, Sequence[int]] = field(default_factory=dict)  # an article's rows, in order
 
     def __post_init__(self) -> None:
+        if self.rows_by_doc or not self.chunks:
+            return
         rows: dict[str, list[int]] = {}
         for row, chunk in enumerate(self.chunks):
             rows.setdefault(chunk.doc_id, []).append(row)
-        self.rows_by_doc = rows
+        self.rows_by_doc = dict(rows)
 
     def __len__(self) -> int:
         return len(self.chunks)
@@ -132,6 +135,18 @@ class SegmentTables:
     hashes: dict[str, str]
     chunks: list[Chunk]
     tokens: list[list[str]]
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # doc_id → (first row, rows)
+
+
+def spans_of(chunks: Sequence[Chunk]) -> dict[str, tuple[int, int]]:
+    """Each article's rows in a segment, which are consecutive: (first row, how many)."""
+    spans: dict[str, tuple[int, int]] = {}
+    for row, chunk in enumerate(chunks):
+        first, count = spans.get(chunk.doc_id, (row, 0))
+        if first + count != row:
+            raise IndexCorruptError(f"the passages of {chunk.doc_id!r} are not consecutive in a segment")
+        spans[chunk.doc_id] = (first, count + 1)
+    return spans
 
 
 def write_segment_tables(
@@ -185,7 +200,7 @@ def read_segment_tables(index_dir: Path, ref: SegmentRef, *, verify: bool) -> Se
         or not all(isinstance(t, list) for t in tokens)
     ):
         raise IndexCorruptError(f"segment {folder} is inconsistent; run `qa index --rebuild`")
-    return SegmentTables(ref.name, ref.seal, folder, articles, hashes, chunks, tokens)
+    return SegmentTables(ref.name, ref.seal, folder, articles, hashes, chunks, tokens, spans_of(chunks))
 
 
 @dataclass
@@ -197,6 +212,7 @@ class Assembled:
     chunks: list[Chunk]
     tokens: list[list[str]]
     segments: list[SegmentRows]
+    rows_by_doc: dict[str, Sequence[int]]
 
     def rows(self) -> SnapshotRows:
         return SnapshotRows(self.chunks, self.hashes, self.tokens, self.segments)
@@ -205,8 +221,9 @@ class Assembled:
 def assemble(parts: Sequence[tuple[SegmentTables, frozenset[str]]]) -> Assembled:
     """The snapshot made of ``parts`` (each segment's tables and its dead articles), in order.
     IndexCorruptError when an article is live in two segments."""
-    out = Assembled({}, {}, [], [], [])
+    out = Assembled({}, {}, [], [], [], {})
     for tables, dead in parts:
+        offset = len(out.chunks)
         for doc_id, article in tables.articles.items():
             if doc_id in dead:
                 continue
@@ -216,14 +233,26 @@ def assemble(parts: Sequence[tuple[SegmentTables, frozenset[str]]]) -> Assembled
                 )
             out.articles[doc_id] = article
             out.hashes[doc_id] = tables.hashes[doc_id]
+        spans = tables.spans or spans_of(tables.chunks)
         if dead:
-            live = np.fromiter((c.doc_id not in dead for c in tables.chunks), bool, len(tables.chunks))
-            out.chunks.extend(c for c, keep in zip(tables.chunks, live, strict=True) if keep)
-            out.tokens.extend(t for t, keep in zip(tables.tokens, live, strict=True) if keep)
+            live = np.ones(len(tables.chunks), dtype=bool)
+            for doc_id in dead & spans.keys():
+                first, count = spans[doc_id]
+                live[first : first + count] = False
+            keep = live.tolist()
+            out.chunks.extend(itertools.compress(tables.chunks, keep))
+            out.tokens.extend(itertools.compress(tables.tokens, keep))
+            before = np.cumsum(live) - live  # live rows ahead of each row
+            for doc_id, (first, count) in spans.items():
+                if doc_id not in dead:
+                    start = offset + int(before[first])
+                    out.rows_by_doc[doc_id] = range(start, start + count)
             mask: npt.NDArray[np.bool_] | None = live
         else:
             out.chunks.extend(tables.chunks)
             out.tokens.extend(tables.tokens)
+            for doc_id, (first, count) in spans.items():
+                out.rows_by_doc[doc_id] = range(offset + first, offset + first + count)
             mask = None
         out.segments.append(SegmentRows(tables.name, tables.folder, len(tables.chunks), mask))
     return out
@@ -270,6 +299,7 @@ def read_snapshot(
         passages,
         version,
         tuple(t for t, _ in parts),
+        snapshot.rows_by_doc,
     )
 
 
