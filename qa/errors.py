@@ -73,6 +73,12 @@ class IndexMismatchError(IndexStoreError):
     public = "the index was built with other settings than the service's; an operator must run `qa index`"
 
 
+class IndexFormatError(IndexStoreError):
+    """The index was written by a version of this service that lays its files out differently."""
+
+    public = "the index was written by another version of the service; an operator must run `qa index`"
+
+
 class IndexCorruptError(IndexStoreError):
     """A file of the index does not match the checksum in its manifest."""
 

@@ -28,7 +28,7 @@ from qa.documents import (
     remove_temp_files,
     write_document,
 )
-from qa.errors import DocumentNotFoundError, IndexStoreError, QuestionError
+from qa.errors import DocumentNotFoundError, IndexFormatError, IndexStoreError, QuestionError
 from qa.index import builder, layout
 from qa.index.builder import BuildReport, MergePolicy, MergeReport
 from qa.index.manifest import Chunking, DenseKey, IndexKey, LexicalKey
@@ -340,6 +340,12 @@ class IndexService(Generic[S]):
             self.reload()
             if sync:
                 self.build(show_progress=show_progress)
+        except IndexFormatError as exc:
+            if not build_if_missing:
+                raise
+            # Written by an older version: built again in this one's layout, its embeddings reused.
+            log.info("%s: building the index again", exc)
+            self.build(show_progress=show_progress)
         except IndexStoreError:
             if not build_if_missing or layout.current_version(self.settings.index_dir) is not None:
                 raise

@@ -3,6 +3,7 @@ segment layout, merges change no answer, and what no version names is deleted.""
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from qa.config import Settings
 from qa.documents import NewDocument
 from qa.engine import Engine
+from qa.errors import IndexFormatError
 from qa.index import layout
 from qa.index.builder import MergePolicy
 from qa.index.local_passages import LocalPassages
@@ -226,3 +228,25 @@ def test_qa_index_compact(make_settings: Callable[..., Settings], tmp_path: Path
     engine.reload()
     assert len(segments_of(engine)) == 1 and len(engine.index.articles) == 8
     assert np.all([len(p.local) == len(p.store) for p in engine.index.passages.parts])  # type: ignore[attr-defined]
+
+
+def test_an_index_of_an_older_layout_is_built_again_on_first_use(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    from tests.test_index import CountingEncoder
+
+    settings = settings_for(make_settings, tmp_path)
+    Engine(settings).open()
+    version = layout.current_version(settings.index_dir)
+    assert version is not None
+    # what the layout before segments left: one version folder, format 1, its own files
+    manifest = json.loads((version / layout.MANIFEST).read_text(encoding="utf-8"))
+    (version / layout.MANIFEST).write_text(json.dumps({**manifest, "format": 1}), encoding="utf-8")
+    (settings.index_dir / layout.CURRENT).write_text(version.name)  # no checksum, as such pointers had
+    with pytest.raises(IndexFormatError, match="qa index"):
+        Engine(settings).open(build_if_missing=False)
+    encoder = CountingEncoder()
+    engine = Engine(settings, encoder=encoder).open()
+    assert encoder.passages == 0  # every vector came from the embedding cache
+    assert len(engine.index.articles) == 5 and engine.ask(QUESTIONS[0]).answerable
+    assert [p.name for p in settings.index_dir.glob("v-*")] == [engine.index.version.name]  # type: ignore[union-attr]

@@ -31,7 +31,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from qa.errors import IndexCorruptError, IndexStoreError
+from qa.errors import IndexCorruptError, IndexFormatError, IndexStoreError
 
 CURRENT = "CURRENT"
 MANIFEST = "manifest.json"
@@ -201,9 +201,9 @@ def _read_listing(folder: Path, name: str, *, verify: bool) -> dict[str, Any]:
     if not isinstance(record, dict):
         raise IndexCorruptError(f"{path} is not a manifest; run `qa index --rebuild`")
     if record.get("format") != FORMAT_VERSION:
-        raise IndexStoreError(
+        raise IndexFormatError(
             f"index at {folder} has format {record.get('format')}, this version reads {FORMAT_VERSION}; "
-            "run `qa index --rebuild`"
+            "run `qa index` (the embeddings are reused)"
         )
     files = record.get("files")
     if not isinstance(files, dict) or not all(
