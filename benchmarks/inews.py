@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 from pathlib import Path
 
@@ -26,3 +27,17 @@ def articles() -> list[tuple[str, str]]:
             titles, contents, _labels = _PlainUnpickler(handle).load()
         out.extend((str(t), str(c)) for t, c in zip(titles, contents, strict=True))
     return out
+
+
+FILE_ARTICLES = 500  # articles per corpus file: files stay under corpus.max_file_bytes
+
+
+def write_corpus_files(folder: Path, picked: list[tuple[str, str]], max_chars: int = 0) -> None:
+    """``picked`` articles as bulk JSONL corpus files in ``folder`` (ids ``inews-N``), each article cut
+    to ``max_chars`` characters when that is not 0."""
+    for first in range(0, len(picked), FILE_ARTICLES):
+        with open(folder / f"inews-{first // FILE_ARTICLES:03d}.jsonl", "w", encoding="utf-8") as out:
+            for i, (title, content) in enumerate(picked[first : first + FILE_ARTICLES], start=first):
+                text = content[:max_chars] if max_chars else content
+                out.write(json.dumps({"id": f"inews-{i}", "title": title, "text": text}, ensure_ascii=False))
+                out.write("\n")

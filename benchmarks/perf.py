@@ -57,7 +57,6 @@ PROBE = (
     "芽庄市与昆明市签署友好城市协议\n\n"
     "3月5日,芽庄市与昆明市在芽庄签署友好城市协议,双方将开通直航航线,并在旅游、教育和农业领域开展合作。\n"
 )
-FILE_ARTICLES = 500
 log = logging.getLogger("perf")
 
 
@@ -87,15 +86,10 @@ def prepare_corpus(args: argparse.Namespace, folder: Path) -> list[str]:
             return [row["question"] for row in rows]
         return FALLBACK_QUESTIONS
     sys.path.insert(0, str(ROOT))
-    from inews import articles
+    from inews import articles, write_corpus_files
 
     picked = articles()[: args.articles]
-    for first in range(0, len(picked), FILE_ARTICLES):  # files stay under corpus.max_file_bytes
-        with open(folder / f"inews-{first // FILE_ARTICLES:03d}.jsonl", "w", encoding="utf-8") as out:
-            for i, (title, content) in enumerate(picked[first : first + FILE_ARTICLES], start=first):
-                text = content[: args.max_chars] if args.max_chars else content
-                record = {"id": f"inews-{i}", "title": title, "text": text}
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+    write_corpus_files(folder, picked, args.max_chars)
     return [title for title, _ in picked if title.strip()]
 
 

@@ -32,7 +32,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent
 REPO = ROOT.parent
 WORK = ROOT / ".cache" / "writes"
-FILE_ARTICLES = 500
 PROBE = (
     "芽庄市与昆明市签署友好城市协议\n\n"
     "3月5日,芽庄市与昆明市在芽庄签署友好城市协议,双方将开通直航航线,并在旅游、教育和农业领域开展合作。"
@@ -51,15 +50,9 @@ def write_corpus(folder: Path, corpus: str, articles: int) -> None:
         return
     sys.path.insert(0, str(ROOT))
     from inews import articles as inews_articles
+    from inews import write_corpus_files
 
-    picked = inews_articles()[:articles]
-    for first in range(0, len(picked), FILE_ARTICLES):  # files stay under corpus.max_file_bytes
-        with open(folder / f"inews-{first // FILE_ARTICLES:03d}.jsonl", "w", encoding="utf-8") as out:
-            for i, (title, content) in enumerate(picked[first : first + FILE_ARTICLES], start=first):
-                out.write(
-                    json.dumps({"id": f"inews-{i}", "title": title, "text": content}, ensure_ascii=False)
-                )
-                out.write("\n")
+    write_corpus_files(folder, inews_articles()[:articles])
 
 
 def child(corpus_dir: Path, index_dir: Path, samples: int) -> dict[str, Any]:
