@@ -63,7 +63,6 @@ class Retrieval:
 
     def warm(self) -> None:
         """Corpus statistics the first question would otherwise wait for; done before the swap."""
-        self.reranker.warm()
         self.variants.warm()
 
 

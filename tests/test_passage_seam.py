@@ -99,10 +99,6 @@ class RecordingPassages:
     def document_frequency(self, token: str) -> int:
         return self.inner.document_frequency(token)
 
-    def vocabulary(self) -> list[str]:
-        self.calls.append("vocabulary")
-        return self.inner.vocabulary()
-
 
 class RecordingBackend:
     """A PassageBackend over the local one that records each call."""

@@ -109,19 +109,17 @@ def _previous(
         version = layout.current_version(index_dir)
         if version is None:
             return None, False
-        if live is not None and live.version is not None and live.version.name == version.name:
-            previous = live
+        published = live is not None and live.version is not None and live.version.name == version.name
+        reuse = live if published else None
+        if reuse is not None and reuse.manifest is not None:
+            manifest = reuse.manifest
         else:
             manifest = Manifest.from_json(layout.read_manifest(version, verify=True))
-            if manifest.key.dense != key.dense:
-                log.info("model or chunking changed since the last build: every passage is embedded again")
-                return None, False
-            previous = read_snapshot(version, manifest, backend, live)
-        assert previous.manifest is not None
-        if previous.manifest.key.dense != key.dense:
+        if manifest.key.dense != key.dense:
             log.info("model or chunking changed since the last build: every passage is embedded again")
             return None, False
-        return previous, previous.manifest.key.lexical == key.lexical
+        previous = reuse if reuse is not None else read_snapshot(version, manifest, backend, live)
+        return previous, manifest.key.lexical == key.lexical
     except IndexStoreError as exc:
         log.warning("not reusing the existing index: %s", exc)
         return None, False

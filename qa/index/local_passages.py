@@ -146,9 +146,6 @@ class LocalPassages:
     def document_frequency(self, token: str) -> int:
         return self.lexical.document_frequency(token)
 
-    def vocabulary(self) -> list[str]:
-        return self.lexical.vocabulary()
-
 
 class LocalBackend:
     """Snapshots whose passages are files of their segments' folders."""

@@ -90,8 +90,8 @@ def bm25_text(query: LexicalQuery) -> str:
 
 class MilvusPassages:
     """One snapshot's view of the collection: keys ↔ rows. Hits whose key this snapshot does not know,
-    or whose row ``allowed`` excludes, are dropped. BM25 runs in Milvus; the vocabulary (for abstention
-    and name variants) comes from the snapshot's own tokens."""
+    or whose row ``allowed`` excludes, are dropped. BM25 runs in Milvus; which tokens passages hold, and
+    how many (for abstention and the reranker's idf), come from the snapshot's own tokens."""
 
     def __init__(self, store: MilvusStore, keys: list[str], token_lists: Iterable[Sequence[str]]) -> None:
         self.store = store
@@ -113,9 +113,6 @@ class MilvusPassages:
 
     def document_frequency(self, token: str) -> int:
         return self._df.get(token, 0)
-
-    def vocabulary(self) -> list[str]:
-        return sorted(self._df)
 
     def vectors(self, rows: Sequence[int]) -> Vectors:
         """The rows' vectors; zeros for a passage a newer snapshot's build has deleted since this one was

@@ -115,10 +115,6 @@ class PassageIndex(Protocol):
         """How many passages hold ``token``."""
         ...
 
-    def vocabulary(self) -> list[str]:
-        """Every token some passage holds."""
-        ...
-
 
 @dataclass(frozen=True)
 class SegmentRows:

@@ -135,7 +135,7 @@ class SegmentTables:
     hashes: dict[str, str]
     chunks: list[Chunk]
     tokens: list[list[str]]
-    spans: dict[str, tuple[int, int]] = field(default_factory=dict)  # doc_id → (first row, rows)
+    spans: dict[str, tuple[int, int]]  # doc_id → (first row, rows): an article's rows are consecutive
 
 
 def spans_of(chunks: Sequence[Chunk]) -> dict[str, tuple[int, int]]:
@@ -233,7 +233,7 @@ def assemble(parts: Sequence[tuple[SegmentTables, frozenset[str]]]) -> Assembled
                 )
             out.articles[doc_id] = article
             out.hashes[doc_id] = tables.hashes[doc_id]
-        spans = tables.spans or spans_of(tables.chunks)
+        spans = tables.spans
         if dead:
             live = np.ones(len(tables.chunks), dtype=bool)
             for doc_id in dead & spans.keys():

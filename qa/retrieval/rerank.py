@@ -229,9 +229,6 @@ class Reranker:
         self._passage_tokens = lru_cache(maxsize=32768)(self._token_set)
         self._idf = lru_cache(maxsize=65536)(self._token_idf)
 
-    def warm(self) -> None:
-        """Nothing to count: document frequencies come from the lexical index, per question."""
-
     def _token_idf(self, token: str) -> float:
         n = max(1, len(self.index))
         df = self.index.passages.document_frequency(token)

@@ -50,8 +50,11 @@ class _SegmentPairs:
     def live(self, dead: frozenset[str]) -> _LivePairs:
         """The pairs some live row holds, when ``dead`` are the segment's dead articles."""
         if dead != self._dead[0]:
+            spans = self.tables.spans  # each article's rows are consecutive: no scan of the segment
             rows = (
-                t for c, t in zip(self.tables.chunks, self.tables.tokens, strict=True) if c.doc_id in dead
+                tokens
+                for first, count in (spans[d] for d in dead & spans.keys())
+                for tokens in self.tables.tokens[first : first + count]
             )
             self._dead = (dead, _pairs(rows))
         return _LivePairs(self.counts, self._dead[1])
