@@ -128,6 +128,7 @@ class QuestionPipeline:
                     score=round(cand.score, 6),
                     title=article.title,
                     date=article.date,
+                    url=article.url,
                     dense_score=round(cand.dense_score, 4),
                     dense_rank=cand.dense_rank,
                     lexical_rank=cand.lexical_rank,

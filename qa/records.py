@@ -63,6 +63,7 @@ class Hit:
     title: str
     date: str | None
     dense_score: float | None = None
+    url: str | None = None  # where the article was published, when known
     dense_rank: int | None = None
     lexical_rank: int | None = None
     supported: bool = True  # the question's named entities appear in its article

@@ -17,6 +17,7 @@ def hit_to_json(hit: Hit, rank: int, question: str) -> dict[str, Any]:
         "doc_id": hit.chunk.doc_id,
         "title": hit.title,
         "date": hit.date,
+        "url": hit.url,
         "section": hit.chunk.section.value,
         "heading": hit.chunk.heading or None,
         "start": hit.chunk.start,

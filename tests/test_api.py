@@ -307,7 +307,11 @@ def test_add_replace_delete_document(fresh: Service) -> None:
     detail = client.get("/v1/documents/nhatrang-kunming").json()
     assert "成都市" in detail["text"] and "昆明市" not in detail["text"]
     assert detail["url"] == "https://example.com/n/1" and detail["title"] == "芽庄市与成都市开通直航"
-    assert "nhatrang-kunming" in cited_docs(ask(client, "芽庄市与成都市之间的直航每周有几个航班？"))
+    flights = ask(client, "芽庄市与成都市之间的直航每周有几个航班？")
+    assert "nhatrang-kunming" in cited_docs(flights)
+    cited = [p for p in flights["passages"] if p["doc_id"] == "nhatrang-kunming"]
+    assert cited[0]["url"] == "https://example.com/n/1"
+    assert all(p["url"] is None for p in flights["passages"] if p["doc_id"] != "nhatrang-kunming")
     assert client.get("/v1/documents").json()["total"] == 6
 
     deleted = client.delete("/v1/documents/nhatrang-kunming")

@@ -64,6 +64,7 @@ class Passage(BaseModel):
     doc_id: str = Field(description="The article the passage comes from.", examples=["000_a2194725df4ab5f6"])
     title: str = Field(description="The article's title.")
     date: str | None = Field(description="The article's date (YYYY-MM-DD), when the page states it.")
+    url: str | None = Field(default=None, description="Where the article was published, when known.")
     section: Literal["body", "related"] = Field(
         description="`body` for the article itself, `related` for a teaser of another article on the page."
     )
