@@ -20,6 +20,7 @@ from qa.retrieval.gate import AnswerGate
 from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import QueryBuilder
 from qa.retrieval.rerank import LinearRanker, Reranker
+from qa.retrieval.transliterate import Transliteration
 from qa.retrieval.variants import CorpusPairs, NameVariants
 from qa.text.tokenize import ChineseTokenizer
 
@@ -60,10 +61,14 @@ class Retrieval:
             index, previous.pairs if previous is not None else None
         )
         self.variants = NameVariants(self.pairs)
+        self.transliteration: Transliteration = Transliteration(
+            self.pairs, previous.transliteration if previous is not None else None
+        )
 
     def warm(self) -> None:
         """Corpus statistics the first question would otherwise wait for; done before the swap."""
         self.variants.warm()
+        self.transliteration.warm()
 
 
 class QuestionPipeline:
@@ -97,7 +102,7 @@ class QuestionPipeline:
         k = self.check_question(question, top_k)
         snap = snapshot()
         query = self.queries.build(question.strip(), [h for h in history if isinstance(h, str)])
-        query = snap.variants.expand(query)
+        query = snap.variants.expand(snap.transliteration.expand(query, self.queries.translated))
         allowed = None
         if filters is not None:
             allowed = snap.index.mask(

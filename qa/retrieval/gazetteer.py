@@ -27,6 +27,7 @@ class Gazetteer:
     def __init__(self, path: Path = BUNDLED) -> None:
         self._zh: dict[str, Place] = {}
         self._foreign: list[tuple[re.Pattern[str], Place]] = []
+        self._words: set[str] = set()  # the foreign names written as one word
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip() or line.startswith("#"):
                 continue
@@ -35,6 +36,7 @@ class Gazetteer:
             for name in place.names:
                 self._zh[name] = place
             for foreign in [n for cell in cells[1:3] for n in cell.split("|") if n.strip()]:
+                self._words.update([fold(foreign)] if " " not in foreign.strip() else [])
                 pattern = re.compile(rf"(?<![{_LATIN}]){re.escape(fold(foreign))}(?![{_LATIN}])")
                 self._foreign.append((pattern, place))
         self._longest_first = sorted(self._zh, key=len, reverse=True)
@@ -44,6 +46,10 @@ class Gazetteer:
         folded = fold(name)
         place = self._zh.get(folded)
         return (place is not None and place.generic) or folded in GENERIC_ENTITIES
+
+    def knows(self, word: str) -> bool:
+        """``word`` is an English or Vietnamese name of a place listed here."""
+        return fold(word) in self._words
 
     def in_words(self, words: list[str]) -> list[Place]:
         """Places named by jieba words of a Chinese question (a word may start with one: 日本首相)."""
@@ -75,16 +81,22 @@ class Glossary:
 
     def __init__(self, path: Path = GLOSSARY) -> None:
         self._entries: list[tuple[re.Pattern[str], tuple[str, ...]]] = []
+        self._words: set[str] = set()  # the entries written as one word
         for line in path.read_text(encoding="utf-8").splitlines():
             if not line.strip() or line.startswith("#"):
                 continue
             zh, *foreign = [*line.split("\t"), "", ""][:3]
             renderings = tuple(fold(w) for w in zh.split("|") if w.strip())
             for name in (n for cell in foreign for n in cell.split("|") if n.strip()):
+                self._words.update([fold(name)] if " " not in name.strip() else [])
                 pattern = re.compile(rf"(?<![{_LATIN}]){re.escape(fold(name))}(?![{_LATIN}])")
                 self._entries.append((pattern, renderings))
         # Longer phrases first, so "vice mayor" wins over "mayor".
         self._entries.sort(key=lambda entry: -len(entry[0].pattern))
+
+    def knows(self, word: str) -> bool:
+        """``word`` is an English or Vietnamese entry of the glossary."""
+        return fold(word) in self._words
 
     def translate(self, text: str) -> list[str]:
         """Chinese renderings of the English or Vietnamese words and phrases of ``text``."""

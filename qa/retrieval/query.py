@@ -59,6 +59,10 @@ class QueryBuilder:
         self.gazetteer = gazetteer
         self.glossary = glossary
 
+    def translated(self, word: str) -> bool:
+        """An English or Vietnamese word the gazetteer or glossary already renders in Chinese."""
+        return self.gazetteer.knows(word) or self.glossary.knows(word)
+
     def _entities(self, question: str, chinese: bool) -> tuple[list[tuple[str, ...]], list[str]]:
         """Names the answer must mention (each with its spellings), and Chinese names of foreign ones."""
         groups: list[tuple[str, ...]] = []

@@ -68,6 +68,9 @@ class _LivePairs:
     def __contains__(self, pair: str) -> bool:
         return self.counts.get(pair, 0) > self.dead.get(pair, 0)
 
+    def count(self, pair: str) -> int:
+        return self.counts.get(pair, 0) - self.dead.get(pair, 0)
+
 
 class CorpusPairs:
     """The character pairs the live passages of one snapshot hold, and their characters."""
@@ -106,6 +109,10 @@ class CorpusPairs:
 
     def __contains__(self, pair: str) -> bool:
         return any(pair in live for live in self._live)
+
+    def count(self, pair: str) -> int:
+        """In how many live passages the pair occurs."""
+        return sum(live.count(pair) for live in self._live)
 
 
 class NameVariants:
