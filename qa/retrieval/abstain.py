@@ -5,6 +5,9 @@ Signals, in the order they are checked (each measured on the dev set and on off-
   must appear in the passage's own context (its article's title or teaser heading, the passage and its
   neighbours), and so must one of the words of what it asks about: a question about 日本 is not answered
   by a passage about 中国, nor "泰国总理是谁?" by a passage that mentions 泰国 but no 总理;
+- qualifiers: a question about the 13th edition, the second phase or 2016 is not answered by a passage
+  (or, when the passage names none, an article) about the 14th, the first phase or 2017
+  (``qa.retrieval.qualifiers``);
 - rank: the best supported passage must be among the top ``rank_window`` passages of the ranking; a
   passage that merely mentions the name further down is not an answer;
 - similarity: its cosine with the question reaches ``min_dense_score`` (``min_dense_score_foreign`` for
@@ -25,6 +28,7 @@ from qa.index.search_index import SearchIndex
 from qa.records import Section
 from qa.retrieval.gate import AnswerGate, gate_features
 from qa.retrieval.hybrid import Candidate
+from qa.retrieval.qualifiers import Qualifier, conflicting, qualifiers
 from qa.retrieval.query import Query
 from qa.text.normalize import fold
 
@@ -39,6 +43,11 @@ def _mentions(text: str, name: str) -> bool:
     if len(name) >= 3 and name[-1] in _SUFFIX:
         return name[:-1] in text
     return False
+
+
+@lru_cache(maxsize=1024)
+def _asked_qualifiers(question: str) -> tuple[Qualifier, ...]:
+    return tuple(qualifiers(fold(question)))
 
 
 @dataclass
@@ -108,6 +117,11 @@ class Grounding:
         asked = [w for w in query.content_words if len(w) >= 2]
         if asked and query.entities and not any(word in text for word in asked):
             lacking.append("“" + "、".join(asked[:3]) + "”")
+        # A near miss: the passage tells of another edition, phase or year than the one asked about.
+        asked_for = _asked_qualifiers(query.question)
+        if asked_for:
+            passage = fold(self.index.chunks[row].text)
+            lacking += [q.text for q in conflicting(asked_for, (passage, article))]
         return lacking
 
     def novel_words(self, query: Query) -> list[str]:

@@ -1,0 +1,94 @@
+"""What tells one edition, phase or year of a story from another: 第13届 / 第14届, 一期 / 二期, 2016年.
+
+A near-miss question keeps the story and swaps its qualifier: it asks for the winner of the 13th regatta
+when the corpus reports the 14th, or a company's 2016 revenue when the article gives 2017's. Such a
+question names nothing the passage lacks, so the entity check passes it. But the passage names the same
+kind of qualifier with another value, and never the asked one: that passage does not answer it.
+
+Values are compared as numbers, so 第十三届 and 第13届 agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
+_UNITS = {"十": 10, "百": 100, "千": 1000}
+_NUMERAL = r"[0-9]+|[零〇一二两三四五六七八九十百千]+"
+
+_PATTERNS = (
+    # 第13届, 第十二批, 第八轮, 第二季: an edition or round
+    re.compile(rf"第\s*(?P<n>{_NUMERAL})\s*(?P<kind>届|批|期|轮|季|场|次)"),
+    # 一期 / 二期 (of a project), 一审 / 二审 (of a trial): a phase, written without 第
+    re.compile(
+        r"(?<![第0-9零〇一二两三四五六七八九十百千])(?P<n>[一二三四五六七八九]|[1-9])(?P<kind>期|审)(?![间限货刊待望])"
+    ),
+    # 2016年, 2018赛季, 2018-2019赛季, 2018-05-01: a year
+    re.compile(
+        r"(?<![0-9])(?P<n>(?:19|20)[0-9]{2})(?:\s*(?P<kind>年|赛季)(?!代)|(?=[-/.][0-9]{1,2}[-/.][0-9]{1,2}))"
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Qualifier:
+    kind: str  # 届, 批, 期, 轮, 季, 场, 次 (editions), 期, 审 (phases: "phase-期"), 年
+    value: int
+    text: str  # as written
+
+
+def number(text: str) -> int | None:
+    """13, 十三, 一百零五 → the number; None when ``text`` is not a plain numeral."""
+    if text.isdigit():
+        return int(text)
+    total, digit = 0, None
+    for char in text:
+        if char in _DIGITS:
+            digit = _DIGITS[char]
+        elif char in _UNITS:
+            total += (digit if digit is not None else 1) * _UNITS[char]
+            digit = None
+        else:
+            return None
+    return total + (digit or 0)
+
+
+def qualifiers(text: str) -> list[Qualifier]:
+    """The qualifiers ``text`` (folded) names, in order."""
+    found: list[Qualifier] = []
+    for i, pattern in enumerate(_PATTERNS):
+        for match in pattern.finditer(text):
+            value = number(match.group("n"))
+            if value is None:
+                continue
+            kind = match.group("kind") or "年"
+            kind = {"赛季": "年"}.get(kind, kind)
+            if i == 1:
+                kind = "phase-" + kind  # 一期 (a phase) is not 第一期 (an issue)
+            found.append(Qualifier(kind, value, match.group()))
+    return found
+
+
+def conflicting(asked: Sequence[Qualifier], contexts: Sequence[str]) -> list[Qualifier]:
+    """The asked qualifiers the passage contradicts. ``contexts`` go from the nearest (the passage) to the
+    widest (its article's title and lead); the nearest one that names the same kind decides: it must
+    name the asked value. In the widest, an article's edition is the one it names most: an article
+    about the 5th book fair may compare it with the 4th, and still does not say where the 4th was held.
+    Years stay lenient there (a report of 2017 gives 2016's figures for comparison)."""
+    if not asked:
+        return []
+    named = [qualifiers(c) for c in contexts]
+    wrong = []
+    for q in asked:
+        for level, found in enumerate(named):
+            same = Counter(c.value for c in found if c.kind == q.kind)
+            if not same:
+                continue
+            widest = level == len(named) - 1 and q.kind != "年"
+            if q.value not in same or (widest and same[q.value] < max(same.values())):
+                wrong.append(q)
+            break
+    return wrong

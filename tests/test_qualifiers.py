@@ -1,0 +1,60 @@
+"""Near misses: a question about another edition, phase or year than the passage's (fake encoder)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from qa.config import Settings
+from qa.engine import Engine
+from qa.retrieval.qualifiers import Qualifier, conflicting, number, qualifiers
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [("13", 13), ("十三", 13), ("十", 10), ("二十", 20), ("一百零五", 105), ("两", 2), ("届", None)],
+)
+def test_numerals(text: str, value: int | None) -> None:
+    assert number(text) == value
+
+
+def test_what_the_question_qualifies() -> None:
+    assert qualifiers("第13届泰国国际海湾之冠帆船赛irc1组的冠军是哪条船?") == [Qualifier("届", 13, "第13届")]
+    assert qualifiers("第十二批指导性案例") == [Qualifier("批", 12, "第十二批")]
+    assert qualifiers("垃圾焚烧发电项目二期的日处理量") == [Qualifier("phase-期", 2, "二期")]
+    assert qualifiers("涉黑案的二审在哪一天宣判") == [Qualifier("phase-审", 2, "二审")]
+    assert qualifiers("易见股份2016年的营业收入") == [Qualifier("年", 2016, "2016年")]
+    assert qualifiers("近期、同期和长期的计划") == []  # 期 after no numeral is no phase
+    assert qualifiers("上世纪90年代") == []
+
+
+def test_the_nearest_context_naming_the_kind_decides() -> None:
+    asked = qualifiers("第13届帆船赛的冠军是哪条船?")
+    assert conflicting(asked, ["第14届帆船赛结束了全部赛程。", ""]) == asked
+    assert conflicting(asked, ["第十三届帆船赛结束。", "第14届"]) == []  # the passage names the asked one
+    assert conflicting(asked, ["帆船赛结束了全部赛程。", "第14届帆船赛"]) == asked  # the article's edition
+    assert conflicting(asked, ["帆船赛结束了全部赛程。", "帆船赛"]) == []  # nothing says which edition
+    # The article names its own edition most; a comparison with the asked one does not make it the topic.
+    assert conflicting(asked, ["书展在徐州举行。", "第14届书展…第14届书展…比第13届多了1万种"]) == asked
+    years = qualifiers("公司2016年的营业收入是多少?")
+    assert conflicting(years, ["营收实现增长。", "2017年营收…2017年…2016年为"]) == []  # years stay lenient
+
+
+@pytest.fixture
+def regatta(make_settings: Callable[..., Settings], corpus_dir: Path) -> Engine:
+    (corpus_dir / "regatta.txt").write_text(
+        "第14届泰国国际海湾之冠帆船赛落幕\n\n"
+        "为期4天的第14届泰国国际海湾之冠帆船赛1日在芭提雅海湾结束了全部赛程,中国诺莱仕帆船队获得IRC1组亚军。"
+        "该组冠军由泰国船队获得。\n",
+        encoding="utf-8",
+    )
+    return Engine(make_settings()).open(show_progress=False)
+
+
+def test_a_question_about_another_edition_is_not_answered(regatta: Engine) -> None:
+    answer = regatta.ask("第13届泰国国际海湾之冠帆船赛IRC1组的亚军是哪支船队?")
+    assert not answer.answerable and "第13届" in answer.reason
+    answered = regatta.ask("第十四届泰国国际海湾之冠帆船赛IRC1组的亚军是哪支船队?")
+    assert answered.answerable and answered.hits[0].chunk.doc_id == "regatta"
