@@ -23,6 +23,7 @@ __all__ = [
     "ModelError",
     "QAError",
     "QuestionError",
+    "TelegramUnavailableError",
     "VectorStoreError",
     "public_message",
 ]
@@ -87,6 +88,10 @@ class IndexCorruptError(IndexStoreError):
 
 class QuestionError(QAError):
     """The question cannot be asked as given (empty, too long, bad parameters)."""
+
+
+class TelegramUnavailableError(ConfigError):
+    """The Telegram bot is enabled or used but python-telegram-bot (the ``telegram`` extra) is missing."""
 
 
 class DocumentNotFoundError(QAError):

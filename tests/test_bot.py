@@ -24,8 +24,10 @@ from telegram.error import NetworkError
 from telegram.helpers import escape_markdown as ptb_escape_markdown
 from telegram.request import BaseRequest, RequestData
 
-from qa.bot import BotReply, ask, escape_markdown, format_answer, text_length
+from qa.bot import BotReply, ask, format_answer, text_length
 from qa.bot.format import QuestionAsker
+from qa.bot.ptb import escape, escape_code
+from qa.bot.store import BotStore
 from qa.bot.telegram import (
     MAX_JSON_DEPTH,
     SECRET_HEADER,
@@ -144,9 +146,42 @@ def check_markdown_v2(text: str) -> str:
 # -- formatting ------------------------------------------------------------------------------------------
 
 
-def test_escape_matches_python_telegram_bot() -> None:
-    sample = r"a_b*c[d]e(f)g~h`i>j#k+l-m=n|o{p}q.r!s\t 中文。（全角）"
-    assert escape_markdown(sample) == ptb_escape_markdown(sample, version=2)
+# The hand-written escaping that PTB's helper replaced (qa/bot/format.py before issue 14), kept here as
+# the reference it must agree with.
+OLD_MARKDOWN_SPECIAL = re.compile(r"([\\_*\[\]()~`>#+\-=|{}.!])")
+OLD_CODE_SPECIAL = re.compile(r"([\\`])")
+ESCAPE_CASES = [
+    r"a_b*c[d]e(f)g~h`i>j#k+l-m=n|o{p}q.r!s\t 中文。（全角）",
+    "_*[]()~`>#+-=|{}.!\\",
+    "2024-05-06",
+    "000_a2194725df4ab5f6:562-676",
+    "《越中关系》（2025年1月21日） — 胡志明市!",
+    "https://example.com/a_(b)?c=1&d=[2]#x",
+    "",
+    "😀 emoji, \n newlines\r\n and\ttabs",
+]
+
+
+@pytest.mark.parametrize("text", ESCAPE_CASES)
+def test_ptb_escaping_agrees_with_the_old_hand_written_one(text: str) -> None:
+    assert escape(text) == OLD_MARKDOWN_SPECIAL.sub(r"\\\1", text) == ptb_escape_markdown(text, version=2)
+    assert escape_code(text) == OLD_CODE_SPECIAL.sub(r"\\\1", text)
+
+
+@hypothesis.settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(text=st.text(st.sampled_from("_*[]()~`>#+-=|{}.!\\ a中。") | st.characters()))
+def test_ptb_escaping_agrees_on_any_text(text: str) -> None:
+    assert escape(text) == OLD_MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    assert escape_code(text) == OLD_CODE_SPECIAL.sub(r"\\\1", text)
+
+
+def test_the_hand_written_escaping_is_gone() -> None:
+    import qa.bot
+    import qa.bot.format
+
+    assert not hasattr(qa.bot, "escape_markdown") and not hasattr(qa.bot.format, "escape_markdown")
+    source = (ROOT / "qa" / "bot" / "format.py").read_text(encoding="utf-8")
+    assert "re.compile(r\"([\\\\_*" not in source
 
 
 def test_plain_answer_has_numbered_citations(answer: Answer) -> None:
@@ -336,11 +371,21 @@ def update(update_id: int, text: str | None = QUESTION, *, chat_id: int = 42, **
     return {"update_id": update_id, "message": message}
 
 
+_STATES = itertools.count()
+
+
+def fresh_store(settings: Settings) -> BotStore:
+    """A bot state of its own for one harness (the engine's index folder is shared by a module)."""
+    path = settings.index_dir.parent / "bot-states" / f"{next(_STATES)}.sqlite3"
+    return BotStore(path, 123, history_ttl=3600, update_ttl=86400)
+
+
 class Harness:
-    def __init__(self, engine: QuestionAsker, settings: Settings) -> None:
+    def __init__(self, engine: QuestionAsker, settings: Settings, store: BotStore | None = None) -> None:
         self.transport = FakeRequest()
         self.engine = RecordingEngine(engine)
-        self.router = telegram_router(self.engine, settings, request=self.transport)
+        self.store = store if store is not None else fresh_store(settings)
+        self.router = telegram_router(self.engine, settings, request=self.transport, store=self.store)
         self.path = settings.telegram.path
         app = FastAPI()
         app.include_router(self.router)
@@ -475,16 +520,11 @@ def test_the_service_mounts_the_webhook(
     engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app_module = pytest.importorskip("qa.api.app")
-    import telegram
-
     import qa.bot.telegram as adapter
+    from qa.bot.client import make_bot
 
     transport = FakeRequest()
-
-    def fake_bot(token: str, request: Any = None, get_updates_request: Any = None) -> telegram.Bot:
-        return telegram.Bot(token, request=transport, get_updates_request=transport)
-
-    monkeypatch.setattr(adapter, "Bot", fake_bot)
+    monkeypatch.setattr(adapter, "make_bot", lambda config, request=None: make_bot(config, request=transport))
     app = app_module.create_app(settings, engine)
     with TestClient(app) as client:
         path = settings.telegram.path
