@@ -181,7 +181,7 @@ def test_the_hand_written_escaping_is_gone() -> None:
 
     assert not hasattr(qa.bot, "escape_markdown") and not hasattr(qa.bot.format, "escape_markdown")
     source = (ROOT / "qa" / "bot" / "format.py").read_text(encoding="utf-8")
-    assert "re.compile(r\"([\\\\_*" not in source
+    assert 're.compile(r"([\\\\_*' not in source
 
 
 def test_plain_answer_has_numbered_citations(answer: Answer) -> None:
