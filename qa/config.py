@@ -287,6 +287,13 @@ class TelegramSettings(_Section):
             raise ValueError("not a bot token: @BotFather's tokens look like '123456:ABC-DEF…'")
         return value
 
+    @field_validator("secret_token", mode="after")
+    @classmethod
+    def _secret_shape(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("Telegram accepts 1-256 characters A-Z, a-z, 0-9, _ and - as a secret token")
+        return value
+
     @field_validator("allowed_chats", mode="after")
     @classmethod
     def _chat_ids(cls, value: tuple[int, ...]) -> tuple[int, ...]:

@@ -6,6 +6,7 @@ no network is used.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -105,13 +106,12 @@ def _citation_lines(answer: Answer, *, markdown: bool) -> list[str]:
     return lines
 
 
-def check_markdown_v2(text: str) -> str:
-    """Fail unless ``text`` is well-formed MarkdownV2 using only bold, code and blockquote markup.
-
-    Returns the text as Telegram would display it (markup removed, escapes resolved).
-    """
+def check_markdown_v2(text: str, links: list[str] | None = None) -> str:
+    """Fail unless ``text`` is well-formed MarkdownV2 using only bold, code, blockquote and inline-link
+    markup. Returns the text as Telegram would display it (markup removed, escapes resolved); the URL of
+    each ``[label](url)`` is appended to ``links`` when given."""
     shown: list[str] = []
-    bold = code = False
+    bold = code = label = False
     i = 0
     while i < len(text):
         char = text[i]
@@ -133,14 +133,37 @@ def check_markdown_v2(text: str) -> str:
             bold = not bold
         elif char == ">" and (i == 0 or text[i - 1] == "\n"):
             pass  # a blockquote line
+        elif char == "[" and not label:
+            label = True
+        elif char == "]" and label:
+            label = False
+            assert text[i + 1 : i + 2] == "(", f"a link label without its URL at {i}"
+            url, i = _link_url(text, i + 2)
+            if links is not None:
+                links.append(url)
+            continue
         else:
             assert char not in MARKDOWN_SPECIAL, (
                 f"unescaped {char!r} at {i}: {text[max(0, i - 20) : i + 20]!r}"
             )
             shown.append(char)
         i += 1
-    assert not bold and not code, "an entity is left open"
+    assert not bold and not code and not label, "an entity is left open"
     return "".join(shown)
+
+
+def _link_url(text: str, i: int) -> tuple[str, int]:
+    """The URL of an inline link starting at ``text[i]`` (only ``\\`` and ``)`` escaped), and the index
+    after its closing parenthesis."""
+    url: list[str] = []
+    while i < len(text) and text[i] != ")":
+        if text[i] == "\\":
+            assert text[i + 1] in "\\)", f"needless escape {text[i + 1]!r} in a link at {i}"
+            i += 1
+        url.append(text[i])
+        i += 1
+    assert i < len(text), "a link URL left open"
+    return "".join(url), i + 1
 
 
 # -- formatting ------------------------------------------------------------------------------------------
@@ -301,6 +324,9 @@ class FakeRequest(BaseRequest):
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.reject_markdown = False
         self.fail_sends = False  # every sendMessage fails as if the network were down
+        self.flood = 0  # the next sendMessage calls answered 429 Too Many Requests (retry after 1 s)
+        self.pending: list[dict[str, Any]] = []  # updates the next getUpdates hands out (once)
+        self.webhook_url = ""
 
     @property
     def read_timeout(self) -> float | None:
@@ -328,7 +354,22 @@ class FakeRequest(BaseRequest):
         result: Any = True
         if endpoint == "getMe":
             result = {"id": 123, "is_bot": True, "first_name": "QA", "username": "qa_news_bot"}
+        elif endpoint == "getUpdates":
+            result, self.pending = self.pending, []
+            if not result:
+                await asyncio.sleep(0.02)  # a long poll that found nothing
+        elif endpoint == "setWebhook":
+            self.webhook_url = params["url"]
+        elif endpoint == "deleteWebhook":
+            self.webhook_url = ""
+        elif endpoint == "getWebhookInfo":
+            result = {"url": self.webhook_url, "has_custom_certificate": False, "pending_update_count": 0}
         elif endpoint == "sendMessage":
+            if self.flood:
+                self.flood -= 1
+                body = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                        "parameters": {"retry_after": 1}}  # fmt: skip
+                return 429, json.dumps(body).encode()
             if self.fail_sends:
                 raise NetworkError("the network is down")
             if self.reject_markdown and params.get("parse_mode") == "MarkdownV2":

@@ -166,6 +166,12 @@ class ChatBot:
             return
         keep = self.config.history_turns
         history = await anyio.to_thread.run_sync(self.store.remember, message.chat_id, question, keep)
+        log.info(
+            "telegram: chat %s, update %s: a question with %d earlier ones",
+            message.chat_id,
+            message.update_id,
+            len(history),
+        )
         await self._typing(message)
         reply = await anyio.to_thread.run_sync(ask, self.engine, question, history)
         if reply.answer is not None:

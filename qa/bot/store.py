@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from qa.errors import QAError
+from qa.errors import BotStateError
 from qa.records import Chunk, Hit, Section
 
 __all__ = ["FILE_NAME", "BotStateError", "BotStore", "hit_from_json", "hit_to_json"]
@@ -53,12 +53,6 @@ CREATE TABLE IF NOT EXISTS answers (
     PRIMARY KEY (bot, chat)
 ) WITHOUT ROWID;
 """
-
-
-class BotStateError(QAError):
-    """The bot's state file cannot be opened, read or written."""
-
-    public = "the bot's state is not available; the details are in the server log"
 
 
 def hit_to_json(hit: Hit) -> dict[str, Any]:
