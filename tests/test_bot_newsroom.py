@@ -18,7 +18,7 @@ import pytest
 from telegram import Chat, Message, MessageEntity, Update, User
 
 from qa.bot import format_answer
-from qa.bot.format import link_target
+from qa.bot.format import follow_up_note, link_target
 from qa.bot.store import BotStore
 from qa.config import Settings
 from qa.records import Answer, Chunk, Hit, Section
@@ -182,8 +182,11 @@ def test_a_forum_topic_is_answered_in_its_topic(room: Room) -> None:
 
 def test_in_a_private_chat_every_message_is_a_question(room: Room) -> None:
     room.post(tg_update(1, "越中合作?"))
+    first = len(room.sent())
     room.post(tg_update(2, "/ask 还有呢?"))
     assert room.canned.asked == [("越中合作?", ()), ("还有呢?", ("越中合作?",))]
+    assert not any("earlier question" in m["text"] for m in room.sent()[:first])  # a first question
+    assert room.shown().endswith(follow_up_note(1))  # a follow-up says it used the chat's history
 
 
 # -- the allowlist ---------------------------------------------------------------------------------------
@@ -324,6 +327,7 @@ def test_two_workers_share_history_and_claims(settings: Settings, tmp_path: Path
     ]
     assert second.canned.asked == [("其中有哪些城市?", ("胡志明市与中国多少个地方保持友好合作关系?",))]
     assert "短段落。" in check_markdown_v2(second.sent()[-1]["text"])  # the other worker's last answer
+    assert check_markdown_v2(second.sent()[-2]["text"]).endswith(follow_up_note(1))
 
 
 def test_an_unavailable_state_asks_telegram_to_deliver_again(settings: Settings) -> None:

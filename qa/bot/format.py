@@ -44,6 +44,7 @@ __all__ = [
     "BotReply",
     "QuestionAsker",
     "ask",
+    "follow_up_note",
     "format_answer",
     "format_error",
     "format_passage",
@@ -81,6 +82,7 @@ class BotReply:
     question: str
     answer: Answer | None  # None when the question itself was rejected (empty, too long)
     error: str = ""
+    history: tuple[str, ...] = ()  # the earlier questions it was asked with (a follow-up says so)
 
     @property
     def answerable(self) -> bool:
@@ -90,7 +92,7 @@ class BotReply:
         """The messages to send, in order, each at most ``limit`` UTF-16 code units long."""
         if self.answer is None:
             return format_error(self.error, markdown=markdown, limit=limit)
-        return format_answer(self.answer, markdown=markdown, limit=limit)
+        return format_answer(self.answer, markdown=markdown, limit=limit, follow_up=len(self.history))
 
 
 def ask(engine: QuestionAsker, question: str, history: Sequence[str] = ()) -> BotReply:
@@ -104,7 +106,7 @@ def ask(engine: QuestionAsker, question: str, history: Sequence[str] = ()) -> Bo
         answer = engine.ask(question, history=tuple(history))
     except QuestionError as exc:
         return BotReply(question=question, answer=None, error=str(exc))
-    return BotReply(question=question, answer=answer)
+    return BotReply(question=question, answer=answer, history=tuple(history))
 
 
 # -- blocks ----------------------------------------------------------------------------------------------
@@ -256,7 +258,12 @@ def _pack(blocks: Sequence[_Block], limit: int) -> list[str]:
     return messages
 
 
-def format_answer(answer: Answer, *, markdown: bool, limit: int) -> list[str]:
+def follow_up_note(earlier: int) -> str:
+    """The last line of a follow-up's answer: how many earlier questions of the chat it used."""
+    return f"↩ 参考了本对话之前的 {earlier} 个问题 · used {earlier} earlier question(s) · /new 重新开始 starts over"
+
+
+def format_answer(answer: Answer, *, markdown: bool, limit: int, follow_up: int = 0) -> list[str]:
     """``answer`` as chat messages: plain text, or Telegram MarkdownV2 when ``markdown`` (all escaped).
 
     Each message is at most ``limit`` UTF-16 code units. Messages split only between whole blocks (an
@@ -265,9 +272,16 @@ def format_answer(answer: Answer, *, markdown: bool, limit: int) -> list[str]:
     order of ``answer.hits``, matching the ``[n]`` markers of ``answer.text``) appears exactly once across
     the messages. An abstention is one block: a "no answer" heading and the reason.
 
+    A follow-up (``follow_up`` earlier questions of the chat used) ends with a line that says so: in a
+    group, one member's question may shape another's answer.
+
     Raises ValueError when ``limit`` is too small to hold one citation line.
     """
-    return _pack(_answer_blocks(answer, _Style(markdown)), limit)
+    style = _Style(markdown)
+    blocks = _answer_blocks(answer, style)
+    if follow_up:
+        blocks.append(_whole(style.text(follow_up_note(follow_up)), "\n\n"))
+    return _pack(blocks, limit)
 
 
 def format_error(message: str, *, markdown: bool, limit: int) -> list[str]:
