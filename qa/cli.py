@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -304,10 +305,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except ConfigError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
+        err.print(f"[red]configuration error:[/] {escape(str(exc))}")  # the message is not markup
         sys.exit(2)
     except LIBRARY_ERRORS as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)
