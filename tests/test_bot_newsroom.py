@@ -362,6 +362,17 @@ def test_a_missing_package_is_a_typed_error(settings: Settings, monkeypatch: pyt
         format_answer(answer, markdown=True, limit=4096)
 
 
+def test_the_service_and_plain_answers_need_no_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from qa.api.app import create_app
+
+    monkeypatch.setitem(sys.modules, "telegram", None)
+    settings = _settings(tmp_path, telegram={"enabled": False})
+    assert create_app(settings, Canned())  # type: ignore[arg-type]
+    assert format_answer(Answer("q", True, Canned().hits, "a [1]"), markdown=False, limit=4096)
+
+
 def test_a_missing_rate_limiter_is_a_typed_error(monkeypatch: pytest.MonkeyPatch) -> None:
     from qa.bot.ptb import require_telegram
     from qa.errors import TelegramUnavailableError
