@@ -128,7 +128,11 @@ def test_group_chatter_is_ignored(room: Room) -> None:
     room.post(tg_update(2, "回复同事", chat=NEWSROOM, reply_to=tg_update(1, "x", chat=NEWSROOM).message))
     room.post(tg_update(3, "/help@other_bot", chat=NEWSROOM))
     room.post(tg_update(4, "/ask@other_bot 问题", chat=NEWSROOM))
+    room.post(tg_update(5, "/poll 午饭吃什么", chat=NEWSROOM))  # a command of another bot in the group
     assert room.canned.asked == [] and room.sent() == []
+    room.post(tg_update(6, "/poll@qa_news_bot", chat=NEWSROOM))  # named: the usage says what it knows
+    room.post(tg_update(7, "/poll"))  # in a private chat too
+    assert [m["text"].startswith("*新闻问答") for m in room.sent()] == [True, True]
 
 
 def test_ask_in_a_group_is_answered_threaded_to_the_question(room: Room) -> None:

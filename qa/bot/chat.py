@@ -9,7 +9,8 @@ store) and decides:
   ``/sources [N]``, ``/help`` (``/start``).
 * **What, in a group**: only ``/ask question``, a message that mentions the bot (``@bot question``, the
   mention is left out of the question) or a reply to one of the bot's messages; other chatter is ignored.
-  A command addressed to another bot (``/help@other_bot``) is ignored everywhere.
+  A command addressed to another bot (``/help@other_bot``) is ignored everywhere, and so is, in a
+  group, a command this bot does not know unless it names the bot (``/foo@bot`` gets the usage).
 * **How.** Every reply is threaded to the message it answers (and sent in its forum topic). A question
   is asked with the chat's earlier questions (shared :class:`qa.bot.store.BotStore`, so a follow-up on
   another worker has the same context); the answer's cited passages are kept for ``/sources N``.
@@ -83,6 +84,7 @@ class Request:
 
 
 IGNORE = Request("ignore")
+COMMANDS = frozenset({"ask", "sources", "new", "reset", "help", "start"})
 
 
 def classify(message: IncomingUpdate, username: str, bot_user_id: int) -> Request:
@@ -97,6 +99,8 @@ def classify(message: IncomingUpdate, username: str, bot_user_id: int) -> Reques
         name = name.lower()
         if name == "ask":
             return Request("question", argument.strip())
+        if name not in COMMANDS and message.in_group and not addressee:
+            return IGNORE  # "/poll" in a group of several bots is most likely for another one
         return Request("command", argument.strip(), name)
     mentions = [
         e
