@@ -290,6 +290,22 @@ def test_help_lists_every_command(room: Room) -> None:
         assert command in shown
 
 
+def test_a_library_error_is_told_without_detail(settings: Settings) -> None:
+    from qa.errors import IndexStoreError
+
+    room = Room(settings)
+
+    def fail(question: str, *, history: Sequence[str] = ()) -> Answer:
+        raise IndexStoreError("/srv/secret/index/CURRENT is missing")
+
+    room.canned.ask = fail  # type: ignore[method-assign]
+    with room.harness.client:
+        room.post(tg_update(1, "越中合作?"))
+    (message,) = room.sent()
+    assert message["text"].startswith("抱歉，出错了") and "the index is not available" in message["text"]
+    assert "/srv" not in message["text"]  # the operator's detail stays in the log
+
+
 # -- flood control ---------------------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from qa.bot.ptb import escape
 from qa.bot.store import BotStore
 from qa.bot.updates import IncomingUpdate
 from qa.config import TelegramSettings
+from qa.errors import LIBRARY_ERRORS, public_message
 
 __all__ = ["ChatBot", "Request", "classify"]
 
@@ -159,9 +160,10 @@ class ChatBot:
                 await self.answer(message, request.text)
             else:
                 await self.command(message, request)
-        except Exception:
+        except Exception as exc:
             log.exception("telegram: could not answer chat %s", chat)
-            await self._send_quietly(message, FAILURE)
+            why = f"（{public_message(exc)}）" if isinstance(exc, LIBRARY_ERRORS) else ""
+            await self._send_quietly(message, FAILURE + escape(why))  # e.g. the index is still building
 
     async def answer(self, message: IncomingUpdate, question: str) -> None:
         assert message.chat_id is not None
