@@ -24,7 +24,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import anyio.to_thread
 from telegram import Message, ReplyParameters
@@ -79,7 +79,7 @@ def _sources_range(count: int) -> str:
 class Request:
     """What a message asks of the bot: a question, a command (with its argument) or nothing."""
 
-    kind: str  # "question" | "command" | "ignore"
+    kind: Literal["question", "command", "ignore"]
     text: str = ""  # the question, or the command's argument
     command: str = ""  # lower-case, without "/" and "@bot"
 
