@@ -11,9 +11,11 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from qa.bot.commands import telegram_app
 from qa.config import Settings, load_settings
 from qa.engine import Engine, Filters
 from qa.errors import LIBRARY_ERRORS, ConfigError, QAError
@@ -22,6 +24,7 @@ from qa.records import Answer
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Question answering over Chinese news.")
 model_app = typer.Typer(no_args_is_help=True, help="The embedding model.")
 app.add_typer(model_app, name="model")
+app.add_typer(telegram_app, name="telegram")  # qa telegram poll | set-webhook (qa/bot/commands.py)
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("qa")
@@ -302,10 +305,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except ConfigError as exc:
-        err.print(f"[red]configuration error:[/] {exc}")
+        err.print(f"[red]configuration error:[/] {escape(str(exc))}")  # the message is not markup
         sys.exit(2)
     except LIBRARY_ERRORS as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(1)
     except (typer.Abort, KeyboardInterrupt):
         sys.exit(130)

@@ -266,12 +266,41 @@ class TelegramSettings(_Section):
     path: str = Field(pattern=r"^/[\w/\-]*$")
     max_message_chars: int = Field(ge=100, le=100_000)
     history_turns: int = Field(ge=0, le=50)
+    # the newsroom bot: who may use it, how long its shared state lasts, the Bot API it talks to
+    allowed_chats: tuple[int, ...]
+    history_ttl_hours: float = Field(gt=0, le=24 * 365)
+    update_ttl_hours: float = Field(gt=0, le=24 * 30)
+    flood_retries: int = Field(ge=0, le=10)
+    api_base_url: str = Field(pattern=r"^https?://[^\s]+$")
+    poll_timeout: int = Field(ge=0, le=600)
 
     @model_validator(mode="after")
     def _secret_when_enabled(self) -> TelegramSettings:
         if self.enabled and not self.secret_token:
             raise ValueError("telegram.secret_token must be set when telegram.enabled is true")
         return self
+
+    @field_validator("bot_token", mode="after")
+    @classmethod
+    def _token_shape(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[0-9]+:[\w-]+", value):
+            raise ValueError("not a bot token: @BotFather's tokens look like '123456:ABC-DEF…'")
+        return value
+
+    @field_validator("secret_token", mode="after")
+    @classmethod
+    def _secret_shape(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", value):
+            raise ValueError("Telegram accepts 1-256 characters A-Z, a-z, 0-9, _ and - as a secret token")
+        return value
+
+    @field_validator("allowed_chats", mode="after")
+    @classmethod
+    def _chat_ids(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        for chat in value:
+            if not -(2**63) <= chat < 2**63:
+                raise ValueError(f"{chat} is not a Telegram chat id (a 64-bit integer)")
+        return value
 
 
 class Settings(BaseSettings):

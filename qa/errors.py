@@ -13,6 +13,7 @@ from embeddings.errors import EmbeddingsError, ModelError, VectorStoreError
 
 __all__ = [
     "LIBRARY_ERRORS",
+    "BotStateError",
     "ConfigError",
     "CorpusError",
     "DocumentNotFoundError",
@@ -23,7 +24,9 @@ __all__ = [
     "ModelError",
     "QAError",
     "QuestionError",
+    "TelegramUnavailableError",
     "VectorStoreError",
+    "WebhookURLError",
     "public_message",
 ]
 
@@ -87,6 +90,20 @@ class IndexCorruptError(IndexStoreError):
 
 class QuestionError(QAError):
     """The question cannot be asked as given (empty, too long, bad parameters)."""
+
+
+class TelegramUnavailableError(ConfigError):
+    """The Telegram bot is enabled or used but python-telegram-bot (the ``telegram`` extra) is missing."""
+
+
+class BotStateError(QAError):
+    """The bot's shared state file (``<index.dir>/telegram.sqlite3``) cannot be opened, read or written."""
+
+    public = "the bot's state is not available; the details are in the server log"
+
+
+class WebhookURLError(QAError):
+    """A URL Telegram cannot deliver updates to (not https, a port Telegram does not use, ...)."""
 
 
 class DocumentNotFoundError(QAError):

@@ -6,6 +6,7 @@ no network is used.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -24,8 +25,10 @@ from telegram.error import NetworkError
 from telegram.helpers import escape_markdown as ptb_escape_markdown
 from telegram.request import BaseRequest, RequestData
 
-from qa.bot import BotReply, ask, escape_markdown, format_answer, text_length
+from qa.bot import BotReply, ask, format_answer, text_length
 from qa.bot.format import QuestionAsker
+from qa.bot.ptb import escape, escape_code
+from qa.bot.store import BotStore
 from qa.bot.telegram import (
     MAX_JSON_DEPTH,
     SECRET_HEADER,
@@ -103,13 +106,12 @@ def _citation_lines(answer: Answer, *, markdown: bool) -> list[str]:
     return lines
 
 
-def check_markdown_v2(text: str) -> str:
-    """Fail unless ``text`` is well-formed MarkdownV2 using only bold, code and blockquote markup.
-
-    Returns the text as Telegram would display it (markup removed, escapes resolved).
-    """
+def check_markdown_v2(text: str, links: list[str] | None = None) -> str:
+    """Fail unless ``text`` is well-formed MarkdownV2 using only bold, code, blockquote and inline-link
+    markup. Returns the text as Telegram would display it (markup removed, escapes resolved); the URL of
+    each ``[label](url)`` is appended to ``links`` when given."""
     shown: list[str] = []
-    bold = code = False
+    bold = code = label = False
     i = 0
     while i < len(text):
         char = text[i]
@@ -131,22 +133,78 @@ def check_markdown_v2(text: str) -> str:
             bold = not bold
         elif char == ">" and (i == 0 or text[i - 1] == "\n"):
             pass  # a blockquote line
+        elif char == "[" and not label:
+            label = True
+        elif char == "]" and label:
+            label = False
+            assert text[i + 1 : i + 2] == "(", f"a link label without its URL at {i}"
+            url, i = _link_url(text, i + 2)
+            if links is not None:
+                links.append(url)
+            continue
         else:
             assert char not in MARKDOWN_SPECIAL, (
                 f"unescaped {char!r} at {i}: {text[max(0, i - 20) : i + 20]!r}"
             )
             shown.append(char)
         i += 1
-    assert not bold and not code, "an entity is left open"
+    assert not bold and not code and not label, "an entity is left open"
     return "".join(shown)
+
+
+def _link_url(text: str, i: int) -> tuple[str, int]:
+    """The URL of an inline link starting at ``text[i]`` (only ``\\`` and ``)`` escaped), and the index
+    after its closing parenthesis."""
+    url: list[str] = []
+    while i < len(text) and text[i] != ")":
+        if text[i] == "\\":
+            assert text[i + 1] in "\\)", f"needless escape {text[i + 1]!r} in a link at {i}"
+            i += 1
+        url.append(text[i])
+        i += 1
+    assert i < len(text), "a link URL left open"
+    return "".join(url), i + 1
 
 
 # -- formatting ------------------------------------------------------------------------------------------
 
 
-def test_escape_matches_python_telegram_bot() -> None:
-    sample = r"a_b*c[d]e(f)g~h`i>j#k+l-m=n|o{p}q.r!s\t 中文。（全角）"
-    assert escape_markdown(sample) == ptb_escape_markdown(sample, version=2)
+# The hand-written escaping that PTB's helper replaced (qa/bot/format.py before issue 14), kept here as
+# the reference it must agree with.
+OLD_MARKDOWN_SPECIAL = re.compile(r"([\\_*\[\]()~`>#+\-=|{}.!])")
+OLD_CODE_SPECIAL = re.compile(r"([\\`])")
+ESCAPE_CASES = [
+    r"a_b*c[d]e(f)g~h`i>j#k+l-m=n|o{p}q.r!s\t 中文。（全角）",
+    "_*[]()~`>#+-=|{}.!\\",
+    "2024-05-06",
+    "000_a2194725df4ab5f6:562-676",
+    "《越中关系》（2025年1月21日） — 胡志明市!",
+    "https://example.com/a_(b)?c=1&d=[2]#x",
+    "",
+    "😀 emoji, \n newlines\r\n and\ttabs",
+]
+
+
+@pytest.mark.parametrize("text", ESCAPE_CASES)
+def test_ptb_escaping_agrees_with_the_old_hand_written_one(text: str) -> None:
+    assert escape(text) == OLD_MARKDOWN_SPECIAL.sub(r"\\\1", text) == ptb_escape_markdown(text, version=2)
+    assert escape_code(text) == OLD_CODE_SPECIAL.sub(r"\\\1", text)
+
+
+@hypothesis.settings(max_examples=300, derandomize=True, database=None, deadline=None)
+@given(text=st.text(st.sampled_from("_*[]()~`>#+-=|{}.!\\ a中。") | st.characters()))
+def test_ptb_escaping_agrees_on_any_text(text: str) -> None:
+    assert escape(text) == OLD_MARKDOWN_SPECIAL.sub(r"\\\1", text)
+    assert escape_code(text) == OLD_CODE_SPECIAL.sub(r"\\\1", text)
+
+
+def test_the_hand_written_escaping_is_gone() -> None:
+    import qa.bot
+    import qa.bot.format
+
+    assert not hasattr(qa.bot, "escape_markdown") and not hasattr(qa.bot.format, "escape_markdown")
+    source = (ROOT / "qa" / "bot" / "format.py").read_text(encoding="utf-8")
+    assert 're.compile(r"([\\\\_*' not in source
 
 
 def test_plain_answer_has_numbered_citations(answer: Answer) -> None:
@@ -266,6 +324,9 @@ class FakeRequest(BaseRequest):
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.reject_markdown = False
         self.fail_sends = False  # every sendMessage fails as if the network were down
+        self.flood = 0  # the next sendMessage calls answered 429 Too Many Requests (retry after 1 s)
+        self.pending: list[dict[str, Any]] = []  # updates the next getUpdates hands out (once)
+        self.webhook_url = ""
 
     @property
     def read_timeout(self) -> float | None:
@@ -293,7 +354,22 @@ class FakeRequest(BaseRequest):
         result: Any = True
         if endpoint == "getMe":
             result = {"id": 123, "is_bot": True, "first_name": "QA", "username": "qa_news_bot"}
+        elif endpoint == "getUpdates":
+            result, self.pending = self.pending, []
+            if not result:
+                await asyncio.sleep(0.02)  # a long poll that found nothing
+        elif endpoint == "setWebhook":
+            self.webhook_url = params["url"]
+        elif endpoint == "deleteWebhook":
+            self.webhook_url = ""
+        elif endpoint == "getWebhookInfo":
+            result = {"url": self.webhook_url, "has_custom_certificate": False, "pending_update_count": 0}
         elif endpoint == "sendMessage":
+            if self.flood:
+                self.flood -= 1
+                body = {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 1",
+                        "parameters": {"retry_after": 1}}  # fmt: skip
+                return 429, json.dumps(body).encode()
             if self.fail_sends:
                 raise NetworkError("the network is down")
             if self.reject_markdown and params.get("parse_mode") == "MarkdownV2":
@@ -336,11 +412,21 @@ def update(update_id: int, text: str | None = QUESTION, *, chat_id: int = 42, **
     return {"update_id": update_id, "message": message}
 
 
+_STATES = itertools.count()
+
+
+def fresh_store(settings: Settings) -> BotStore:
+    """A bot state of its own for one harness (the engine's index folder is shared by a module)."""
+    path = settings.index_dir.parent / "bot-states" / f"{next(_STATES)}.sqlite3"
+    return BotStore(path, 123, history_ttl=3600, update_ttl=86400)
+
+
 class Harness:
-    def __init__(self, engine: QuestionAsker, settings: Settings) -> None:
+    def __init__(self, engine: QuestionAsker, settings: Settings, store: BotStore | None = None) -> None:
         self.transport = FakeRequest()
         self.engine = RecordingEngine(engine)
-        self.router = telegram_router(self.engine, settings, request=self.transport)
+        self.store = store if store is not None else fresh_store(settings)
+        self.router = telegram_router(self.engine, settings, request=self.transport, store=self.store)
         self.path = settings.telegram.path
         app = FastAPI()
         app.include_router(self.router)
@@ -475,16 +561,11 @@ def test_the_service_mounts_the_webhook(
     engine: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     app_module = pytest.importorskip("qa.api.app")
-    import telegram
-
     import qa.bot.telegram as adapter
+    from qa.bot.client import make_bot
 
     transport = FakeRequest()
-
-    def fake_bot(token: str, request: Any = None, get_updates_request: Any = None) -> telegram.Bot:
-        return telegram.Bot(token, request=transport, get_updates_request=transport)
-
-    monkeypatch.setattr(adapter, "Bot", fake_bot)
+    monkeypatch.setattr(adapter, "make_bot", lambda config, request=None: make_bot(config, request=transport))
     app = app_module.create_app(settings, engine)
     with TestClient(app) as client:
         path = settings.telegram.path

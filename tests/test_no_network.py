@@ -116,8 +116,9 @@ def allowed(settings: Settings, *, listening: bool) -> tuple[set[tuple[str, int]
     """(listeners, remote endpoints) the configuration asks for; nothing else may be bound or reached."""
     listeners = {(settings.server.host, settings.server.port)} if listening else set()
     remotes: set[tuple[str, int]] = set()
-    if settings.telegram.enabled:
-        remotes.add(TELEGRAM_API)
+    if settings.telegram.enabled:  # the Bot API the bot is pointed at (telegram.api_base_url)
+        api = urlsplit(settings.telegram.api_base_url)
+        remotes.add((api.hostname or "", api.port or (443 if api.scheme == "https" else 80)))
     store = settings.vector_store
     if store.backend == "milvus":
         if "://" in store.uri:
@@ -191,6 +192,11 @@ def test_allow_list_names_only_what_the_configuration_asks_for(tmp_path: Path) -
         vector_store={"backend": "milvus", "uri": "http://milvus.internal:19530"},
     )
     assert allowed(configured, listening=False) == (set(), {TELEGRAM_API, ("milvus.internal", 19530)})
+    local = settings_in(
+        tmp_path,
+        telegram={"enabled": True, "secret_token": "s", "api_base_url": "http://127.0.0.1:8081/bot"},
+    )
+    assert allowed(local, listening=False) == (set(), {("127.0.0.1", 8081)})  # a local Bot API server
     events = [
         {"event": "socket.getaddrinfo", "family": None, "address": ["api.telegram.org", 443]},
         {"event": "socket.connect", "family": 2, "address": ["149.154.167.220", 443]},

@@ -71,6 +71,9 @@ TAGS = [
 
 
 def _telegram_router(engine: Engine, settings: Settings) -> Any:
+    from qa.bot.ptb import require_telegram
+
+    require_telegram("telegram.enabled = true")  # TelegramUnavailableError naming the extra to install
     try:
         module = importlib.import_module("qa.bot.telegram")
     except ModuleNotFoundError as exc:

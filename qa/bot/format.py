@@ -15,7 +15,11 @@ A formatted answer is a list of *blocks*, each kept whole in one message:
 * the lines of the chat-style answer (``answer.text``, one line per cited sentence, with its ``[n]``
   marker; the "—— 《title》" source after the marker is left out, the citation block names it);
 * one block per cited passage: the citation line ``[n] 《title》 date · section · doc_id:start-end`` and
-  the quoted passage text under it.
+  the quoted passage text under it. When the article has a link (``Hit.url``, http or https), the title
+  is a link to it in MarkdownV2, and the plain text ends the citation line with the URL.
+
+MarkdownV2 is escaped with python-telegram-bot's ``telegram.helpers.escape_markdown(version=2)`` (see
+:mod:`qa.bot.ptb`); plain text needs no package beyond this one.
 
 Messages are packed greedily with whole blocks. A block that is longer than the limit on its own gets its
 quoted text cut with "…"; its citation line (or an answer line's ``[n]`` marker) is never cut.
@@ -29,8 +33,10 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import urlsplit
 
 from qa.answer import NO_ANSWER
+from qa.bot.ptb import escape, escape_code, escape_link
 from qa.errors import QuestionError
 from qa.records import Answer, Hit, Section
 
@@ -38,10 +44,12 @@ __all__ = [
     "BotReply",
     "QuestionAsker",
     "ask",
-    "escape_markdown",
-    "escape_markdown_code",
+    "follow_up_note",
     "format_answer",
     "format_error",
+    "format_passage",
+    "format_sources",
+    "link_target",
     "text_length",
 ]
 
@@ -50,22 +58,10 @@ ANSWER_LABEL = "答 Answer："
 SOURCES_HEADING = "来源 Sources"
 NO_ANSWER_HEADING = "无法回答 No answer"
 RELATED_LABEL = "相关新闻 related-news teaser"
-
-_MARKDOWN_SPECIAL = re.compile(r"([\\_*\[\]()~`>#+\-=|{}.!])")
-_CODE_SPECIAL = re.compile(r"([\\`])")
+MAX_URL_CHARS = 2000  # longer links are left out (the API accepts articles' URLs up to 2000 characters)
 # "sentence [1] —— 《title》（date）": the sentence may be cut, the marker may not; the source after "——"
 # is left out, since the citation block of [1] names it
 _ANSWER_LINE = re.compile(r"^(?P<text>.*?)\s*(?P<marker>\[\d+\])(?:\s*——.*)?$", re.DOTALL)
-
-
-def escape_markdown(text: str) -> str:
-    """Escape every character that Telegram MarkdownV2 treats as markup (outside code entities)."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
-
-def escape_markdown_code(text: str) -> str:
-    """Escape text for inside a MarkdownV2 ``code`` or ``pre`` entity (only ``\\`` and `````)."""
-    return _CODE_SPECIAL.sub(r"\\\1", text)
 
 
 def text_length(text: str) -> int:
@@ -86,6 +82,7 @@ class BotReply:
     question: str
     answer: Answer | None  # None when the question itself was rejected (empty, too long)
     error: str = ""
+    history: tuple[str, ...] = ()  # the earlier questions it was asked with (a follow-up says so)
 
     @property
     def answerable(self) -> bool:
@@ -95,7 +92,7 @@ class BotReply:
         """The messages to send, in order, each at most ``limit`` UTF-16 code units long."""
         if self.answer is None:
             return format_error(self.error, markdown=markdown, limit=limit)
-        return format_answer(self.answer, markdown=markdown, limit=limit)
+        return format_answer(self.answer, markdown=markdown, limit=limit, follow_up=len(self.history))
 
 
 def ask(engine: QuestionAsker, question: str, history: Sequence[str] = ()) -> BotReply:
@@ -109,7 +106,7 @@ def ask(engine: QuestionAsker, question: str, history: Sequence[str] = ()) -> Bo
         answer = engine.ask(question, history=tuple(history))
     except QuestionError as exc:
         return BotReply(question=question, answer=None, error=str(exc))
-    return BotReply(question=question, answer=answer)
+    return BotReply(question=question, answer=answer, history=tuple(history))
 
 
 # -- blocks ----------------------------------------------------------------------------------------------
@@ -158,17 +155,21 @@ class _Style:
         self.markdown = markdown
 
     def text(self, value: str) -> str:
-        return escape_markdown(value) if self.markdown else value
+        return escape(value) if self.markdown else value
 
     def bold(self, value: str) -> str:
-        return f"*{escape_markdown(value)}*" if self.markdown else value
+        return f"*{escape(value)}*" if self.markdown else value
 
     def code(self, value: str) -> str:
-        return f"`{escape_markdown_code(value)}`" if self.markdown else value
+        return f"`{escape_code(value)}`" if self.markdown else value
+
+    def link(self, label: str, url: str) -> str:
+        """``label`` linked to ``url`` (MarkdownV2); plain text has no links, the URL is shown apart."""
+        return f"[{escape(label)}]({escape_link(url)})" if self.markdown else label
 
     def quote(self, value: str) -> str:
         if self.markdown:
-            return ">" + escape_markdown(value)
+            return ">" + escape(value)
         return f"  “{value}”"
 
 
@@ -176,12 +177,22 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
+def link_target(url: str | None) -> str | None:
+    """``url`` when it can be sent as a link (http or https, a host, no spaces or control characters)."""
+    if not url or len(url) > MAX_URL_CHARS or any(not char.isprintable() or char.isspace() for char in url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return url if parts.scheme.lower() in {"http", "https"} and parts.hostname else None
+
+
 def _citation_line(number: int, hit: Hit, style: _Style) -> str:
     chunk = hit.chunk
-    parts = [
-        style.bold(f"[{number}]"),
-        style.text(f"《{hit.title}》" if hit.title else "《无标题 untitled》"),
-    ]
+    title = f"《{hit.title}》" if hit.title else "《无标题 untitled》"
+    url = link_target(hit.url)
+    parts = [style.bold(f"[{number}]"), style.link(title, url) if url else style.text(title)]
     details = []
     if hit.date:
         details.append(style.text(hit.date))
@@ -189,6 +200,8 @@ def _citation_line(number: int, hit: Hit, style: _Style) -> str:
         label = RELATED_LABEL + (f"：{chunk.heading}" if chunk.heading else "")
         details.append(style.text(label))
     details.append(style.code(f"{chunk.doc_id}:{chunk.start}-{chunk.end}"))
+    if url and not style.markdown:
+        details.append(url)
     return " ".join(parts) + " " + style.text(" · ").join(details)
 
 
@@ -245,7 +258,12 @@ def _pack(blocks: Sequence[_Block], limit: int) -> list[str]:
     return messages
 
 
-def format_answer(answer: Answer, *, markdown: bool, limit: int) -> list[str]:
+def follow_up_note(earlier: int) -> str:
+    """The last line of a follow-up's answer: how many earlier questions of the chat it used."""
+    return f"↩ 参考了本对话之前的 {earlier} 个问题 · used {earlier} earlier question(s) · /new 重新开始 starts over"
+
+
+def format_answer(answer: Answer, *, markdown: bool, limit: int, follow_up: int = 0) -> list[str]:
     """``answer`` as chat messages: plain text, or Telegram MarkdownV2 when ``markdown`` (all escaped).
 
     Each message is at most ``limit`` UTF-16 code units. Messages split only between whole blocks (an
@@ -254,9 +272,16 @@ def format_answer(answer: Answer, *, markdown: bool, limit: int) -> list[str]:
     order of ``answer.hits``, matching the ``[n]`` markers of ``answer.text``) appears exactly once across
     the messages. An abstention is one block: a "no answer" heading and the reason.
 
+    A follow-up (``follow_up`` earlier questions of the chat used) ends with a line that says so: in a
+    group, one member's question may shape another's answer.
+
     Raises ValueError when ``limit`` is too small to hold one citation line.
     """
-    return _pack(_answer_blocks(answer, _Style(markdown)), limit)
+    style = _Style(markdown)
+    blocks = _answer_blocks(answer, style)
+    if follow_up:
+        blocks.append(_whole(style.text(follow_up_note(follow_up)), "\n\n"))
+    return _pack(blocks, limit)
 
 
 def format_error(message: str, *, markdown: bool, limit: int) -> list[str]:
@@ -265,3 +290,56 @@ def format_error(message: str, *, markdown: bool, limit: int) -> list[str]:
     heading = style.bold("问题无效 Invalid question")
     block = _Block(_one_line(message), lambda s: heading + "\n" + style.text(s), "")
     return _pack([block], limit)
+
+
+def format_sources(hits: Sequence[Hit], *, markdown: bool, limit: int) -> list[str]:
+    """The citation lines of ``hits`` (numbered from 1) without their passages, e.g. for ``/sources``."""
+    style = _Style(markdown)
+    lines = [_citation_line(n, hit, style) for n, hit in enumerate(hits, start=1)]
+    return _pack([_whole(line, "\n") for line in lines], limit)
+
+
+def _whole(text: str, separator: str) -> _Block:
+    """A block that is never cut (its cuttable part is empty)."""
+
+    def render(_: str) -> str:
+        return text
+
+    return _Block("", render, separator)
+
+
+def format_passage(number: int, hit: Hit, *, markdown: bool, limit: int) -> list[str]:
+    """Passage ``number`` whole: its citation line and all of its text, over as many messages as it needs
+    (the text is never cut short; each following message goes on quoting it)."""
+    style = _Style(markdown)
+    citation = _citation_line(number, hit, style)
+    rest = hit.chunk.text.strip()
+    messages: list[str] = []
+    if not rest:
+        return _pack([_whole(citation, "")], limit)
+    while True:
+        head = citation + "\n" if not messages else ""
+
+        def render(s: str, head: str = head) -> str:
+            return head + style.quote(s)
+
+        fits = _longest_fitting(rest, render, limit)
+        if fits == 0:
+            raise ValueError(f"a citation needs more than {limit} characters on its own; raise the limit")
+        messages.append(head + style.quote(rest[:fits]))
+        rest = rest[fits:].lstrip()
+        if not rest:
+            return messages
+
+
+def _longest_fitting(text: str, render: Callable[[str], str], limit: int) -> int:
+    """The largest n such that ``render(text[:n])`` is at most ``limit`` UTF-16 units; 0 when not even one
+    character fits."""
+    low, high = 0, len(text)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if text_length(render(text[:middle])) <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return low
