@@ -56,7 +56,7 @@ class Retrieval:
             type_weight=r.type_weight,
             ranker=ranker,
         )
-        self.grounding = Grounding(index, r, gate, tokenizer.known)
+        self.grounding = Grounding(index, r, gate, tokenizer.known, tokenizer.words)
         self.pairs: CorpusPairs = CorpusPairs.of_index(
             index, previous.pairs if previous is not None else None
         )

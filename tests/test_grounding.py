@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
 
+from qa.config import Settings
 from qa.engine import Engine
 from qa.retrieval.gazetteer import Gazetteer, Glossary
 from qa.retrieval.rerank import AnswerType, answer_type
@@ -135,3 +139,28 @@ def test_a_place_may_drop_its_administrative_suffix(name: str, present: bool) ->
 
     text = "惠州全市法院查获69名失信被执行人。景宁畲族自治县……景宁茶叶总产值"
     assert _mentions(text, name) is present
+
+
+def test_only_words_of_what_is_asked_may_be_novel(engine: Engine) -> None:
+    grounding = engine.indexing.current().grounding
+    asked = engine.queries.build("胡志明市有几条地铁线路?")
+    assert grounding.novel_words(asked) == ["地铁", "线路"]  # 几条 is the question word, not a topic
+    # The asker's own words for the context (the corpus never says 掏出) are a paraphrase, not another topic.
+    context = engine.queries.build("掏出手机的胡志明市官员说,胡志明市与中国多少个地方保持友好合作关系?")
+    assert {"掏出", "手机"} <= set(context.content_words) and grounding.novel_words(context) == []
+
+
+def test_a_year_of_the_background_may_be_anywhere_in_the_article(
+    make_settings: Callable[..., Settings], corpus_dir: Path
+) -> None:
+    (corpus_dir / "fugitive.txt").write_text(
+        "离职员工劫杀厂长妻儿 亡命26年终落网\n\n"
+        "在杭州作案后潜逃26年的陆某,在张家港一家餐馆当厨师,用的假名是于强。\n\n"
+        + "此前多年,他辗转多地打工,从不与家人联系。" * 24
+        + "\n\n案发于1991年3月的最后一天。\n",
+        encoding="utf-8",
+    )
+    engine = Engine(make_settings()).open(show_progress=False)
+    answer = engine.ask("1991年在杭州作案后潜逃26年的陆某,当厨师时用的是什么假名?")
+    assert answer.answerable, answer.reason
+    assert answer.hits[0].chunk.doc_id == "fugitive" and "于强" in answer.hits[0].chunk.text

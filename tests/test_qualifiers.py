@@ -58,3 +58,11 @@ def test_a_question_about_another_edition_is_not_answered(regatta: Engine) -> No
     assert not answer.answerable and "第13届" in answer.reason
     answered = regatta.ask("第十四届泰国国际海湾之冠帆船赛IRC1组的亚军是哪支船队?")
     assert answered.answerable and answered.hits[0].chunk.doc_id == "regatta"
+
+
+def test_a_series_number_tells_two_crafts_apart() -> None:
+    asked = qualifiers("嫦娥五号探测器从月球带回了多少克月壤?")
+    assert asked == [Qualifier("嫦娥号", 5, "嫦娥五号")]
+    assert conflicting(asked, ["嫦娥四号月球背面软着陆。", ""]) == asked
+    assert conflicting(asked, ["长征五号火箭发射嫦娥四号。", ""]) == asked  # another series says nothing
+    assert qualifiers("5月五号地铁三号线") == []  # a day, a line

@@ -19,6 +19,7 @@ Signals, in the order they are checked (each measured on the dev set and on off-
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,11 +31,14 @@ from qa.retrieval.gate import AnswerGate, gate_features
 from qa.retrieval.hybrid import Candidate
 from qa.retrieval.qualifiers import Qualifier, conflicting, qualifiers
 from qa.retrieval.query import Query
+from qa.retrieval.rerank import focus
 from qa.text.normalize import fold
 
 # A place written with its administrative suffix in the question and without it in the text, or the
 # other way round (景宁县 / 景宁, 惠州 / 惠州市).
 _SUFFIX = "市省县区镇乡"
+_YEAR = re.compile(r"(?:19|20)\d{2}年?")
+_QUESTION_WORD = re.compile(r"几|多少")  # 几集, 几卷, 多少次: the question word with its unit
 
 
 def _mentions(text: str, name: str) -> bool:
@@ -70,11 +74,14 @@ class Grounding:
         settings: RetrievalSettings,
         gate: AnswerGate | None = None,
         known: Callable[[str], bool] | None = None,
+        words: Callable[[str], list[str]] | None = None,
     ) -> None:
         self.index = index
         self.settings = settings
         self.gate = gate
         self.known = known  # whether a word is a word (jieba's dictionary); None: every word is
+        self.words = words  # a text's words, to find what a question asks; None: the whole question
+        self._whole = lru_cache(maxsize=1024)(lambda doc_id: self.index.articles[doc_id].text)
         self._articles = lru_cache(maxsize=4096)(self._article_text)
         self._context = lru_cache(maxsize=16384)(self._local_context)
 
@@ -108,14 +115,20 @@ class Grounding:
         if not self.settings.entity_check:
             return []
         text = self._context(row)
-        article = self._articles(self.index.chunks[row].doc_id)
+        doc_id = self.index.chunks[row].doc_id
+        article = self._articles(doc_id)
         lacking = [
             group[0]
             for group in query.entities
             if not any(name in text or _mentions(article, name) for name in group)
+            # A year is background the article may give anywhere (1991年 in "1991年…潜逃26年的陆某");
+            # one the article contradicts is a near miss, judged below.
+            and not (_YEAR.fullmatch(group[0]) and group[0][:4] in self._whole(doc_id))
         ]
         asked = [w for w in query.content_words if len(w) >= 2]
-        if asked and query.entities and not any(word in text for word in asked):
+        # The words of what is asked, when the question also names something. Not for a foreign question:
+        # its words are dictionary renderings, one of several (President → 主席 where the article says 总统).
+        if asked and query.entities and query.chinese and not any(word in text for word in asked):
             lacking.append("“" + "、".join(asked[:3]) + "”")
         # A near miss: the passage tells of another edition, phase or year than the one asked about.
         asked_for = _asked_qualifiers(query.question)
@@ -125,11 +138,14 @@ class Grounding:
         return lacking
 
     def novel_words(self, query: Query) -> list[str]:
-        """Words of the question the corpus never contains, not even as a character pair."""
+        """Words of what the question asks (its clause with the question word) that the corpus never
+        contains, not even as a character pair. A word of the context it gives may be the asker's own
+        synonym (掏出一沓百元大钞 for the article's 拿出一叠): that is a paraphrase, not another topic."""
         lexical = self.index.passages
+        asked = focus(query.question, self.words) if self.words is not None else fold(query.question)
         novel = []
         for word in query.content_words:
-            if len(word) < 2 or lexical.knows(word):
+            if len(word) < 2 or lexical.knows(word) or word not in asked or _QUESTION_WORD.match(word):
                 continue
             if self.known is not None and not self.known(word):
                 continue  # a fragment of two words (锅时, 判曹), not a word the corpus lacks

@@ -1,4 +1,5 @@
-"""What tells one edition, phase or year of a story from another: 第13届 / 第14届, 一期 / 二期, 2016年.
+"""What tells one edition, phase or year of a story from another: 第13届 / 第14届, 一期 / 二期, 嫦娥四号 /
+嫦娥五号, 2016年 / 2017年.
 
 A near-miss question keeps the story and swaps its qualifier: it asks for the winner of the 13th regatta
 when the corpus reports the 14th, or a company's 2016 revenue when the article gives 2017's. Such a
@@ -26,6 +27,10 @@ _PATTERNS = (
     re.compile(
         r"(?<![第0-9零〇一二两三四五六七八九十百千])(?P<n>[一二三四五六七八九]|[1-9])(?P<kind>期|审)(?![间限货刊待望])"
     ),
+    # 嫦娥四号 / 嫦娥五号, 神舟十一号: a craft or model of a series, told apart by its series name
+    re.compile(
+        r"(?P<series>[\u4e00-\u9fff]{2})(?<!月)(?P<n>[一二三四五六七八九十]+)(?P<kind>号)(?![线楼院])"
+    ),
     # 2016年, 2018赛季, 2018-2019赛季, 2018-05-01: a year
     re.compile(
         r"(?<![0-9])(?P<n>(?:19|20)[0-9]{2})(?:\s*(?P<kind>年|赛季)(?!代)|(?=[-/.][0-9]{1,2}[-/.][0-9]{1,2}))"
@@ -35,7 +40,7 @@ _PATTERNS = (
 
 @dataclass(frozen=True)
 class Qualifier:
-    kind: str  # 届, 批, 期, 轮, 季, 场, 次 (editions), 期, 审 (phases: "phase-期"), 年
+    kind: str  # 届, 批, 期, 轮, 季, 场, 次 (editions); phase-期, phase-审 (phases); 嫦娥号 (a series); 年
     value: int
     text: str  # as written
 
@@ -68,6 +73,8 @@ def qualifiers(text: str) -> list[Qualifier]:
             kind = {"赛季": "年"}.get(kind, kind)
             if i == 1:
                 kind = "phase-" + kind  # 一期 (a phase) is not 第一期 (an issue)
+            elif i == 2:
+                kind = match.group("series") + kind
             found.append(Qualifier(kind, value, match.group()))
     return found
 
