@@ -1,0 +1,84 @@
+"""A reply cut into sentences, each with the [n] markers that follow it; also piece by piece as it streams.
+
+A sentence ends at 。！？!?；; (a full stop only before a space, a marker or the end, so 1.5 stays whole)
+or a newline, and takes with it the closing quotes, markers and spaces right after. While streaming, a
+sentence is complete only once something else follows it: the markers of a sentence may arrive later.
+"""
+
+from __future__ import annotations
+
+import re
+
+# [1], [1, 2], [1][2], [1-3], 【1】 (full-width brackets too)
+MARKER = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*[-–,，、]\s*\d{1,3})*)\s*[\]】]")
+_END = re.compile(r"[。！？!?；;]|\.(?=\s|$|[\[【])|\n")
+_TAIL = re.compile(rf"(?:[。！？!?；;.\"”’」』)）]|\s|{MARKER.pattern})*")
+_OPEN_MARKER = re.compile(r"[\[【][\s\d,，、\-–]*$")
+
+
+def markers(sentence: str) -> list[int]:
+    """The passage numbers a sentence cites, in order, once each."""
+    found: list[int] = []
+    for match in MARKER.finditer(sentence):
+        for part in re.split(r"\s*[,，、]\s*", match.group(1)):
+            bounds = [int(n) for n in re.split(r"\s*[-–]\s*", part)]
+            numbers = (
+                range(bounds[0], bounds[-1] + 1)
+                if len(bounds) == 2 and bounds[1] - bounds[0] < 50
+                else bounds
+            )
+            found.extend(n for n in numbers if n not in found)
+    return found
+
+
+def strip_markers(sentence: str) -> str:
+    """The sentence's words without its markers."""
+    return " ".join(MARKER.sub(" ", sentence).split())
+
+
+def canonical(sentence: str) -> str:
+    """The sentence with each group of markers written [1][2] (what the web page and bot link)."""
+    return MARKER.sub(lambda m: "".join(f"[{n}]" for n in markers(m.group())), sentence).strip()
+
+
+class SentenceSplitter:
+    """Feed it a reply in pieces; it returns each sentence once it is complete."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+
+    def feed(self, piece: str) -> list[str]:
+        self._buffer += piece
+        return self._drain(final=False)
+
+    def close(self) -> list[str]:
+        """The remaining sentences at the end of the reply (the last one needs no end punctuation)."""
+        out = self._drain(final=True)
+        rest, self._buffer = self._buffer.strip(), ""
+        return [*out, rest] if rest else out
+
+    def _drain(self, *, final: bool) -> list[str]:
+        out: list[str] = []
+        while (end := self._boundary(final)) is not None:
+            sentence, self._buffer = self._buffer[:end].strip(), self._buffer[end:]
+            if sentence:
+                out.append(sentence)
+        return out
+
+    def _boundary(self, final: bool) -> int | None:
+        match = _END.search(self._buffer)
+        if match is None:
+            return None
+        if not final and match.group() == "." and match.end() == len(self._buffer):
+            return None  # a decimal point, perhaps
+        end = _TAIL.match(self._buffer, match.end())
+        stop = end.end() if end else match.end()
+        if not final and (stop == len(self._buffer) or _OPEN_MARKER.search(self._buffer, stop)):
+            return None  # markers or closing quotes may still follow
+        return stop
+
+
+def split_sentences(text: str) -> list[str]:
+    """A whole reply's sentences."""
+    splitter = SentenceSplitter()
+    return [*splitter.feed(text), *splitter.close()]
