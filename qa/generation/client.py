@@ -90,6 +90,7 @@ class ChatClient:
             events = self._client.chat.completions.create(**self._request(messages), stream=True)
         except self._errors as exc:
             raise _upstream(exc) from exc
+        text = False
         try:
             for event in events:
                 if time.monotonic() > deadline:
@@ -98,8 +99,11 @@ class ChatClient:
                     continue  # e.g. a last chunk with usage only
                 piece = event.choices[0].delta.content
                 if piece:
+                    text = text or bool(piece.strip())
                     yield piece
         except self._errors as exc:
             raise _upstream(exc) from exc
         finally:
             events.close()
+        if not text:
+            raise UpstreamError("malformed", "the streamed reply has no text")
