@@ -147,6 +147,61 @@ def test_abstention_never_asks_the_model(client: TestClient, stub: OpenAIStub) -
     assert stub.requests == []
 
 
+def ask_events(client: TestClient, question: str = QUESTION) -> list[tuple[str, Any]]:
+    payload = {"question": question, "top_k": 3}
+    headers = {"Accept": "text/event-stream, application/json"}  # what the web page sends
+    with client.stream("POST", "/v1/ask", json=payload, headers=headers) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        text = response.read().decode("utf-8")
+    events: list[tuple[str, Any]] = []
+    name = ""
+    for line in text.splitlines():
+        if line.startswith("event: "):
+            name = line[len("event: ") :]
+        elif line.startswith("data: "):
+            events.append((name, json.loads(line[len("data: ") :])))
+    return events
+
+
+def test_ask_streams_checked_sentences_to_the_web_page(client: TestClient, stub: OpenAIStub) -> None:
+    stub.script(REPLY, piece=2)
+    events = ask_events(client)
+    assert [name for name, _ in events] == ["start", "delta", "delta", "answer"]
+    start, final = events[0][1], events[-1][1]
+    assert len(start["passages"]) == 3 and start["answerable"] is True
+    assert [data["text"] for name, data in events if name == "delta"] == [GOOD_1, GOOD_2]
+    assert final["answer"] == GOOD_1 + GOOD_2 and final["generation"]["removed"] == REMOVED
+    assert final["passages"] == start["passages"]
+
+
+def test_streamed_ask_falls_back_and_abstains_like_json(
+    client: TestClient, stub: OpenAIStub, service: tuple[TestClient, Engine]
+) -> None:
+    stub.script(status=500)
+    events = ask_events(client)
+    assert [name for name, _ in events] == ["start", "delta", "answer"]
+    assert events[1][1]["text"] == extractive(service) == events[-1][1]["answer"]
+    assert events[-1][1]["generation"]["error"] == "status_500"
+    stub.requests.clear()
+    events = ask_events(client, ABSTAINS)
+    assert [name for name, _ in events] == ["answer"] and events[0][1]["answerable"] is False
+    assert stub.requests == []
+    response = client.post("/v1/ask", json={"question": " "}, headers={"Accept": "text/event-stream"})
+    assert response.status_code == 422 and response.json()["error"]["code"]
+
+
+def test_extractive_service_answers_json_whatever_the_client_accepts(
+    tmp_path: Path,
+) -> None:
+    settings = settings_in(tmp_path)
+    with TestClient(create_app(settings, Engine(settings).open(show_progress=False))) as client:
+        headers = {"Accept": "text/event-stream, application/json"}
+        response = client.post("/v1/ask", json={"question": QUESTION}, headers=headers)
+        assert response.headers["content-type"].startswith("application/json")
+        assert response.json()["generation"] is None
+
+
 def test_openapi_documents_the_report(client: TestClient) -> None:
     schemas = client.get("/openapi.json").json()["components"]["schemas"]
     assert {"model", "removed", "fallback"} <= set(schemas["GenerationOut"]["properties"])
