@@ -145,10 +145,13 @@ def _print_answer(answer: Answer, *, text_shown: bool = False) -> None:
         quoted.stylize("bold yellow", start, end)
         out.print(quoted)
         out.print()
-    if answer.generation is not None and answer.generation.removed:
-        out.print(f"[dim]{len(answer.generation.removed)} written sentence(s) removed as unsupported:[/]")
-        for removed in answer.generation.removed:
-            out.print(f"  ✗ {removed.reason}: {removed.sentence}", markup=False, style="dim")
+    if answer.generation is not None and answer.generation.removed:  # why, not what (--json has that)
+        reasons = "; ".join(r.reason for r in answer.generation.removed)
+        out.print(
+            f"{len(answer.generation.removed)} written sentence(s) removed as unsupported: {reasons}",
+            markup=False,
+            style="dim",
+        )
 
 
 def _ask_and_print(

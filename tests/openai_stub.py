@@ -13,7 +13,7 @@ from typing import Any
 @dataclass
 class Reply:
     """What the stub answers next: ``content`` (streamed ``piece`` characters at a time), an error
-    ``status``, a ``delay`` before answering, ``malformed`` JSON, or a stream cut after ``cut`` pieces."""
+    ``status``, a ``delay`` before answering, ``malformed`` JSON, a stream cut after ``cut`` pieces or slowed by ``pause`` seconds a piece."""
 
     content: str = ""
     status: int = 200
@@ -21,6 +21,7 @@ class Reply:
     piece: int = 3
     malformed: bool = False
     cut: int | None = None
+    pause: float = 0.0  # between streamed pieces
 
 
 class OpenAIStub:
@@ -79,6 +80,7 @@ class OpenAIStub:
                     chunk = {**_completion(body, [delta]), "object": "chat.completion.chunk"}
                     self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                     self.wfile.flush()
+                    time.sleep(reply.pause)
                 end = {"index": 0, "delta": {}, "finish_reason": "stop"}
                 chunk = {**_completion(body, [end]), "object": "chat.completion.chunk"}
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\ndata: [DONE]\n\n".encode())
