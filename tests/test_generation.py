@@ -164,7 +164,7 @@ def test_supported_sentences_come_through_with_their_markers(gen_engine: Engine,
     for n, hit in enumerate(answer.hits, start=1):
         assert f"[{n}] 《{hit.title}》（{hit.date}）\n{hit.chunk.text.strip()}" in prompt
     assert "[4]" not in prompt
-    assert generation_counters()["written"] == 1
+    assert generation_counters()["written"] == 1 and generation_counters()["sentences_kept"] == 2
 
 
 def test_unsupported_sentences_are_removed_and_listed(gen_engine: Engine, stub: OpenAIStub) -> None:

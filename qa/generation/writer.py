@@ -79,6 +79,7 @@ class _Session:
         self.writer, self.answer, self.evidence, self.spellings = writer, answer, evidence, spellings
         self.text = ""
         self.removed: list[RemovedSentence] = []
+        self.kept = 0
         self.fell_back = False
 
     def take(self, sentence: str) -> str | None:
@@ -93,11 +94,13 @@ class _Session:
             return None
         piece = joined(self.text, verdict.sentence)
         self.text += piece
+        self.kept += 1
         return piece
 
     def finish(self, error: UpstreamError | None) -> Answer:
         w = self.writer
         metrics.count("sentences_removed", len(self.removed))
+        metrics.count("sentences_kept", self.kept)
         if error is not None:
             metrics.upstream_failure(error.kind)
             log.warning(
