@@ -108,7 +108,7 @@ class UpstreamError(QAError):
     written answer falls back to the extractive one, so this never reaches a user."""
 
     def __init__(self, kind: str, detail: str) -> None:
-        self.kind = kind  # timeout | connection | status_<code> | malformed
+        self.kind = kind  # timeout | connection | status_<code> | malformed | internal (a fault of ours)
         super().__init__(f"{kind}: {detail}")
 
 

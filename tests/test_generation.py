@@ -150,9 +150,9 @@ def test_corpus_spellings_count(checker: SentenceChecker) -> None:
 
 
 def test_supported_sentences_come_through_with_their_markers(gen_engine: Engine, stub: OpenAIStub) -> None:
-    stub.script(f"{GOOD_1}{GOOD_2}")
+    stub.script(f"{GOOD_1}\n{GOOD_2}")
     answer = gen_engine.ask(QUESTION, top_k=3, history=["胡志明市与中国的合作情况如何？"])
-    assert answer.text == f"{GOOD_1}{GOOD_2}"
+    assert answer.text == f"{GOOD_1}\n{GOOD_2}"
     assert answer.generation is not None
     assert answer.generation.model == "stub-model" and not answer.generation.fallback
     assert answer.generation.removed == () and answer.generation.error is None
@@ -170,7 +170,7 @@ def test_supported_sentences_come_through_with_their_markers(gen_engine: Engine,
 def test_unsupported_sentences_are_removed_and_listed(gen_engine: Engine, stub: OpenAIStub) -> None:
     stub.script(f"{GOOD_1}{BAD_NUMBER}{NO_MARKER}{OUT_OF_RANGE}{WRONG_PASSAGE}{GOOD_2}")
     answer = gen_engine.ask(QUESTION, top_k=3)
-    assert answer.text == f"{GOOD_1}{GOOD_2}"
+    assert answer.text == f"{GOOD_1}\n{GOOD_2}"
     assert answer.generation is not None and not answer.generation.fallback
     removed = {r.sentence: r.reason for r in answer.generation.removed}
     assert removed == {
@@ -243,9 +243,9 @@ def test_streaming_shows_only_checked_sentences(gen_engine: Engine, stub: OpenAI
     stream = gen_engine.write_stream(extractive)
     assert stream is not None
     pieces = list(stream)
-    assert pieces == [GOOD_1, GOOD_2]
+    assert pieces == [GOOD_1, f"\n{GOOD_2}"]
     assert stub.requests[-1]["body"]["stream"] is True
-    assert stream.answer is not None and stream.answer.text == f"{GOOD_1}{GOOD_2}"
+    assert stream.answer is not None and stream.answer.text == f"{GOOD_1}\n{GOOD_2}"
     assert stream.answer.generation is not None
     assert [r.sentence for r in stream.answer.generation.removed] == [BAD_NUMBER, NO_MARKER]
 
@@ -262,7 +262,7 @@ def test_a_stream_that_fails_first_gives_the_extractive_answer(gen_engine: Engin
 
 
 def test_a_stream_cut_midway_keeps_what_was_shown(gen_engine: Engine, stub: OpenAIStub) -> None:
-    stub.script(f"{GOOD_1}{GOOD_2}", piece=5, cut=len(GOOD_1) // 5 + 3)
+    stub.script(f"{GOOD_1}\n{GOOD_2}", piece=5, cut=len(GOOD_1) // 5 + 3)
     stream = gen_engine.write_stream(gen_engine.ask(QUESTION, top_k=3, write=False))
     assert stream is not None
     assert list(stream) == [GOOD_1]
@@ -305,3 +305,31 @@ def test_repo_config_default_is_extractive(tmp_path: Path) -> None:
     from tests.conftest import settings_in
 
     assert settings_in(tmp_path).generation.backend == "extractive"
+
+
+def test_a_fault_in_the_check_gives_the_extractive_answer(
+    gen_engine: Engine, stub: OpenAIStub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    assert gen_engine.writer is not None
+    monkeypatch.setattr(gen_engine.writer.checker, "check", broken)
+    stub.script(GOOD_1)
+    extractive = gen_engine.ask(QUESTION, top_k=3, write=False)
+    answer = gen_engine.ask(QUESTION, top_k=3)
+    assert answer.text == extractive.text and answer.generation is not None
+    assert answer.generation.fallback and answer.generation.error == "internal"
+    stream = gen_engine.write_stream(extractive)
+    assert stream is not None and list(stream) == [extractive.text]
+
+
+def test_the_bot_sends_a_written_answer_with_its_citations(gen_engine: Engine, stub: OpenAIStub) -> None:
+    from qa.bot import ask, format_answer
+
+    stub.script(f"{GOOD_1}{BAD_NUMBER}{GOOD_2}")
+    reply = ask(gen_engine, QUESTION)
+    assert reply.answer is not None and reply.answer.text == f"{GOOD_1}\n{GOOD_2}"
+    sent = "\n".join(format_answer(reply.answer, markdown=False, limit=4096))
+    assert GOOD_1.removesuffix("[1]") in sent and GOOD_2.removesuffix("[2]") in sent
+    assert "9.9亿" not in sent

@@ -96,7 +96,7 @@ REMOVED = [
 def test_ask_gives_the_checked_sentences_and_lists_the_removed(client: TestClient, stub: OpenAIStub) -> None:
     stub.script(REPLY)
     body = ask(client)
-    assert body["answer"] == GOOD_1 + GOOD_2
+    assert body["answer"] == f"{GOOD_1}\n{GOOD_2}"
     assert body["generation"] == {"model": "stub-model", "removed": REMOVED, "fallback": False, "error": None}
     assert len(body["passages"]) == 3 and body["answerable"] is True
     for number in (int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])):
@@ -106,14 +106,14 @@ def test_ask_gives_the_checked_sentences_and_lists_the_removed(client: TestClien
 def test_chat_completion_carries_the_report(client: TestClient, stub: OpenAIStub) -> None:
     stub.script(REPLY)
     body = chat(client)
-    assert body["choices"][0]["message"]["content"] == GOOD_1 + GOOD_2
+    assert body["choices"][0]["message"]["content"] == f"{GOOD_1}\n{GOOD_2}"
     assert body["generation"]["removed"] == REMOVED and body["citations"][0]["rank"] == 1
 
 
 def test_streamed_chat_never_shows_a_removed_sentence(client: TestClient, stub: OpenAIStub) -> None:
     stub.script(REPLY, piece=2)
     pieces, last = streamed(client)
-    assert pieces == [GOOD_1, GOOD_2]
+    assert pieces == [GOOD_1, f"\n{GOOD_2}"]
     assert stub.requests[-1]["body"]["stream"] is True
     assert last["generation"]["removed"] == REMOVED and not last["generation"]["fallback"]
     assert len(last["citations"]) == 3
@@ -170,8 +170,8 @@ def test_ask_streams_checked_sentences_to_the_web_page(client: TestClient, stub:
     assert [name for name, _ in events] == ["start", "delta", "delta", "answer"]
     start, final = events[0][1], events[-1][1]
     assert len(start["passages"]) == 3 and start["answerable"] is True
-    assert [data["text"] for name, data in events if name == "delta"] == [GOOD_1, GOOD_2]
-    assert final["answer"] == GOOD_1 + GOOD_2 and final["generation"]["removed"] == REMOVED
+    assert [data["text"] for name, data in events if name == "delta"] == [GOOD_1, f"\n{GOOD_2}"]
+    assert final["answer"] == f"{GOOD_1}\n{GOOD_2}" and final["generation"]["removed"] == REMOVED
     assert final["passages"] == start["passages"]
 
 
@@ -237,7 +237,7 @@ def test_cli_json_reports_generation(config: Path, stub: OpenAIStub) -> None:
     result = qa(config, "ask", QUESTION, "--json", "--top-k", "3")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
-    assert answer["answer"] == GOOD_1 + GOOD_2
+    assert answer["answer"] == f"{GOOD_1}\n{GOOD_2}"
     assert (
         answer["generation"]["model"] == "qwen2.5:7b-instruct" and answer["generation"]["removed"] == REMOVED
     )

@@ -29,14 +29,9 @@ Spellings = Callable[[str], Iterable[str]]
 
 
 def joined(previous: str, sentence: str) -> str:
-    """``sentence`` with what goes before it after ``previous``: nothing between Chinese sentences, a
-    space after a Latin one or before one that starts with a Latin letter."""
-    before = strip_markers(previous).rstrip()
-    if not before:
-        return sentence
-    last, first = before[-1], sentence[0]
-    latin = (last.isascii() and last != "\n") or (first.isascii() and first.isalpha())
-    return (" " if latin else "") + sentence
+    """``sentence`` as it follows ``previous``: on a line of its own, like the extractive answer's cited
+    sentences (the web page, the CLI and the bot show one line per cited sentence)."""
+    return f"\n{sentence}" if previous else sentence
 
 
 class WrittenStream:
@@ -65,6 +60,9 @@ class WrittenStream:
                     yield shown
         except UpstreamError as exc:
             error = exc
+        except Exception as exc:  # a fault of ours must not cost the user the answer: logged, counted
+            log.exception("generation: unexpected failure while writing the answer")
+            error = UpstreamError("internal", f"{type(exc).__name__}: {exc}")
         self.answer = session.finish(error)
         if session.fell_back:
             yield answer.text  # the extractive answer: nothing written was shown
@@ -150,10 +148,14 @@ class AnswerWriter:
         session = _Session(self, answer, self.evidence(answer), spellings)
         try:
             reply = self.client.complete(self.request(answer, history))
+            for sentence in split_sentences(reply):
+                session.take(sentence)
         except UpstreamError as exc:
             return session.finish(exc)
-        for sentence in split_sentences(reply):
-            session.take(sentence)
+        except Exception as exc:  # a fault of ours must not cost the user the answer: logged, counted
+            log.exception("generation: unexpected failure while writing the answer")
+            session.text = ""  # what was checked before the fault is not trusted
+            return session.finish(UpstreamError("internal", f"{type(exc).__name__}: {exc}"))
         return session.finish(None)
 
     def stream(
