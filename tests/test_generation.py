@@ -333,3 +333,53 @@ def test_the_bot_sends_a_written_answer_with_its_citations(gen_engine: Engine, s
     sent = "\n".join(format_answer(reply.answer, markdown=False, limit=4096))
     assert GOOD_1.removesuffix("[1]") in sent and GOOD_2.removesuffix("[2]") in sent
     assert "9.9亿" not in sent
+
+
+THINKING = "<think>用户问的是项目数。也许是9.9亿美元[1]。</think>\n"
+
+
+def test_a_reasoning_models_thinking_is_never_shown(gen_engine: Engine, stub: OpenAIStub) -> None:
+    stub.script(f"{THINKING}{GOOD_1}")
+    answer = gen_engine.ask(QUESTION, top_k=3)
+    assert answer.text == GOOD_1 and answer.generation is not None and answer.generation.removed == ()
+    stub.script(f"{THINKING}{GOOD_1}", piece=2)
+    stream = gen_engine.write_stream(gen_engine.ask(QUESTION, top_k=3, write=False))
+    assert stream is not None and list(stream) == [GOOD_1]
+
+
+def test_thinking_cut_at_any_point_of_a_stream() -> None:
+    from qa.generation.sentences import ThinkFilter, without_thinking
+
+    text = f"前言。{THINKING}{GOOD_1}<thin"
+    assert without_thinking(text) == f"前言。\n{GOOD_1}<thin"
+    for size in (1, 2, 3, 7):
+        think = ThinkFilter()
+        shown = "".join(think.feed(text[i : i + size]) for i in range(0, len(text), size)) + think.close()
+        assert shown == without_thinking(text)
+    assert without_thinking("<think>never closed 9.9") == ""
+
+
+def test_every_extractive_sentence_passes_the_check(engine: Engine, checker: SentenceChecker) -> None:
+    """A sentence copied from its passage with its marker is supported: the check does not remove the
+    text it should be compared with (every seed_dev question, fake encoder)."""
+    import json
+
+    from tests.conftest import ROOT
+
+    # shared/eval beside the repository (or beside the folder of worktrees it is checked out in)
+    found = [d / "shared/eval/seed_dev.jsonl" for d in (ROOT.parent, ROOT.parent.parent)]
+    records = next((f for f in found if f.is_file()), None)
+    questions = (
+        [json.loads(line)["question"] for line in records.read_text(encoding="utf-8").splitlines()]
+        if records is not None
+        else [QUESTION, "胡志明市与中国多少个地方保持友好合作关系?", "2024年前11月越中双边贸易金额是多少?"]
+    )
+    checked = 0
+    for question in questions:
+        answer = engine.ask(question)
+        evidence = [Evidence.of(n, hit) for n, hit in enumerate(answer.hits, start=1)]
+        for line in answer.text.splitlines() if answer.answerable else []:
+            verdict = checker.check(line, evidence)
+            assert verdict.supported, (question, line, verdict.reason)
+            checked += 1
+    assert checked >= len(questions)

@@ -82,3 +82,49 @@ def split_sentences(text: str) -> list[str]:
     """A whole reply's sentences."""
     splitter = SentenceSplitter()
     return [*splitter.feed(text), *splitter.close()]
+
+
+class ThinkFilter:
+    """Drops a reasoning model's ``<think>…</think>`` block (Qwen3, DeepSeek-R1 under Ollama or vLLM
+    write it into the content) from a reply, also while it streams."""
+
+    OPEN, CLOSE = "<think>", "</think>"
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._inside = False
+
+    def feed(self, piece: str) -> str:
+        self._buffer += piece
+        out: list[str] = []
+        while self._buffer:
+            if self._inside:
+                end = self._buffer.find(self.CLOSE)
+                if end < 0:
+                    self._buffer = self._buffer[-len(self.CLOSE) :]  # the rest is thought
+                    break
+                self._buffer, self._inside = self._buffer[end + len(self.CLOSE) :], False
+                continue
+            start = self._buffer.find(self.OPEN)
+            if start >= 0:
+                out.append(self._buffer[:start])
+                self._buffer, self._inside = self._buffer[start + len(self.OPEN) :], True
+                continue
+            keep = next(
+                (n for n in range(len(self.OPEN) - 1, 0, -1) if self._buffer.endswith(self.OPEN[:n])), 0
+            )  # a tag may be arriving
+            out.append(self._buffer[: len(self._buffer) - keep])
+            self._buffer = self._buffer[len(self._buffer) - keep :]
+            break
+        return "".join(out)
+
+    def close(self) -> str:
+        rest = "" if self._inside else self._buffer
+        self._buffer = ""
+        return rest
+
+
+def without_thinking(text: str) -> str:
+    """A whole reply without its ``<think>…</think>`` blocks."""
+    think = ThinkFilter()
+    return think.feed(text) + think.close()

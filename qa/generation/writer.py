@@ -17,7 +17,13 @@ from qa.errors import UpstreamError
 from qa.generation import metrics, prompt
 from qa.generation.check import Evidence, SentenceChecker, Verdict
 from qa.generation.client import ChatClient
-from qa.generation.sentences import SentenceSplitter, split_sentences, strip_markers
+from qa.generation.sentences import (
+    SentenceSplitter,
+    ThinkFilter,
+    split_sentences,
+    strip_markers,
+    without_thinking,
+)
 from qa.records import Answer, Generation, RemovedSentence
 from qa.retrieval.gazetteer import Gazetteer
 from qa.retrieval.query import AliasTable
@@ -48,14 +54,14 @@ class WrittenStream:
         w, answer = self._writer, self._answer
         evidence = w.evidence(answer)
         session = _Session(w, answer, evidence, self._spellings)
-        splitter = SentenceSplitter()
+        splitter, think = SentenceSplitter(), ThinkFilter()
         error: UpstreamError | None = None
         try:
             for piece in w.client.stream(w.request(answer, self._history)):
-                for sentence in splitter.feed(piece):
+                for sentence in splitter.feed(think.feed(piece)):
                     if (shown := session.take(sentence)) is not None:
                         yield shown
-            for sentence in splitter.close():
+            for sentence in splitter.feed(think.close()) + splitter.close():
                 if (shown := session.take(sentence)) is not None:
                     yield shown
         except UpstreamError as exc:
@@ -148,7 +154,7 @@ class AnswerWriter:
         session = _Session(self, answer, self.evidence(answer), spellings)
         try:
             reply = self.client.complete(self.request(answer, history))
-            for sentence in split_sentences(reply):
+            for sentence in split_sentences(without_thinking(reply)):
                 session.take(sentence)
         except UpstreamError as exc:
             return session.finish(exc)
