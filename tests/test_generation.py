@@ -111,6 +111,10 @@ PASSAGES = [
         ("范明正总理表示，双边贸易额达1900亿美元。[2]", None),  # an alias; 1,900 = 1900
         ("双边贸易额增长12个百分点，被称为“历史新高”。[2]", None),  # 十二 = 12
         ("中国企业在西贡的有效投资项目达835个。[1]", None),  # 西贡 is 胡志明市
+        ("中国企业在胡志明市的总投资额约为3.44亿元。[1]", None),  # 亿 is the unit of 3.44, not a figure
+        ("In 2024, Chinese firms had 835 projects in Ho Chi Minh City. [1]", None),  # numbers stay apart
+        ("China's firms had 835 projects in Ho Chi Minh City's area. [1]", None),  # apostrophes
+        ("In 2024, Chinese firms had 853 projects in Ho Chi Minh City. [1]", "number 853 is not in [1]"),
         ("中国企业在胡志明市的有效投资项目达853个。[1]", "number 853 is not in [1]"),
         ("截至2023年底，中国企业在胡志明市的有效投资项目达835个。[1]", "number 2023 is not in [1]"),
         ("双边贸易额达1,900亿美元，被称为“空前纪录”。[2]", "quoted “空前纪录” is not in [2]"),

@@ -28,15 +28,17 @@ _CN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10_000, "亿": 100_000_0
 _CN_RUN = re.compile(f"[{_CN_DIGITS}十百千万亿]+")
 # A Chinese numeral in a sentence counts as a figure only before a measure word (一些, 十分 are words).
 _MEASURE = re.compile(r"\s*(?:个|名|位|家|项|次|倍|年|岁|元|人|座|条|所|届|周年|天|月|日|号|%|％|多|余)")
-_QUOTED = re.compile(r"[“\"「『《‘'](.+?)[”\"」』》’']")
+_QUOTED = re.compile(r"[“「『《‘\"](.+?)[”」』》’\"]")  # not ' (an apostrophe: China's)
 _ADMIN_SUFFIX = ("市", "省", "县", "区", "镇", "乡")
 _COMMON_TAGS = frozenset({"nr", "nz"})
 _COMMON_WORD = 500  # jieba dictionary frequency above which a word is everyday vocabulary
 
 
 def _cn_value(run: str) -> int | None:
-    """一百二十 → 120, 二〇二五 → 2025, 两万 → 20000; None when the run is no number."""
+    """一百二十 → 120, 二〇二五 → 2025, 两万 → 20000, 十四 → 14; None for units alone (亿)."""
     digits = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
+    if not any(c in digits for c in run) and not run.startswith("十"):
+        return None  # 亿 in 217亿, 万 in 1.5万: a unit of the figure before it
     if all(c in digits for c in run):
         return int("".join(str(digits[c]) for c in run)) if len(run) > 1 or run != "零" else 0
     total, section, current = 0, 0, 0
@@ -85,8 +87,9 @@ class Evidence:
 
     @classmethod
     def of(cls, number: int, hit: Hit) -> Evidence:
-        text = "".join(fold(" ".join([hit.title, hit.date or "", hit.chunk.heading, hit.chunk.text])).split())
-        values = frozenset(v for _, v in numbers_in(text, all_chinese=True))
+        folded = fold(" ".join([hit.title, hit.date or "", hit.chunk.heading, hit.chunk.text]))
+        text = "".join(folded.split())
+        values = frozenset(v for _, v in numbers_in(folded, all_chinese=True))
         return cls(number, text, values, frozenset(char_bigrams(text)))
 
 
@@ -133,7 +136,7 @@ class SentenceChecker:
         claim = fold(strip_markers(sentence))
         flat = "".join(claim.split())
         values = set().union(*(e.numbers for e in sources))
-        for written, value in numbers_in(flat, all_chinese=False):
+        for written, value in numbers_in(claim, all_chinese=False):
             if value not in values:
                 return Verdict(shown, cited, f"number {written} is not in {where}")
         for quote in _QUOTED.findall(claim):
