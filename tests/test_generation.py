@@ -65,6 +65,10 @@ def test_sentences_keep_their_markers_and_decimals() -> None:
         "English too. [2]",
         "最后一句",
     ]
+    assert split_sentences("Trade with the U.S. rose 5%. [1] Mr. Pham said so. [2]") == [
+        "Trade with the U.S. rose 5%. [1]",
+        "Mr. Pham said so. [2]",
+    ]
     assert markers("甲。[1-3]【5】、[2]") == [1, 2, 3, 5]
     assert canonical("甲。[1, 2]") == "甲。[1][2]"
 

@@ -14,6 +14,10 @@ MARKER = re.compile(r"[\[【]\s*(\d{1,3}(?:\s*[-–,，、]\s*\d{1,3})*)\s*[\]�
 _END = re.compile(r"[。！？!?；;]|\.(?=\s|$|[\[【])|\n")
 _TAIL = re.compile(rf"(?:[。！？!?；;.\"”’」』)）]|\s|{MARKER.pattern})*")
 _OPEN_MARKER = re.compile(r"[\[【][\s\d,，、\-–]*$")
+# a full stop that ends an abbreviation (U.S., e.g., Mr.), not a sentence
+_ABBREVIATION = re.compile(
+    r"(?:(?<![A-Za-z])(?:[A-Za-z]\.){2,}|\b(?:Mr|Mrs|Ms|Dr|Prof|St|No|Co|Ltd|Inc|Jr|Sr|vs|etc|Gen|Gov|Sen|Rep)\.)$"
+)
 
 
 def markers(sentence: str) -> list[int]:
@@ -67,6 +71,10 @@ class SentenceSplitter:
 
     def _boundary(self, final: bool) -> int | None:
         match = _END.search(self._buffer)
+        while (
+            match is not None and match.group() == "." and _ABBREVIATION.search(self._buffer, 0, match.end())
+        ):
+            match = _END.search(self._buffer, match.end())  # U.S., Mr., e.g. end no sentence
         if match is None:
             return None
         if not final and match.group() == "." and match.end() == len(self._buffer):
