@@ -126,15 +126,16 @@ def ingest(
     _print_skipped(report.skipped)
 
 
-def _print_answer(answer: Answer) -> None:
+def _print_answer(answer: Answer, *, text_shown: bool = False) -> None:
     from qa.answer import key_of
 
     if not answer.answerable:
         out.print(f"[yellow]{answer.text}[/]")
         return
-    if answer.span is not None:
-        out.print(f"[bold green]答 Answer：{answer.span.text}[/] [1]")
-    out.print(answer.text)
+    if not text_shown:
+        if answer.span is not None:
+            out.print(f"[bold green]答 Answer：{answer.span.text}[/] [1]")
+        out.print(answer.text, markup=False)
     out.print()
     for rank, hit in enumerate(answer.hits, start=1):
         label = "related-news teaser" if hit.chunk.section.value == "related" else "body"
@@ -147,6 +148,34 @@ def _print_answer(answer: Answer) -> None:
         quoted.stylize("bold yellow", start, end)
         out.print(quoted)
         out.print()
+    if answer.generation is not None and answer.generation.removed:  # why, not what (--json has that)
+        reasons = "; ".join(r.reason for r in answer.generation.removed)
+        out.print(
+            f"{len(answer.generation.removed)} written sentence(s) removed as unsupported: {reasons}",
+            markup=False,
+            style="dim",
+        )
+
+
+def _ask_and_print(
+    eng: Engine, question: str, history: list[str], top_k: int | None, filters: Filters | None = None
+) -> None:
+    """Print the answer; a written one sentence by sentence as the checked sentences arrive."""
+    if eng.writer is None:
+        _print_answer(eng.ask(question, history=history, top_k=top_k, filters=filters))
+        return
+    answer = eng.ask(question, history=history, top_k=top_k, filters=filters, write=False)
+    stream = eng.write_stream(answer, history)
+    if stream is None:  # the service abstains: the model is not asked
+        _print_answer(answer)
+        return
+    if answer.span is not None:
+        out.print(f"[bold green]答 Answer：{answer.span.text}[/] [1]")
+    for piece in stream:
+        out.print(piece, end="", markup=False, highlight=False)
+    out.print()
+    assert stream.answer is not None
+    _print_answer(stream.answer, text_shown=True)
 
 
 @app.command()
@@ -176,13 +205,14 @@ def ask(
     filters = None
     if date_from or date_to or doc_id:
         filters = Filters(date_from=date_from, date_to=date_to, doc_ids=tuple(doc_id) if doc_id else None)
-    answer = engine().ask(question, history=history or [], top_k=top_k, filters=filters)
+    eng = engine()
     if as_json:
         from qa.serialize import answer_to_json
 
+        answer = eng.ask(question, history=history or [], top_k=top_k, filters=filters)
         sys.stdout.write(json.dumps(answer_to_json(answer), ensure_ascii=False, indent=1) + "\n")
     else:
-        _print_answer(answer)
+        _ask_and_print(eng, question, history or [], top_k, filters)
 
 
 @app.command()
@@ -201,7 +231,7 @@ def chat(
         if not question.strip():
             break
         try:
-            _print_answer(eng.ask(question, history=history, top_k=top_k))
+            _ask_and_print(eng, question, history, top_k)
         except LIBRARY_ERRORS as exc:
             err.print(f"[red]{exc}[/]")
             continue

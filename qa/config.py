@@ -303,6 +303,22 @@ class TelegramSettings(_Section):
         return value
 
 
+class GenerationSettings(_Section):
+    """Written answers from an OpenAI-compatible language model, each sentence checked (qa/generation/)."""
+
+    backend: Literal["extractive", "openai"] = "extractive"
+    base_url: str = Field(default="http://127.0.0.1:11434/v1", pattern=r"^https?://\S+$")
+    model: str = Field(default="qwen2.5:7b-instruct", min_length=1)
+    api_key: str = ""  # from QA_GENERATION__API_KEY in practice; "" for local servers
+    timeout_s: float = Field(default=20.0, gt=0, le=600)
+    max_tokens: int = Field(default=400, ge=16, le=32_768)
+    temperature: float = Field(default=0.1, ge=0, le=2)
+    passages: int = Field(default=5, ge=1, le=50)  # top passages numbered [1]..[k] in the prompt
+    min_overlap: float = Field(
+        default=0.25, ge=0, le=1
+    )  # share of a Chinese sentence's pairs in its passages
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Build it with :func:`load_settings`, not directly."""
 
@@ -320,6 +336,7 @@ class Settings(BaseSettings):
     server: ServerSettings
     rate_limit: RateLimitSettings = RateLimitSettings()
     telegram: TelegramSettings
+    generation: GenerationSettings = GenerationSettings()
     config_path: Path = Path()
 
     @classmethod

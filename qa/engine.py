@@ -17,6 +17,7 @@ from embeddings.query_batch import BatchingQueryEncoder
 from qa.config import Settings
 from qa.documents import NewDocument
 from qa.errors import ConfigError
+from qa.generation import AnswerWriter, WrittenStream, make_writer
 from qa.index.builder import BuildReport, MergeReport
 from qa.index.manifest import IndexKey
 from qa.index.passages import PassageBackend
@@ -52,6 +53,8 @@ class Engine:
             self.tokenizer, self.aliases, settings.retrieval.history_turns, Gazetteer(), Glossary()
         )
         self.pipeline = QuestionPipeline(settings, self.queries)
+        # generation.backend = "openai": a language model writes the answer (qa.generation); else None
+        self.writer: AnswerWriter | None = make_writer(settings.generation, self.tokenizer, self.aliases)
         r = settings.retrieval
         ranker = LinearRanker.load(settings.ranker_weights_path) if r.ranker == "learned" else None
         if r.abstention == "learned" and ranker is None:
@@ -150,5 +153,22 @@ class Engine:
         history: Sequence[str] = (),
         top_k: int | None = None,
         filters: Filters | None = None,
+        write: bool = True,
     ) -> Answer:
-        return self.pipeline.ask(self.indexing.live, question, history=history, top_k=top_k, filters=filters)
+        """The answer; written by the language model when one is configured (not when ``write`` is false:
+        then :meth:`write_stream` streams it)."""
+        answer = self.pipeline.ask(
+            self.indexing.live, question, history=history, top_k=top_k, filters=filters
+        )
+        if write and self.writer is not None:
+            answer = self.writer.write(answer, history, self._spellings)
+        return answer
+
+    def write_stream(self, answer: Answer, history: Sequence[str] = ()) -> WrittenStream | None:
+        """The written answer to ``answer`` (from ``ask(..., write=False)``) as checked sentences, or None
+        when no model is configured or the service abstains."""
+        return None if self.writer is None else self.writer.stream(answer, history, self._spellings)
+
+    def _spellings(self, name: str) -> list[str]:
+        """Other spellings of a name the corpus holds (范明政 / 范明正), for checking written sentences."""
+        return self.indexing.current().variants.of(name)

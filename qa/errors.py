@@ -18,6 +18,7 @@ __all__ = [
     "CorpusError",
     "DocumentNotFoundError",
     "EmbeddingsError",
+    "GenerationUnavailableError",
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexStoreError",
@@ -25,6 +26,7 @@ __all__ = [
     "QAError",
     "QuestionError",
     "TelegramUnavailableError",
+    "UpstreamError",
     "VectorStoreError",
     "WebhookURLError",
     "public_message",
@@ -112,6 +114,19 @@ class DocumentNotFoundError(QAError):
     def __init__(self, doc_id: str) -> None:
         self.doc_id = doc_id
         super().__init__(f"no article with doc_id {doc_id!r}")
+
+
+class GenerationUnavailableError(ConfigError):
+    """``generation.backend = "openai"`` but the ``openai`` package is not installed."""
+
+
+class UpstreamError(QAError):
+    """The language model's server failed (timeout, refused connection, 5xx, malformed reply); the
+    written answer falls back to the extractive one, so this never reaches a user."""
+
+    def __init__(self, kind: str, detail: str) -> None:
+        self.kind = kind  # timeout | connection | status_<code> | malformed | internal (a fault of ours)
+        super().__init__(f"{kind}: {detail}")
 
 
 LIBRARY_ERRORS: tuple[type[QAError] | type[EmbeddingsError], ...] = (QAError, EmbeddingsError)

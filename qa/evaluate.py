@@ -55,7 +55,8 @@ def evaluate(
     for i, rec in enumerate(records):
         history = [h["content"] for h in rec.get("history", []) if h.get("role", "user") == "user"]
         answers = [_norm(a) for a in rec.get("answers") or []]
-        result = engine.ask(rec["question"], history=history, top_k=top_k)
+        # scores retrieval: a configured language model is not asked
+        result = engine.ask(rec["question"], history=history, top_k=top_k, write=False)
         rank = None
         for position, hit in enumerate(result.hits, start=1):
             if (

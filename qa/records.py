@@ -84,6 +84,26 @@ class AnswerSpan:
 
 
 @dataclass(frozen=True, slots=True)
+class RemovedSentence:
+    """A sentence the language model wrote that its cited passages did not support."""
+
+    sentence: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Generation:
+    """How a written answer came about (``generation.backend = "openai"``): the model, the sentences
+    removed by the check, and whether the extractive answer was given instead (``error``: why the model
+    could not be used, when it failed)."""
+
+    model: str
+    removed: tuple[RemovedSentence, ...] = ()
+    fallback: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     question: str
     answerable: bool
@@ -93,3 +113,4 @@ class Answer:
     search_query: str = ""  # the question as searched (history, aliases applied)
     warnings: tuple[str, ...] = field(default_factory=tuple)
     span: AnswerSpan | None = None  # for who / how many / when / where questions, when found
+    generation: Generation | None = None  # set when a language model was asked to write the answer

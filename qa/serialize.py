@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from qa.answer import key_of
-from qa.records import Answer, Hit
+from qa.records import Answer, Generation, Hit
 
 
 def hit_to_json(hit: Hit, rank: int, question: str) -> dict[str, Any]:
@@ -40,4 +40,17 @@ def answer_to_json(answer: Answer) -> dict[str, Any]:
             else None
         ),
         "passages": [hit_to_json(h, i, answer.question) for i, h in enumerate(answer.hits, start=1)],
+        "generation": generation_to_json(answer.generation),
+    }
+
+
+def generation_to_json(generation: Generation | None) -> dict[str, Any] | None:
+    """How the language model's answer came about; None when the extractive answer was not replaced."""
+    if generation is None:
+        return None
+    return {
+        "model": generation.model,
+        "removed": [{"sentence": r.sentence, "reason": r.reason} for r in generation.removed],
+        "fallback": generation.fallback,
+        "error": generation.error,
     }

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
 from qa import engine as engine_module
 from qa.api import schemas
@@ -39,3 +39,26 @@ async def ask_json(
         engine.ask, question, history=list(history), top_k=top_k, filters=engine_filters(filters)
     )
     return answer_to_json(answer)
+
+
+async def written_stream(
+    engine: Engine, question: str, *, history: Sequence[str] = (), top_k: int | None = None
+) -> tuple[AsyncIterator[str], Callable[[], dict[str, Any]]]:
+    """The answer as the language model writes it: its checked sentences as they complete (or the
+    extractive text, when it falls back or the service abstains), and the whole answer's JSON once
+    they have all been read."""
+    engine.check_question(question, top_k)
+    answer = await run_in_threadpool(engine.ask, question, history=list(history), top_k=top_k, write=False)
+    stream = engine.write_stream(answer, history)
+    if stream is None:  # an abstention: the model is not asked
+
+        async def extractive() -> AsyncIterator[str]:
+            yield answer.text
+
+        return extractive(), lambda: answer_to_json(answer)
+
+    def final() -> dict[str, Any]:
+        assert stream.answer is not None, "the stream was not read to its end"
+        return answer_to_json(stream.answer)
+
+    return iterate_in_threadpool(iter(stream)), final

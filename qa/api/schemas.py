@@ -85,6 +85,32 @@ class AnswerSpanOut(BaseModel):
     end: int = Field(description="End offset (exclusive) in the article text.")
 
 
+class RemovedSentenceOut(BaseModel):
+    sentence: str = Field(description="A sentence the language model wrote, as it wrote it.")
+    reason: str = Field(
+        description="Why it was removed: no marker, a marker naming no passage, or a number, name or "
+        "quoted word its cited passages do not hold.",
+        examples=["number 9.9 is not in [1]"],
+    )
+
+
+class GenerationOut(BaseModel):
+    """How a written answer came about, when `generation.backend = "openai"` (null otherwise)."""
+
+    model: str = Field(description="The language model that wrote the answer.")
+    removed: list[RemovedSentenceOut] = Field(
+        description="Sentences of the reply its cited passages did not support; never shown."
+    )
+    fallback: bool = Field(
+        description="True when `answer` is the extractive answer: no sentence was supported, or the "
+        "model's server failed before one was."
+    )
+    error: str | None = Field(
+        default=None,
+        description="When the server failed: `timeout`, `connection`, `status_<code>` or `malformed`.",
+    )
+
+
 class HistoryTurn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -212,6 +238,9 @@ class AskResponse(BaseModel):
     passages: list[Passage] = Field(
         description="The cited passages, `[n]` ↔ `rank` n; empty when abstaining."
     )
+    generation: GenerationOut | None = Field(
+        default=None, description="Written answers only: the model, what was removed, whether it fell back."
+    )
 
 
 # -- OpenAI-compatible chat ------------------------------------------------------------------------
@@ -331,6 +360,9 @@ class ChatCompletion(BaseModel):
     choices: list[Choice]
     usage: Usage
     citations: list[Passage] = Field(description="Extension: the cited passages, `[n]` ↔ `rank` n.")
+    generation: GenerationOut | None = Field(
+        default=None, description="Extension, for written answers: the model, what was removed, fallback."
+    )
 
 
 class ChunkDelta(BaseModel):
@@ -359,6 +391,9 @@ class ChatCompletionChunk(BaseModel):
     )
     usage: Usage | None = Field(
         default=None, description="In the last chunk, when `stream_options.include_usage` is true."
+    )
+    generation: GenerationOut | None = Field(
+        default=None, description="Extension, in the last chunk of a written answer: what was removed."
     )
 
 

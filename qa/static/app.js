@@ -66,6 +66,10 @@
     } catch (err) {
       throw new ApiError(0, "网络错误，无法连接服务 · Network error: the service cannot be reached");
     }
+    return readJson(response);
+  }
+
+  async function readJson(response) {
     let body = null;
     try {
       body = await response.json();
@@ -80,6 +84,59 @@
       throw new ApiError(response.status, message);
     }
     return body;
+  }
+
+  /**
+   * POST /v1/ask accepting a stream of events: when a language model writes the answer, the server sends
+   * `start` (the passages), one `delta` per checked sentence and `answer` (the whole response); otherwise
+   * it answers JSON. Returns the whole answer either way.
+   */
+  async function askStreaming(body, onStart, onDelta) {
+    const headers = { Accept: "text/event-stream, application/json", "Content-Type": "application/json" };
+    const key = apiKey();
+    if (key) headers.Authorization = "Bearer " + key;
+    let response;
+    try {
+      response = await fetch("/v1/ask", { method: "POST", headers, body: JSON.stringify(body) });
+    } catch (err) {
+      throw new ApiError(0, "网络错误，无法连接服务 · Network error: the service cannot be reached");
+    }
+    const type = response.headers.get("Content-Type") || "";
+    if (!response.ok || !type.startsWith("text/event-stream") || !response.body) return readJson(response);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = "";
+    let answer = null;
+    const handle = (block) => {
+      let name = "message";
+      const data = [];
+      for (const line of block.split(/\r?\n/)) {
+        if (line.startsWith("event:")) name = line.slice(6).trim();
+        else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+      }
+      if (!data.length) return; // a comment (ping)
+      const value = JSON.parse(data.join("\n"));
+      if (name === "start") onStart(value);
+      else if (name === "delta") onDelta(String(value.text || ""));
+      else if (name === "answer") answer = value;
+    };
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        buffer += decoder.decode(value || new Uint8Array(), { stream: !done });
+        let match;
+        while ((match = /\r?\n\r?\n/.exec(buffer))) {
+          handle(buffer.slice(0, match.index));
+          buffer = buffer.slice(match.index + match[0].length);
+        }
+        if (done) break;
+      }
+    } catch (err) {
+      throw new ApiError(0, "回答传输中断 · The answer was cut off: " + String(err));
+    }
+    if (buffer.trim()) handle(buffer);
+    if (!answer) throw new ApiError(0, "回答传输中断 · The answer was cut off");
+    return answer;
   }
 
   class ApiError extends Error {
@@ -208,6 +265,37 @@
     );
   }
 
+  /** How a written answer came about: the model, how many sentences were removed (never which), fallback. */
+  function generationNote(generation) {
+    const removed = Array.isArray(generation.removed) ? generation.removed.length : 0;
+    const parts = generation.fallback
+      ? bilingual("语言模型的回答未能通过核对，以下为原文摘录。", "The model's answer could not be checked against the sources; showing extracts.")
+      : bilingual(
+          `由语言模型 ${generation.model} 撰写，每句均已与所引段落核对。`,
+          `Written by ${generation.model}; every sentence checked against the passage it cites.`,
+        );
+    if (removed) parts.push(" ", ...bilingual(`已删去 ${removed} 句无依据的内容。`, `${removed} unsupported sentence(s) removed.`));
+    return el("p", { class: "generation-note", "data-testid": "generation-note" }, ...parts);
+  }
+
+  /** A written answer while it streams: the checked sentences so far, markers linked to the passages. */
+  function addStreaming(start) {
+    const turnId = String(++turnCounter);
+    const passages = Array.isArray(start.passages) ? start.passages : [];
+    const bubble = el("div", { class: "bubble answer streaming", "data-testid": "streaming" });
+    const node = el("div", { class: "turn bot", dataset: { turn: turnId } }, bubble);
+    conversation().append(node);
+    let text = "";
+    return {
+      node,
+      add(piece) {
+        text += piece;
+        bubble.replaceChildren(answerText(text, passages, turnId), el("span", { class: "dots", "aria-hidden": "true" }));
+        scrollToBottom();
+      },
+    };
+  }
+
   let turnCounter = 0;
 
   function addAnswer(data) {
@@ -243,6 +331,7 @@
             )
           : null,
         answerText(data.answer, passages, turnId),
+        data.generation ? generationNote(data.generation) : null,
         passages.length
           ? el(
               "div",
@@ -288,17 +377,23 @@
     addUserTurn(question);
     const pending = addPending();
     const body = { question, history: state.turns.map((content) => ({ role: "user", content })) };
+    let streaming = null;
     try {
-      const data = await api("/v1/ask", {
-        method: "POST",
-        headers: { "Content-Type": "application/json" },
-        body: JSON.stringify(body),
-      });
+      const data = await askStreaming(
+        body,
+        (start) => {
+          pending.remove();
+          streaming = addStreaming(start);
+        },
+        (piece) => streaming && streaming.add(piece),
+      );
       pending.remove();
+      if (streaming) streaming.node.remove();
       state.turns.push(question);
       addAnswer(data);
     } catch (err) {
       pending.remove();
+      if (streaming) streaming.node.remove();
       addError(err instanceof ApiError ? err : new ApiError(0, String(err)));
     } finally {
       state.busy = false;

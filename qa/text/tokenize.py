@@ -200,6 +200,12 @@ class ChineseTokenizer:
             self._init()
         return bool(self._jieba.FREQ.get(fold(word)))
 
+    def frequency(self, word: str) -> int:
+        """How often jieba's dictionary says the word occurs (0 when it does not know it)."""
+        if not self._ready:
+            self._init()
+        return int(self._jieba.FREQ.get(fold(word)) or 0)
+
     def tokens(self, text: str) -> list[str]:
         """BM25 tokens: Chinese content words, Latin words and numbers, and the bigrams of every CJK run."""
         folded = fold(text)

@@ -6,13 +6,13 @@ import json
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
-from qa.api.answering import ask_json
+from qa.api.answering import ask_json, written_stream
 from qa.api.deps import EngineDep, require_json
 from qa.api.errors import ApiError, responses
 from qa.api.schemas import (
@@ -62,19 +62,36 @@ def _chunk(cid: str, created: int, model: str, choices: list[dict[str, Any]], **
     return json.dumps(body, ensure_ascii=False)
 
 
-def _events(
-    cid: str, created: int, model: str, answer: dict[str, Any], usage: dict[str, int] | None
-) -> Iterator[ServerSentEvent]:
+async def _events(
+    cid: str,
+    created: int,
+    model: str,
+    pieces: AsyncIterator[str],
+    final: Callable[[], dict[str, Any]],
+    usage: Callable[[dict[str, Any]], dict[str, int] | None],
+) -> AsyncIterator[ServerSentEvent]:
+    """The stream: the role, the answer's ``pieces``, the stop chunk, then the ``final()`` answer's
+    citations (and generation report, and ``usage(answer)`` when asked for)."""
+
     def delta(content: dict[str, Any], finish: str | None = None) -> list[dict[str, Any]]:
         return [{"index": 0, "delta": content, "logprobs": None, "finish_reason": finish}]
 
     yield ServerSentEvent(data=_chunk(cid, created, model, delta({"role": "assistant", "content": ""})))
-    for piece in _pieces(answer["answer"]):
+    async for piece in pieces:
         if piece:
             yield ServerSentEvent(data=_chunk(cid, created, model, delta({"content": piece})))
+    answer = final()
     yield ServerSentEvent(data=_chunk(cid, created, model, delta({}, "stop")))
-    yield ServerSentEvent(data=_chunk(cid, created, model, [], citations=answer["passages"], usage=usage))
+    extra: dict[str, Any] = {"citations": answer["passages"], "usage": usage(answer)}
+    if answer.get("generation") is not None:
+        extra["generation"] = answer["generation"]
+    yield ServerSentEvent(data=_chunk(cid, created, model, [], **extra))
     yield ServerSentEvent(data="[DONE]")
+
+
+async def _lines(text: str) -> AsyncIterator[str]:
+    for piece in _pieces(text):
+        yield piece
 
 
 @router.post(
@@ -109,23 +126,28 @@ def _events(
 )
 async def chat_completions(body: ChatCompletionRequest, engine: EngineDep) -> Any:
     question, history = _question_and_history(body)
-    answer = await ask_json(engine, question, history=history, top_k=body.top_k)
     cid = f"chatcmpl-{uuid.uuid4().hex}"
     created = int(time.time())
     model = body.model or MODEL_ID
     prompt = rough_tokens("\n".join(m.text() for m in body.messages))
-    completion = rough_tokens(answer["answer"])
-    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
+    def usage(answer: dict[str, Any]) -> dict[str, int]:
+        completion = rough_tokens(answer["answer"])
+        return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        events = _events(cid, created, model, answer, usage if include_usage else None)
-
-        async def stream() -> AsyncIterator[ServerSentEvent]:
-            for event in events:
-                yield event
-
-        return EventSourceResponse(stream(), ping=15, headers={"Cache-Control": "no-store"})
-    return {
+        if engine.writer is not None:  # a language model writes it: checked sentences as they complete
+            pieces, final = await written_stream(engine, question, history=history, top_k=body.top_k)
+        else:
+            answer = await ask_json(engine, question, history=history, top_k=body.top_k)
+            pieces, final = _lines(answer["answer"]), lambda: answer
+        events = _events(
+            cid, created, model, pieces, final, lambda answer: usage(answer) if include_usage else None
+        )
+        return EventSourceResponse(events, ping=15, headers={"Cache-Control": "no-store"})
+    answer = await ask_json(engine, question, history=history, top_k=body.top_k)
+    reply: dict[str, Any] = {
         "id": cid,
         "object": "chat.completion",
         "created": created,
@@ -138,9 +160,12 @@ async def chat_completions(body: ChatCompletionRequest, engine: EngineDep) -> An
                 "logprobs": None,
             }
         ],
-        "usage": usage,
+        "usage": usage(answer),
         "citations": answer["passages"],
     }
+    if answer.get("generation") is not None:
+        reply["generation"] = answer["generation"]
+    return reply
 
 
 @router.get(
