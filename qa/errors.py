@@ -17,6 +17,7 @@ __all__ = [
     "CorpusError",
     "DocumentNotFoundError",
     "EmbeddingsError",
+    "FetchError",
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexStoreError",
@@ -95,6 +96,17 @@ class DocumentNotFoundError(QAError):
     def __init__(self, doc_id: str) -> None:
         self.doc_id = doc_id
         super().__init__(f"no article with doc_id {doc_id!r}")
+
+
+class FetchError(QAError):
+    """A web page or feed could not be fetched or read as one (refused address, timeout, too large, not
+    HTML, HTTP error, redirect loop, robots.txt). Names the URL, never a path of this machine."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+        self.url = url
+        self.reason = reason
+        self.status = status  # the HTTP status, when the server answered with an error
+        super().__init__(f"{url}: {reason}")
 
 
 LIBRARY_ERRORS: tuple[type[QAError] | type[EmbeddingsError], ...] = (QAError, EmbeddingsError)
