@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
+from qa.documents import NewDocument
 from qa.engine import Engine, Filters
 from qa.ingest.dedup import MinHasher, story_text
 from qa.ingest.extract import extract_page
@@ -167,3 +168,17 @@ def test_bad_pages_fail_clearly_and_lose_nothing(
     outcome = PageIngester(engine).try_ingest(site.url("/bad"))
     assert outcome.status == "failed" and error in (outcome.error or "")
     assert engine.index.articles == before and corpus_bytes(settings) == files
+
+
+def test_copies_stored_before_are_never_cited_side_by_side(fake_settings: Settings) -> None:
+    """Two copies already in the corpus (added directly, not through ingestion): an answer cites
+    one of them."""
+    engine = Engine(fake_settings).open(show_progress=False)
+    text = (SEEDS / f"{SEED}.txt").read_text(encoding="utf-8")
+    engine.add_document(NewDocument(doc_id="copy_of_000", text=text, url="https://elsewhere.example/x"))
+    answer = engine.ask(QUESTION, top_k=10)
+    body = [h for h in answer.hits if h.chunk.section is Section.BODY]
+    texts = [h.chunk.text for h in body]
+    assert len(texts) == len(set(texts))
+    assert {h.chunk.doc_id for h in body} & {SEED, "copy_of_000"}
+    assert not ({SEED, "copy_of_000"} <= {h.chunk.doc_id for h in body})
