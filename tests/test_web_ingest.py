@@ -182,3 +182,31 @@ def test_copies_stored_before_are_never_cited_side_by_side(fake_settings: Settin
     assert len(texts) == len(set(texts))
     assert {h.chunk.doc_id for h in body} & {SEED, "copy_of_000"}
     assert not ({SEED, "copy_of_000"} <= {h.chunk.doc_id for h in body})
+
+
+def test_story_signatures_kept_for_the_next_process(fake_settings: Settings, site: NewsSite) -> None:
+    settings = fake_settings.model_copy(
+        update={"fetch": fake_settings.fetch.model_copy(update={"allow_private": True})}
+    )
+    engine = Engine(settings).open(show_progress=False)
+    url = site.add_article("/copy.html", SEED, date_style="meta")
+    assert PageIngester(engine).ingest(url).status == "duplicate"
+    assert (settings.index_dir / "stories.npz").is_file()
+
+    later = PageIngester(engine)
+    signed: list[str] = []
+    original = later.stories.hasher.signature
+    later.stories.hasher.signature = lambda text: signed.append(text) or original(text)  # type: ignore[method-assign]
+    other = site.add_article("/copy2.html", SEED, date_style="jsonld")
+    assert later.ingest(other).status == "duplicate"
+    assert len(signed) == 1  # the new page only: the stored articles' signatures were read back
+
+
+def test_story_signatures_from_another_hasher_are_not_used() -> None:
+    from qa.ingest.dedup import StoryIndex
+
+    saved = StoryIndex(MinHasher(64, 5), 0.7).to_bytes()
+    assert not StoryIndex(MinHasher(64, 4), 0.7).from_bytes(saved)
+    assert not StoryIndex(MinHasher(128, 5), 0.7).from_bytes(saved)
+    assert StoryIndex(MinHasher(64, 5), 0.7).from_bytes(saved)
+    assert not StoryIndex(MinHasher(64, 5), 0.7).from_bytes(b"not an npz")

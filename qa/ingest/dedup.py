@@ -12,6 +12,8 @@ shingles' CRC-32s; the share of equal values estimates the Jaccard similarity of
 from __future__ import annotations
 
 import hashlib
+import io
+import logging
 import threading
 import zlib
 from collections.abc import Iterable
@@ -22,6 +24,8 @@ import numpy.typing as npt
 
 from qa.records import Article, Section
 from qa.text.normalize import fold
+
+log = logging.getLogger(__name__)
 
 _PRIME = (1 << 31) - 1
 Signature = npt.NDArray[np.uint64]
@@ -73,25 +77,41 @@ class Copy:
 
 
 class StoryIndex:
-    """Signatures of the stored articles' stories, computed on first need and kept per article version."""
+    """Signatures of the stored articles' stories, one row each, computed on first need and kept per
+    article version (a text digest); a new page is compared with all of them at once. ``to_bytes`` /
+    ``from_bytes`` let the caller keep them on disk, so a process does not sign the corpus again."""
 
     def __init__(self, hasher: MinHasher, threshold: float) -> None:
         self.hasher = hasher
         self.threshold = threshold
-        self._cache: dict[str, tuple[str, Signature | None]] = {}  # doc_id → (text digest, signature)
+        self._rows: dict[str, tuple[str, Signature]] = {}  # doc_id → (story digest, signature)
+        self._matrix: tuple[list[str], npt.NDArray[np.uint64]] | None = None
         self._lock = threading.Lock()
+        self.changed = False  # rows added or dropped since the last to_bytes / from_bytes
 
-    def _signature_of(self, article: Article) -> Signature | None:
-        story = story_text(article)
-        digest = hashlib.sha256(story.encode("utf-8")).hexdigest()
-        with self._lock:
-            cached = self._cache.get(article.doc_id)
-        if cached is not None and cached[0] == digest:
-            return cached[1]
-        signature = self.hasher.signature(story)
-        with self._lock:
-            self._cache[article.doc_id] = (digest, signature)
-        return signature
+    def _none(self) -> Signature:
+        """The row of an article with no story: equal to no real signature value (all are < 2³¹)."""
+        return np.full(len(self.hasher._a), np.iinfo(np.uint64).max, dtype=np.uint64)
+
+    def _sync(self, stored: Iterable[Article]) -> tuple[list[str], npt.NDArray[np.uint64]]:
+        wanted: dict[str, Article] = {a.doc_id: a for a in stored}
+        for doc_id in [d for d in self._rows if d not in wanted]:
+            del self._rows[doc_id]
+            self.changed, self._matrix = True, None
+        for doc_id, article in wanted.items():
+            story = story_text(article)
+            digest = hashlib.sha256(story.encode("utf-8")).hexdigest()[:32]
+            known = self._rows.get(doc_id)
+            if known is None or known[0] != digest:
+                signature = self.hasher.signature(story)
+                self._rows[doc_id] = (digest, signature if signature is not None else self._none())
+                self.changed, self._matrix = True, None
+        if self._matrix is None:
+            ids = list(self._rows)
+            width = len(self.hasher._a)
+            rows = [self._rows[d][1] for d in ids]
+            self._matrix = (ids, np.stack(rows) if rows else np.empty((0, width), dtype=np.uint64))
+        return self._matrix
 
     def find_copy(self, article: Article, stored: Iterable[Article]) -> Copy | None:
         """The stored article whose story ``article`` repeats (the most similar one at or above the
@@ -99,14 +119,46 @@ class StoryIndex:
         mine = self.hasher.signature(story_text(article))
         if mine is None:
             return None
-        best: Copy | None = None
-        for other in stored:
-            if other.doc_id == article.doc_id:
-                continue
-            theirs = self._signature_of(other)
-            if theirs is None:
-                continue
-            score = self.hasher.similarity(mine, theirs)
-            if score >= self.threshold and (best is None or score > best.similarity):
-                best = Copy(other.doc_id, score)
-        return best
+        with self._lock:
+            ids, matrix = self._sync(stored)
+        if not ids:
+            return None
+        scores = (matrix == mine[None, :]).mean(axis=1)
+        for i in np.argsort(-scores, kind="stable"):
+            if scores[i] < self.threshold:
+                return None
+            if ids[i] != article.doc_id:
+                return Copy(ids[i], float(scores[i]))
+        return None
+
+    def to_bytes(self) -> bytes:
+        with self._lock:
+            ids = list(self._rows)
+            digests = np.array([self._rows[d][0] for d in ids], dtype="<U32")
+            width = len(self.hasher._a)
+            rows = np.stack([self._rows[d][1] for d in ids]) if ids else np.empty((0, width), dtype=np.uint64)
+            buffer = io.BytesIO()
+            np.savez(buffer, ids=np.array(ids, dtype=str), digests=digests, rows=rows, key=self._key())
+            self.changed = False
+        return buffer.getvalue()
+
+    def from_bytes(self, data: bytes) -> bool:
+        """Load rows saved by ``to_bytes`` with the same hasher; False (nothing loaded) otherwise."""
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+                if not np.array_equal(saved["key"], self._key()):
+                    return False
+                ids, digests, rows = list(saved["ids"]), list(saved["digests"]), saved["rows"]
+        except (OSError, ValueError, KeyError, EOFError) as exc:
+            log.warning("story signatures unreadable (%s): computing them again", exc)
+            return False
+        with self._lock:
+            self._rows = {
+                str(d): (str(g), rows[i].copy()) for i, (d, g) in enumerate(zip(ids, digests, strict=True))
+            }
+            self._matrix, self.changed = None, False
+        return True
+
+    def _key(self) -> npt.NDArray[np.uint64]:
+        """What the rows depend on: the shingle size and the hash parameters."""
+        return np.concatenate([[np.uint64(self.hasher.size)], self.hasher._a, self.hasher._b])

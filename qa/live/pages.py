@@ -9,6 +9,7 @@ same page fetched again replaces its earlier version (or is left alone when noth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
@@ -19,6 +20,7 @@ from typing import Literal
 from qa.documents import NewDocument, prepare_document
 from qa.engine import Engine
 from qa.errors import LIBRARY_ERRORS, FetchError
+from qa.index import layout
 from qa.ingest.dedup import MinHasher, StoryIndex
 from qa.ingest.extract import extract_page
 from qa.ingest.fetch import Fetcher, normalize_url
@@ -26,6 +28,7 @@ from qa.records import Article
 
 log = logging.getLogger(__name__)
 
+STORIES_FILE = "stories.npz"  # the stored articles' story signatures, in the index folder
 Status = Literal["added", "updated", "unchanged", "duplicate", "failed"]
 
 
@@ -62,7 +65,10 @@ class PageIngester:
         s = engine.settings
         self.fetcher = fetcher or Fetcher(s.fetch)
         self.stories = StoryIndex(MinHasher(s.dedup.permutations, s.dedup.shingle_chars), s.dedup.threshold)
+        self._stories_file = s.index_dir / STORIES_FILE
         self._lock = threading.Lock()
+        with contextlib.suppress(FileNotFoundError):
+            self.stories.from_bytes(self._stories_file.read_bytes())
 
     def close(self) -> None:
         self.fetcher.close()
@@ -93,6 +99,7 @@ class PageIngester:
                 return PageOutcome(url, "unchanged", previous.doc_id, previous.title, previous.date)
             if s.dedup.enabled:
                 copy = self.stories.find_copy(staged, articles.values())
+                self._save_stories()
                 if copy is not None:
                     canonical = articles[copy.doc_id]
                     self._list_copy(canonical, page.url)
@@ -103,6 +110,17 @@ class PageIngester:
         status: Status = "updated" if previous is not None else "added"
         log.info("%s %s as %s (%s, %s)", status, page.url, stored.doc_id, stored.title, stored.date)
         return PageOutcome(url, status, stored.doc_id, stored.title, stored.date)
+
+    def _save_stories(self) -> None:
+        """Keep the signatures for the next process (under the build lock: the index's clean-up removes
+        temporary files only under it). A failure costs only their computation next time."""
+        if not self.stories.changed:
+            return
+        try:
+            with layout.build_lock(self._stories_file.parent):
+                layout.write_atomic(self._stories_file, self.stories.to_bytes())
+        except OSError as exc:
+            log.warning("story signatures not saved: %s", exc)
 
     def try_ingest(self, url: str, *, fallback_date: str | None = None) -> PageOutcome:
         """:meth:`ingest`, with a failure reported in the outcome instead of raised."""
