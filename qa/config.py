@@ -283,6 +283,9 @@ class FetchSettings(_Section):
     max_redirects: int = Field(default=5, ge=0, le=30)
     user_agent: str = Field(default="zh-news-qa/0.1 (news question answering)", min_length=1)
     respect_robots: bool = True  # robots.txt of each site is fetched once and obeyed
+    host_delay_s: float = Field(
+        default=1.0, ge=0, le=600
+    )  # at least this long between two requests to a host
     allow_private: bool = False  # private, loopback and link-local addresses (tests, an intranet)
 
 

@@ -37,7 +37,7 @@ def service(
     for path in SEEDS.glob("*.txt"):
         if path.stem not in without:
             shutil.copy(path, corpus / path.name)
-    fetch = {"allow_private": True, "timeout_s": 0.5, **sections.pop("fetch", {})}
+    fetch = {"allow_private": True, "host_delay_s": 0, "timeout_s": 0.5, **sections.pop("fetch", {})}
     settings = settings_in(root, fetch=fetch, **sections)
     return settings, Engine(settings).open(show_progress=False)
 

@@ -30,7 +30,9 @@ def config(tmp_path: Path, _config: Path) -> Path:  # noqa: F811
     for doc_id in FETCHED:  # these two come from the site instead
         (corpus / f"{doc_id}.txt").unlink()
     text = _config.read_text(encoding="utf-8").replace("allow_private = false", "allow_private = true", 1)
-    text = text.replace("timeout_s = 10.0", "timeout_s = 1.0", 1)
+    text = text.replace("timeout_s = 10.0", "timeout_s = 1.0", 1).replace(
+        "host_delay_s = 1.0", "host_delay_s = 0", 1
+    )
     _config.write_text(text, encoding="utf-8")
     return _config
 

@@ -33,7 +33,9 @@ def settings(tmp_path: Path) -> Settings:
     for path in SEEDS.glob("*.txt"):
         if path.stem not in FETCHED:
             shutil.copy(path, corpus / path.name)
-    return settings_in(tmp_path, fetch={"allow_private": True, "timeout_s": 0.5}, feeds={"interval_s": 60})
+    return settings_in(
+        tmp_path, fetch={"allow_private": True, "host_delay_s": 0, "timeout_s": 0.5}, feeds={"interval_s": 60}
+    )
 
 
 def publish(site: NewsSite, count: int, version: str) -> list[str]:

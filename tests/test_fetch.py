@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -22,7 +23,13 @@ def site() -> Iterator[NewsSite]:
 
 
 def fetcher(**overrides: object) -> Fetcher:
-    values: dict[str, object] = {"allow_private": True, "timeout_s": 1.0, "deadline_s": 5.0, **overrides}
+    values: dict[str, object] = {
+        "allow_private": True,
+        "host_delay_s": 0,
+        "timeout_s": 1.0,
+        "deadline_s": 5.0,
+        **overrides,
+    }
     return Fetcher(FetchSettings.model_validate(values))
 
 
@@ -186,3 +193,12 @@ def test_conditional_request(site: NewsSite) -> None:
         again = f.get(site.url("/rss.xml"), "feed", {"etag": first.headers["etag"]})
     assert again.status == 304 and again.body == b""
     assert site.requests[-1][1].get("If-None-Match") == '"v1"'
+
+
+def test_requests_to_one_host_are_spaced(site: NewsSite) -> None:
+    site.add_article("/news/a.html", "000_a2194725df4ab5f6")
+    with fetcher(host_delay_s=0.4) as f:
+        started = time.monotonic()
+        for _ in range(3):
+            f.get(site.url("/news/a.html"))  # robots.txt, then three pages: four requests
+        assert time.monotonic() - started >= 3 * 0.4

@@ -37,7 +37,7 @@ def without_seed(root: Path, doc_id: str = SEED) -> Settings:
     for path in SEEDS.glob("*.txt"):
         if path.stem != doc_id:
             shutil.copy(path, corpus / path.name)
-    return settings_in(root, fetch={"allow_private": True})
+    return settings_in(root, fetch={"allow_private": True, "host_delay_s": 0})
 
 
 def corpus_bytes(settings: Settings) -> dict[str, bytes]:
@@ -97,7 +97,7 @@ def test_republished_seed_stored_once_and_cited_once(fake_settings: Settings, si
     """The same wire story on another site (other title markup, navigation and teasers): not stored
     again; the seed lists the other URL, and an answer cites the story once."""
     settings = fake_settings.model_copy(
-        update={"fetch": fake_settings.fetch.model_copy(update={"allow_private": True})}
+        update={"fetch": fake_settings.fetch.model_copy(update={"allow_private": True, "host_delay_s": 0})}
     )
     engine = Engine(settings).open(show_progress=False)
     before = set(engine.index.articles)
@@ -160,7 +160,9 @@ def test_different_stories_are_not_copies() -> None:
 def test_bad_pages_fail_clearly_and_lose_nothing(
     fake_settings: Settings, site: NewsSite, route: Route, error: str
 ) -> None:
-    fetch = fake_settings.fetch.model_copy(update={"allow_private": True, "timeout_s": 0.5})
+    fetch = fake_settings.fetch.model_copy(
+        update={"allow_private": True, "host_delay_s": 0, "timeout_s": 0.5}
+    )
     settings = fake_settings.model_copy(update={"fetch": fetch})
     engine = Engine(settings).open(show_progress=False)
     before, files = dict(engine.index.articles), corpus_bytes(settings)
@@ -186,7 +188,7 @@ def test_copies_stored_before_are_never_cited_side_by_side(fake_settings: Settin
 
 def test_story_signatures_kept_for_the_next_process(fake_settings: Settings, site: NewsSite) -> None:
     settings = fake_settings.model_copy(
-        update={"fetch": fake_settings.fetch.model_copy(update={"allow_private": True})}
+        update={"fetch": fake_settings.fetch.model_copy(update={"allow_private": True, "host_delay_s": 0})}
     )
     engine = Engine(settings).open(show_progress=False)
     url = site.add_article("/copy.html", SEED, date_style="meta")

@@ -1,7 +1,8 @@
 """Fetching one web page or feed, politely and safely: http/https only, no private or loopback
 addresses (checked for every redirect hop, before connecting and again on the connected socket),
 redirects followed by hand up to a limit, a size cap, connect/read timeouts and a deadline for the
-whole fetch, the configured user agent, and robots.txt respected unless configured otherwise.
+whole fetch, the configured user agent, robots.txt respected unless configured otherwise, and at
+least ``host_delay_s`` between two requests to one host.
 
 Every refusal or failure is a :class:`FetchError` naming the URL and the reason; nothing is stored by
 this module.
@@ -88,6 +89,7 @@ class Fetcher:
         # per site: its parsed robots.txt, or True (none: all allowed) / False (unreachable: none allowed)
         self._robots: dict[str, urllib.robotparser.RobotFileParser | bool] = {}
         self._lock = threading.Lock()
+        self._next_slot: dict[str, float] = {}  # host → monotonic time its next request may start
 
     def close(self) -> None:
         self._client.close()
@@ -181,6 +183,7 @@ class Fetcher:
             target = self.check_target(current)
             if kind != "robots" and s.respect_robots and not self.allowed_by_robots(target):
                 raise FetchError(current, "disallowed by the site's robots.txt")
+            self._wait_turn(target.host)
             try:
                 with self._client.stream("GET", target, headers=headers) as response:
                     self._check_peer(response, current)
@@ -201,6 +204,18 @@ class Fetcher:
             except httpx.HTTPError as exc:
                 raise FetchError(current, f"cannot connect or read: {type(exc).__name__}: {exc}") from exc
         raise FetchError(url, f"more than {s.max_redirects} redirects")
+
+    def _wait_turn(self, host: str) -> None:
+        """Politeness: requests to one host start at least ``host_delay_s`` apart (across threads)."""
+        delay = self.settings.host_delay_s
+        if delay <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next_slot.get(host, now))
+            self._next_slot[host] = start + delay
+        if start > now:
+            time.sleep(start - now)
 
     def _read(self, response: httpx.Response, url: str, kind: Kind, deadline: float) -> Fetched:
         s = self.settings
