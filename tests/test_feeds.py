@@ -142,3 +142,17 @@ def test_one_process_polls_at_a_time(settings: Settings, site: NewsSite) -> None
         assert mine
         assert poller.poll() is None  # another poller holds the lock
     assert poller.poll() is not None
+
+
+def test_atom_feed_with_relative_links(settings: Settings, site: NewsSite) -> None:
+    engine = Engine(settings).open(show_progress=False)
+    site.add_article("/news/0.html", FETCHED[0], date_style="none")  # the page states no date
+    atom = """<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom">
+    <title>越通社</title><id>urn:vna</id><updated>2025-01-21T08:00:00Z</updated>
+    <entry><title>胡志明市</title><id>urn:vna:1</id><link href="/news/0.html"/>
+    <published>2025-01-21T23:30:00+07:00</published><updated>2025-01-22T08:00:00Z</updated></entry></feed>"""
+    site.routes["/atom.xml"] = Route(atom.encode(), content_type="application/atom+xml")
+    (report,) = FeedPoller(PageIngester(engine), [site.url("/atom.xml")]).poll() or []
+    (outcome,) = report.items
+    assert (outcome.url, outcome.status) == (site.url("/news/0.html"), "added")
+    assert outcome.date == "2025-01-21"  # the item's own published day dates the undated page

@@ -212,3 +212,12 @@ def test_story_signatures_from_another_hasher_are_not_used() -> None:
     assert not StoryIndex(MinHasher(128, 5), 0.7).from_bytes(saved)
     assert StoryIndex(MinHasher(64, 5), 0.7).from_bytes(saved)
     assert not StoryIndex(MinHasher(64, 5), 0.7).from_bytes(b"not an npz")
+
+
+@pytest.mark.parametrize("declared", ["gbk", None, "utf-8"])  # utf-8: a wrong header, detected instead
+def test_gbk_page(declared: str | None) -> None:
+    title, page = article_html(SEED, date_style="dateline")
+    gbk = page.decode("utf-8").replace('<meta charset="utf-8">', "").replace("©", "").encode("gbk")
+    extracted = extract_page(gbk, "http://x/a", charset=declared)
+    assert extracted.title == title and extracted.date == "2025-01-21"
+    assert "胡志明市与中国8个地方保持着友好合作关系" in extracted.body

@@ -165,12 +165,26 @@ def teasers_of(block: Any) -> list[Teaser]:
     return teasers[:_MAX_TEASERS]
 
 
-def extract_page(html: bytes, url: str, fallback_date: str | None = None) -> ExtractedPage:
+def decode_html(html: bytes, charset: str | None) -> str | bytes:
+    """The page as text in the charset its response declares, when that decodes it cleanly; else the
+    bytes, for trafilatura to detect the encoding (``<meta charset>``, then the content: GBK pages are
+    common)."""
+    if charset:
+        try:
+            return html.decode(charset)
+        except (LookupError, UnicodeDecodeError):
+            log.debug("the declared charset %r does not decode the page; detecting it", charset)
+    return html
+
+
+def extract_page(
+    html: bytes, url: str, fallback_date: str | None = None, charset: str | None = None
+) -> ExtractedPage:
     """Title, date, body and teasers of an article page; FetchError when no article text is found."""
     import trafilatura
     from trafilatura.utils import load_html
 
-    tree = load_html(html)
+    tree = load_html(decode_html(html, charset))
     if tree is None:
         raise FetchError(url, "the page is not readable HTML")
     date = metadata_date(tree) or page_dateline(tree)

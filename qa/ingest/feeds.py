@@ -6,8 +6,11 @@ naming the feed; a feed with no items is simply empty.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
+
+import httpx
 
 from qa.errors import FetchError
 from qa.ingest.dates import parse_date
@@ -47,6 +50,8 @@ def parse_feed(raw: bytes, url: str) -> tuple[str, list[FeedItem]]:
         link = (entry.get("link") or "").strip()
         if not link:
             continue
+        with contextlib.suppress(httpx.InvalidURL, ValueError):  # else reported when the page is fetched
+            link = str(httpx.URL(url).join(link))  # a relative link is relative to the feed
         key = (entry.get("id") or entry.get("guid") or link).strip()
         items.append(
             FeedItem(key=key, link=link, title=(entry.get("title") or "").strip(), date=_date_of(entry))

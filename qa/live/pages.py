@@ -78,7 +78,7 @@ class PageIngester:
         otherwise, with the corpus and index as they were."""
         url = normalize_url(url)
         page = self.fetcher.get(url, "page")
-        extracted = extract_page(page.body, page.url, fallback_date)
+        extracted = extract_page(page.body, page.url, fallback_date, page.charset)
         doc = NewDocument(
             doc_id=web_doc_id(page.url),
             text=extracted.text,
