@@ -104,13 +104,18 @@ def ingest(
     ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be indexed.")] = False,
 ) -> None:
-    """Fetch web pages (URL…) and feeds (--feed URL) into the corpus, one line of report each; without
-    them, index the corpus folder, or with --dry-run list each of its articles."""
+    """Fetch web pages (URL…) and feeds (--feed URL) into the corpus, one line of report each (with
+    --dry-run: what each page would be, storing nothing); without them, index the corpus folder, or with
+    --dry-run list each of its articles."""
     if urls or feed:
-        from qa.live.runs import ingest_sources
+        from qa.live.runs import ingest_sources, preview
 
         if dry_run:
-            raise QAError("--dry-run lists the corpus folder; leave out the URLs and --feed")
+            if feed:
+                raise QAError("--dry-run previews pages (URL…), not feeds")
+            if not preview(settings(), urls or [], _say):
+                raise QAError("some pages failed (see above)")
+            return
         if not ingest_sources(engine(), urls or [], feed or [], _say):
             raise QAError("some pages or feeds failed (see above); everything else was stored")
         return

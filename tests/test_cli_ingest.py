@@ -106,3 +106,17 @@ def test_since(config: Path) -> None:
     assert json.loads(old.stdout)["passages"]
     bad = qa(config, "ask", "越中贸易额是多少?", "--since", "soon")
     assert bad.returncode == 1 and "--since" in bad.stderr
+
+
+def test_dry_run_previews_pages_and_stores_nothing(config: Path, site: NewsSite) -> None:
+    new = site.add_article("/news/0.html", FETCHED[0])
+    copy = site.add_article("/wire/3.html", "003_de8d194c5a4a5bf1")
+    files = sorted(p.name for p in (config.parent / "corpus").iterdir())
+    result = qa(config, "ingest", "--dry-run", new, copy, site.url("/missing.html"))
+    assert result.returncode == 1  # the missing page
+    lines = result.stdout.splitlines()
+    assert any(new in line and "2025-01-21" in line and "teaser segments" in line for line in lines)
+    assert any(copy in line and "a copy of 003_de8d194c5a4a5bf1" in line for line in lines)
+    assert any("failed" in line and "HTTP 404" in line for line in lines)
+    assert sorted(p.name for p in (config.parent / "corpus").iterdir()) == files
+    assert not (config.parent / "index").exists()  # nothing built either
