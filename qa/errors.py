@@ -102,10 +102,11 @@ class FetchError(QAError):
     """A web page or feed could not be fetched or read as one (refused address, timeout, too large, not
     HTML, HTTP error, redirect loop, robots.txt). Names the URL, never a path of this machine."""
 
-    def __init__(self, url: str, reason: str, status: int | None = None) -> None:
+    def __init__(self, url: str, reason: str, status: int | None = None, *, transient: bool = False) -> None:
         self.url = url
         self.reason = reason
         self.status = status  # the HTTP status, when the server answered with an error
+        self.transient = transient  # may pass if tried again later (timeout, connection, 5xx, 429)
         super().__init__(f"{url}: {reason}")
 
 

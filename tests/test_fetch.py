@@ -130,8 +130,9 @@ def test_redirect_loop(site: NewsSite) -> None:
 
 def test_page_that_times_out(site: NewsSite) -> None:
     site.routes["/slow"] = Route(b"<html></html>", delay_s=3.0)
-    with fetcher(timeout_s=0.5) as f, pytest.raises(FetchError, match="timed out"):
+    with fetcher(timeout_s=0.5) as f, pytest.raises(FetchError, match="timed out") as caught:
         f.get(site.url("/slow"))
+    assert caught.value.transient  # tried again later
 
 
 def test_five_megabyte_page_refused(site: NewsSite) -> None:
@@ -169,7 +170,11 @@ def test_non_html_response_refused(site: NewsSite) -> None:
 def test_http_errors_reported(site: NewsSite) -> None:
     with fetcher() as f, pytest.raises(FetchError, match="HTTP 404") as caught:
         f.get(site.url("/missing"))
-    assert caught.value.status == 404
+    assert caught.value.status == 404 and not caught.value.transient
+    site.routes["/busy"] = Route(status=503)
+    with fetcher() as f, pytest.raises(FetchError, match="HTTP 503") as busy:
+        f.get(site.url("/busy"))
+    assert busy.value.transient
 
 
 def test_robots_txt_respected(site: NewsSite) -> None:

@@ -200,9 +200,13 @@ class Fetcher:
                         continue
                     return self._read(response, current, kind, deadline)
             except httpx.TimeoutException as exc:
-                raise FetchError(current, f"timed out (no answer within {s.timeout_s:g} s)") from exc
+                raise FetchError(
+                    current, f"timed out (no answer within {s.timeout_s:g} s)", transient=True
+                ) from exc
             except httpx.HTTPError as exc:
-                raise FetchError(current, f"cannot connect or read: {type(exc).__name__}: {exc}") from exc
+                raise FetchError(
+                    current, f"cannot connect or read: {type(exc).__name__}: {exc}", transient=True
+                ) from exc
         raise FetchError(url, f"more than {s.max_redirects} redirects")
 
     def _wait_turn(self, host: str) -> None:
@@ -225,8 +229,9 @@ class Fetcher:
         if response.status_code == 304:
             return Fetched(url, 304, content_type, b"", now, kept)
         if response.status_code != 200:
+            code = response.status_code
             raise FetchError(
-                url, f"HTTP {response.status_code} {response.reason_phrase}", response.status_code
+                url, f"HTTP {code} {response.reason_phrase}", code, transient=code >= 500 or code == 429
             )
         media = content_type.split(";", 1)[0].strip().lower()
         if kind == "page" and media not in PAGE_TYPES:
@@ -242,7 +247,9 @@ class Fetcher:
             if len(body) > s.max_bytes:
                 raise FetchError(url, f"more than {s.max_bytes} bytes (fetch.max_bytes)")
             if time.monotonic() > deadline:
-                raise FetchError(url, f"not received within {s.deadline_s:g} s (fetch.deadline_s)")
+                raise FetchError(
+                    url, f"not received within {s.deadline_s:g} s (fetch.deadline_s)", transient=True
+                )
         encoding = response.headers.get("content-encoding", "identity").lower()
         if encoding not in ("", "identity"):
             body = bytearray(self._decompress(bytes(body), encoding, url))

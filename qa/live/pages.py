@@ -41,6 +41,7 @@ class PageOutcome:
     date: str | None = None
     similarity: float | None = None  # for a duplicate: the estimated Jaccard similarity
     error: str | None = None
+    transient: bool = False  # a failure that may pass when tried again (timeout, connection, 5xx)
 
     def describe(self) -> str:
         if self.status == "failed":
@@ -127,7 +128,7 @@ class PageIngester:
         try:
             return self.ingest(url, fallback_date=fallback_date)
         except FetchError as exc:
-            return PageOutcome(exc.url or url, "failed", error=exc.reason)
+            return PageOutcome(exc.url or url, "failed", error=exc.reason, transient=exc.transient)
         except LIBRARY_ERRORS as exc:
             return PageOutcome(url, "failed", error=str(exc))
 

@@ -130,11 +130,6 @@ def poll_lock(index_dir: Path) -> Iterator[bool]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _transient(outcome: PageOutcome) -> bool:
-    error = outcome.error or ""
-    return any(word in error for word in ("timed out", "cannot connect", "HTTP 5", "not received within"))
-
-
 class FeedPoller:
     def __init__(self, ingester: PageIngester, urls: Sequence[str]) -> None:
         self.ingester = ingester
@@ -188,7 +183,7 @@ class FeedPoller:
             if outcome.status == "added":
                 state.added += 1
             tries = state.tries.get(item.key, 0) + 1
-            if outcome.status == "failed" and _transient(outcome) and tries < ITEM_TRIES:
+            if outcome.status == "failed" and outcome.transient and tries < ITEM_TRIES:
                 state.tries[item.key] = tries
                 pending = True
                 continue
