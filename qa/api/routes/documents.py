@@ -155,7 +155,7 @@ def _is_url_request(raw: bytes) -> bool:
     """``{"url": …}`` without ``text``: a page to fetch (anything else is validated as a document)."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # the model's validation reports these
         return False
     return isinstance(data, dict) and "url" in data and "text" not in data and "doc_id" not in data
 
