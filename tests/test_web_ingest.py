@@ -221,3 +221,15 @@ def test_gbk_page(declared: str | None) -> None:
     extracted = extract_page(gbk, "http://x/a", charset=declared)
     assert extracted.title == title and extracted.date == "2025-01-21"
     assert "胡志明市与中国8个地方保持着友好合作关系" in extracted.body
+
+
+def test_a_portal_header_date_is_not_the_article_date() -> None:
+    """Chinese portals print today's date in their header; teasers carry their own dates."""
+    _, page = article_html(SEED, date_style="none")
+    html = page.decode("utf-8").replace(
+        "<header>", '<header><span class="today">2026年12月01日 星期二</span>', 1
+    )
+    html = html.replace("<li>", "<li><span>2024年05月06日</span>", 1)
+    assert extract_page(html.encode(), "http://x/a").date is None
+    dated = html.replace("</h1>", "</h1><p>2025年01月21日 15:44</p>", 1)
+    assert extract_page(dated.encode(), "http://x/a").date == "2025-01-21"

@@ -116,9 +116,19 @@ def metadata_date(tree: Any) -> str | None:
     return None
 
 
+_NEAR_TITLE = 60  # elements after the headline searched for its dateline
+
+
 def page_dateline(tree: Any) -> str | None:
-    """The first element of the page whose own text is a dateline (``2025年01月21日 15:44``)."""
-    for element in tree.xpath("//body//*[not(self::script or self::style)]"):
+    """The article's dateline (``2025年01月21日 15:44``): the first element after the headline (the
+    first ``<h1>``; without one, in ``<article>`` or ``<main>``) whose own text is only a dateline. Not
+    anywhere on the page: portals print today's date in their header, and teasers carry theirs."""
+    heads = tree.xpath("//body//h1")
+    if heads:
+        near = heads[0].xpath("following::*[not(self::script or self::style)]")
+    else:
+        near = tree.xpath("(//article | //main)[1]//*[not(self::script or self::style)]")
+    for element in near[:_NEAR_TITLE]:
         text = _clean(element.text)
         if text and len(text) <= 80 and (found := dateline_date(text)) is not None:
             return found
@@ -187,11 +197,12 @@ def extract_page(
     tree = load_html(decode_html(html, charset))
     if tree is None:
         raise FetchError(url, "the page is not readable HTML")
-    date = metadata_date(tree) or page_dateline(tree)
+    date = metadata_date(tree)
     teasers: list[Teaser] = []
     for block in related_blocks(tree):
         teasers += [t for t in teasers_of(block) if t not in teasers]
-        block.drop_tree()  # the teasers are not the article's body
+        block.drop_tree()  # the teasers are not the article's body (nor are their dates its date)
+    date = date or page_dateline(tree)
     document = trafilatura.bare_extraction(
         tree,
         url=url,
