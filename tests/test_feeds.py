@@ -156,3 +156,23 @@ def test_atom_feed_with_relative_links(settings: Settings, site: NewsSite) -> No
     (outcome,) = report.items
     assert (outcome.url, outcome.status) == (site.url("/news/0.html"), "added")
     assert outcome.date == "2025-01-21"  # the item's own published day dates the undated page
+
+
+def test_a_page_that_breaks_the_extraction_does_not_stop_the_feed(
+    settings: Settings, site: NewsSite, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import qa.live.pages
+
+    engine = Engine(settings).open(show_progress=False)
+    urls = publish(site, 2, "v1")
+    real = qa.live.pages.extract_page
+
+    def flaky(html: bytes, url: str, *args: object) -> object:
+        if url == urls[0]:
+            raise RuntimeError("an lxml bug")
+        return real(html, url, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(qa.live.pages, "extract_page", flaky)
+    (report,) = FeedPoller(PageIngester(engine), [site.url("/rss.xml")]).poll() or []
+    assert [o.status for o in report.items] == ["failed", "added"]
+    assert report.items[0].error == "unexpected error: RuntimeError"

@@ -131,6 +131,9 @@ class PageIngester:
             return PageOutcome(exc.url or url, "failed", error=exc.reason, transient=exc.transient)
         except LIBRARY_ERRORS as exc:
             return PageOutcome(url, "failed", error=str(exc))
+        except Exception as exc:  # a page that breaks the extraction must not stop a feed's other items
+            log.exception("ingesting %s failed", url)
+            return PageOutcome(url, "failed", error=f"unexpected error: {type(exc).__name__}")
 
     def _list_copy(self, canonical: Article, url: str) -> None:
         """Add ``url`` to the canonical article's other URLs (its text, hence every citation, unchanged)."""
