@@ -233,3 +233,16 @@ def test_a_portal_header_date_is_not_the_article_date() -> None:
     assert extract_page(html.encode(), "http://x/a").date is None
     dated = html.replace("</h1>", "</h1><p>2025年01月21日 15:44</p>", 1)
     assert extract_page(dated.encode(), "http://x/a").date == "2025-01-21"
+
+
+def test_a_copy_stored_by_another_process_is_seen(tmp_path: Path, site: NewsSite) -> None:
+    """Two engines on one index folder (two server workers, or `qa watch` beside a server)."""
+    settings = without_seed(tmp_path)
+    first = site.add_article("/a/story.html", SEED)
+    second = site.add_article("/b/story.html", SEED, date_style="meta")
+    one = Engine(settings).open(show_progress=False)
+    other = Engine(settings).open(show_progress=False)
+    assert PageIngester(one).ingest(first).status == "added"
+    assert web_doc_id(first) not in other.index.articles  # its snapshot is older
+    copy = PageIngester(other).ingest(second)
+    assert (copy.status, copy.doc_id) == ("duplicate", web_doc_id(first))

@@ -90,8 +90,10 @@ class PageIngester:
         )
         s = self.engine.settings
         staged = prepare_document(s.corpus_dir, doc, max_bytes=s.corpus.max_file_bytes).article
-        with self._lock:
-            articles = self.engine.index.articles
+        # Under the index's build lock, against the latest version: a copy stored meanwhile by another
+        # engine or process (a server worker, `qa watch`) is seen.
+        with self._lock, layout.build_lock(s.index_dir):
+            articles = self.engine.indexing.latest().index.articles
             known = _holding(articles.values(), page.url, url)
             if known is not None and known.doc_id != doc.doc_id:
                 return PageOutcome(url, "duplicate", known.doc_id, known.title, known.date, 1.0)
