@@ -246,3 +246,16 @@ def test_a_copy_stored_by_another_process_is_seen(tmp_path: Path, site: NewsSite
     assert web_doc_id(first) not in other.index.articles  # its snapshot is older
     copy = PageIngester(other).ingest(second)
     assert (copy.status, copy.doc_id) == ("duplicate", web_doc_id(first))
+
+
+def test_teasers_found_by_their_heading_alone_or_absent() -> None:
+    _, page = article_html(SEED)
+    html = (
+        page.decode("utf-8")
+        .replace('<div class="related-news">', "<section>", 1)
+        .replace("</ul></div>", "</ul></section>", 1)
+    )
+    assert len(extract_page(html.encode(), "http://x/a").teasers) == 4
+    start, end = html.index("<section>"), html.index("</section>") + len("</section>")
+    bare = extract_page((html[:start] + html[end:]).encode(), "http://x/a")
+    assert bare.teasers == () and "相关新闻" not in bare.text
