@@ -161,3 +161,14 @@ def test_service_polls_its_feeds_and_reports_them(tmp_path: Path, site: NewsSite
         assert not feeds[broken]["ok"] and "HTTP 503" in feeds[broken]["last_error"]
         assert feeds[broken]["failures"] >= 1
     assert [p for p, _ in site.requests].count("/news/1.html") == 1  # seen items are not fetched again
+
+
+def test_fetching_needs_a_full_access_key(tmp_path: Path, site: NewsSite) -> None:
+    settings, engine = service(tmp_path, server={"api_keys": ["full"], "read_keys": ["read"]})
+    url = site.add_article("/news/hcmc.html", SEED)
+    with TestClient(create_app(settings, engine)) as client:
+        read = client.post("/v1/documents", json={"url": url}, headers={"Authorization": "Bearer read"})
+        assert read.status_code == 403 and read.json()["error"]["code"] == "read_only_key"
+        assert not [p for p, _ in site.requests if p.startswith("/news/")]
+        full = client.post("/v1/documents", json={"url": url}, headers={"Authorization": "Bearer full"})
+        assert full.status_code == 201
