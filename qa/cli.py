@@ -87,6 +87,10 @@ def index(
         eng.close()  # waits for a merge the build started
 
 
+def _say(line: str) -> None:
+    out.print(line, markup=False, highlight=False)
+
+
 def _print_skipped(skipped: list[Any]) -> None:
     for item in skipped:
         err.print(f"[yellow]skipped[/] {item.path}: {item.reason}")
@@ -94,10 +98,29 @@ def _print_skipped(skipped: list[Any]) -> None:
 
 @app.command()
 def ingest(
+    urls: Annotated[
+        list[str] | None, typer.Argument(help="Article pages to fetch and add (http/https).")
+    ] = None,
+    feed: Annotated[
+        list[str] | None, typer.Option("--feed", help="An RSS/Atom feed: add its new items (repeatable).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be indexed.")] = False,
 ) -> None:
-    """List each article of the corpus with its title, date, segments and passages (with --dry-run);
-    without --dry-run, index them."""
+    """Fetch web pages (URL…) and feeds (--feed URL) into the corpus, one line of report each (with
+    --dry-run: what each page would be, storing nothing); without them, index the corpus folder, or with
+    --dry-run list each of its articles."""
+    if urls or feed:
+        from qa.live.runs import ingest_sources, preview
+
+        if dry_run:
+            if feed:
+                raise QAError("--dry-run previews pages (URL…), not feeds")
+            if not preview(settings(), urls or [], _say):
+                raise QAError("some pages failed (see above)")
+            return
+        if not ingest_sources(engine(), urls or [], feed or [], _say):
+            raise QAError("some pages or feeds failed (see above); everything else was stored")
+        return
     if not dry_run:
         index(rebuild=False, progress=True)
         return
@@ -140,9 +163,11 @@ def _print_answer(answer: Answer, *, text_shown: bool = False) -> None:
     for rank, hit in enumerate(answer.hits, start=1):
         label = "related-news teaser" if hit.chunk.section.value == "related" else "body"
         out.print(
-            f"[bold cyan][{rank}][/] [bold]{hit.title}[/]  {hit.date or 'no date'}  ({label})  "
+            f"[bold cyan][{rank}][/] [bold]{escape(hit.title)}[/]  {hit.date or 'no date'}  ({label})  "
             f"[dim]{hit.chunk.doc_id}:{hit.chunk.start}-{hit.chunk.end}  score {hit.score:.4f}[/]"
         )
+        if hit.url:
+            out.print(Text(hit.url, style=f"link {hit.url}"))
         start, end = key_of(hit, answer.question)
         quoted = Text(hit.chunk.text)
         quoted.stylize("bold yellow", start, end)
@@ -195,6 +220,9 @@ def ask(
     doc_id: Annotated[
         list[str] | None, typer.Option("--doc-id", help="Only this article (repeatable).")
     ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only articles of the last 7d / 2w / 3m / 1y (or since YYYY-MM-DD).")
+    ] = None,
 ) -> None:
     """Answer one question with cited passages (builds the model and index on first use)."""
     from qa.ingest.newspage import parse_iso_date
@@ -202,6 +230,10 @@ def ask(
     for name, value in (("--date-from", date_from), ("--date-to", date_to)):
         if value is not None and parse_iso_date(value) is None:
             raise QAError(f"{name} must be a date YYYY-MM-DD, got {value!r}")
+    if since is not None:
+        if date_from is not None:
+            raise QAError("give --since or --date-from, not both")
+        date_from = _since(since)
     filters = None
     if date_from or date_to or doc_id:
         filters = Filters(date_from=date_from, date_to=date_to, doc_ids=tuple(doc_id) if doc_id else None)
@@ -215,11 +247,24 @@ def ask(
         _ask_and_print(eng, question, history or [], top_k, filters)
 
 
+def _since(value: str) -> str:
+    from qa.ingest.dates import since_date
+
+    try:
+        return since_date(value)
+    except ValueError as exc:
+        raise QAError(f"--since: {exc}") from None
+
+
 @app.command()
 def chat(
     top_k: Annotated[int | None, typer.Option("--top-k", "-k")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only articles of the last 7d / 2w / 3m / 1y (or since YYYY-MM-DD).")
+    ] = None,
 ) -> None:
     """Ask questions one after another; follow-up questions use the earlier ones. Empty line or Ctrl-D ends."""
+    filters = Filters(date_from=_since(since)) if since is not None else None
     eng = engine()
     history: list[str] = []
     out.print("[dim]Ask a question (empty line to quit).[/]")
@@ -231,7 +276,7 @@ def chat(
         if not question.strip():
             break
         try:
-            _ask_and_print(eng, question, history, top_k)
+            _ask_and_print(eng, question, history, top_k, filters)
         except LIBRARY_ERRORS as exc:
             err.print(f"[red]{exc}[/]")
             continue
@@ -278,6 +323,25 @@ def eval_command(
             ),
             encoding="utf-8",
         )
+
+
+@app.command()
+def watch(
+    feed: Annotated[
+        list[str] | None, typer.Option("--feed", help="A feed besides those of [feeds] urls (repeatable).")
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="Poll every feed once, then stop.")] = False,
+) -> None:
+    """Poll the feeds of [feeds] (and --feed) every feeds.interval_s and add their new items, without a
+    server; Ctrl-C stops."""
+    from qa.live.runs import watch as watch_feeds
+
+    s = settings()
+    feeds = list(dict.fromkeys([*s.feeds.urls, *(feed or [])]))
+    if not feeds:
+        raise QAError("no feeds to watch: list them in [feeds] urls or give --feed URL")
+    if not watch_feeds(engine(), feeds, _say, once=once) and once:
+        raise QAError("some feeds failed (see above); they are tried again with back-off")
 
 
 @model_app.command("build")

@@ -319,6 +319,47 @@ class GenerationSettings(_Section):
     )  # share of a Chinese sentence's pairs in its passages
 
 
+class FetchSettings(_Section):
+    """Fetching web pages and feeds (qa/ingest/fetch.py)."""
+
+    timeout_s: float = Field(default=10.0, gt=0, le=300)  # to connect, and between two reads
+    deadline_s: float = Field(default=30.0, gt=0, le=3600)  # the whole fetch of one page or feed
+    max_bytes: int = Field(default=2_000_000, ge=1024)  # larger pages and feeds are refused
+    max_redirects: int = Field(default=5, ge=0, le=30)
+    user_agent: str = Field(default="zh-news-qa/0.1 (news question answering)", min_length=1)
+    respect_robots: bool = True  # robots.txt of each site is fetched once and obeyed
+    host_delay_s: float = Field(
+        default=1.0, ge=0, le=600
+    )  # at least this long between two requests to a host
+    allow_private: bool = False  # private, loopback and link-local addresses (tests, an intranet)
+
+
+class FeedSettings(_Section):
+    """RSS/Atom feeds polled by `qa serve` and `qa watch` (qa/ingest/feeds.py)."""
+
+    urls: tuple[str, ...] = ()
+    interval_s: float = Field(default=900.0, ge=1, le=86_400)  # between two polls of a feed
+    max_backoff_s: float = Field(default=3600.0, ge=1, le=7 * 86_400)  # a failing feed waits at most this
+    max_items: int = Field(default=50, ge=1, le=10_000)  # new items fetched per feed and poll
+
+    @field_validator("urls", mode="after")
+    @classmethod
+    def _http_urls(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for url in value:
+            if not re.match(r"^https?://[^\s/]+", url.strip(), re.IGNORECASE):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return tuple(url.strip() for url in value)
+
+
+class DedupSettings(_Section):
+    """Near-duplicate (republished) stories found at ingestion (qa/ingest/dedup.py)."""
+
+    enabled: bool = True
+    threshold: float = Field(default=0.7, gt=0, le=1)  # estimated Jaccard of shingles: a copy above
+    shingle_chars: int = Field(default=5, ge=2, le=20)
+    permutations: int = Field(default=128, ge=16, le=1024)
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Build it with :func:`load_settings`, not directly."""
 
@@ -337,6 +378,9 @@ class Settings(BaseSettings):
     rate_limit: RateLimitSettings = RateLimitSettings()
     telegram: TelegramSettings
     generation: GenerationSettings = GenerationSettings()
+    fetch: FetchSettings = FetchSettings()
+    feeds: FeedSettings = FeedSettings()
+    dedup: DedupSettings = DedupSettings()
     config_path: Path = Path()
 
     @classmethod

@@ -39,10 +39,12 @@ class NewDocument:
     title: str | None = None
     date: str | None = None
     url: str | None = None
+    fetched_at: str | None = None  # a page fetched from the web: when (ISO, UTC)
+    other_urls: tuple[str, ...] = ()  # where copies of the story were also published
 
     @property
     def has_metadata(self) -> bool:
-        return bool(self.title or self.date or self.url)
+        return bool(self.title or self.date or self.url or self.fetched_at or self.other_urls)
 
 
 @dataclass(frozen=True)
@@ -86,7 +88,15 @@ def _encode(corpus_dir: Path, doc: NewDocument) -> tuple[Path, bytes]:
     text = doc.text.replace("\r\n", "\n").replace("\r", "\n")
     try:
         if doc.has_metadata or stem != doc.doc_id:
-            record = {"id": doc.doc_id, "title": doc.title, "date": doc.date, "text": text, "url": doc.url}
+            record: dict[str, object] = {
+                "id": doc.doc_id,
+                "title": doc.title,
+                "date": doc.date,
+                "text": text,
+                "url": doc.url,
+            }
+            if doc.fetched_at or doc.other_urls:
+                record.update(fetched_at=doc.fetched_at, other_urls=list(doc.other_urls))
             return corpus_dir / f"{stem}.jsonl", (json.dumps(record, ensure_ascii=False) + "\n").encode()
         return corpus_dir / f"{stem}.txt", text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a lone surrogate (JSON allows "\ud800")

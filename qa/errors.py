@@ -18,6 +18,7 @@ __all__ = [
     "CorpusError",
     "DocumentNotFoundError",
     "EmbeddingsError",
+    "FetchError",
     "GenerationUnavailableError",
     "IndexCorruptError",
     "IndexMismatchError",
@@ -127,6 +128,18 @@ class UpstreamError(QAError):
     def __init__(self, kind: str, detail: str) -> None:
         self.kind = kind  # timeout | connection | status_<code> | malformed | internal (a fault of ours)
         super().__init__(f"{kind}: {detail}")
+
+
+class FetchError(QAError):
+    """A web page or feed could not be fetched or read as one (refused address, timeout, too large, not
+    HTML, HTTP error, redirect loop, robots.txt). Names the URL, never a path of this machine."""
+
+    def __init__(self, url: str, reason: str, status: int | None = None, *, transient: bool = False) -> None:
+        self.url = url
+        self.reason = reason
+        self.status = status  # the HTTP status, when the server answered with an error
+        self.transient = transient  # may pass if tried again later (timeout, connection, 5xx, 429)
+        super().__init__(f"{url}: {reason}")
 
 
 LIBRARY_ERRORS: tuple[type[QAError] | type[EmbeddingsError], ...] = (QAError, EmbeddingsError)

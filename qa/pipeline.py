@@ -16,6 +16,7 @@ from qa.errors import QuestionError
 from qa.index.search_index import SearchIndex
 from qa.records import Answer, AnswerSpan, Hit
 from qa.retrieval.abstain import Grounding
+from qa.retrieval.copies import one_copy
 from qa.retrieval.gate import AnswerGate
 from qa.retrieval.hybrid import HybridSearcher
 from qa.retrieval.query import QueryBuilder
@@ -111,7 +112,7 @@ class QuestionPipeline:
         depth = max(k, self.settings.retrieval.rerank_depth)
         candidates = snap.searcher.search(query, depth, allowed, filters)
         candidates = snap.reranker.rerank(query, candidates)
-        candidates = snap.searcher.body_before_teaser(candidates)[: max(k, 10)]
+        candidates = one_copy(snap.searcher.body_before_teaser(candidates), snap.index)[: max(k, 10)]
         decision = snap.grounding.decide(query, candidates)
         index = snap.index
         hits: list[Hit] = []

@@ -35,6 +35,8 @@ class Article:
     segments: tuple[Segment, ...]
     url: str | None = None
     dropped: int = 0  # lines dropped as boilerplate (captions, repeats, navigation)
+    fetched_at: str | None = None  # when a page fetched from the web was read (ISO, UTC)
+    other_urls: tuple[str, ...] = ()  # where copies of this story were also published (not stored twice)
 
     def segment_text(self, segment: Segment) -> str:
         return self.text[segment.start : segment.end]

@@ -106,7 +106,7 @@ def test_caption_like_line_repeated_twice_is_kept_once() -> None:
         ("15:44 | 31/02/2025", None),  # no such day: never invented
         ("25:00 | 01/01/2025", None),
         ("１５：４４ ｜ ２１/０１/２０２５", "2025-01-21"),  # full-width
-        ("2025年1月21日", None),
+        ("2025年1月21日", "2025-01-21"),  # more formats: tests/test_dates.py
     ],
 )
 def test_dateline(line: str, expected: str | None) -> None:

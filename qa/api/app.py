@@ -25,6 +25,7 @@ from qa.api.web import mount_web
 from qa.config import Settings, load_settings
 from qa.engine import Engine
 from qa.errors import ConfigError
+from qa.live.service import LiveIngestion
 
 DESCRIPTION = """\
 Question answering with verifiable citations over Chinese news articles.
@@ -116,6 +117,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = shared
     app.state.readiness = Readiness()
+    app.state.live = LiveIngestion(shared)  # pages by URL, and the [feeds] poller
 
     install_error_handlers(app)
     secured = [Security(bearer_scheme)] if settings.server.api_keys or settings.server.read_keys else []

@@ -24,6 +24,7 @@ from qa.errors import (
     CorpusError,
     DocumentNotFoundError,
     EmbeddingsError,
+    FetchError,
     IndexStoreError,
     ModelError,
     QAError,
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 # library error → (status, code); the first matching class in this order wins
 _LIBRARY_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (QuestionError, 422, "invalid_input"),
+    (FetchError, 422, "fetch_failed"),
     (CorpusError, 422, "invalid_document"),
     (DocumentNotFoundError, 404, "not_found"),
     (IndexStoreError, 503, "index_unavailable"),

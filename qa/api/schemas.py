@@ -497,12 +497,35 @@ class DocumentSummary(BaseModel):
     source: str = Field(description="The corpus file it is stored in (name only).")
     passages: int = Field(description="How many passages of it are indexed.")
     sections: dict[str, int] = Field(description="Indexed passages per section (`body`, `related`).")
+    fetched_at: str | None = Field(
+        default=None, description="When a page fetched from the web was read (UTC)."
+    )
+    other_urls: list[str] = Field(
+        default_factory=list, description="Other pages that published this story (stored once, here)."
+    )
 
 
 class DocumentCreated(DocumentSummary):
     model_config = ConfigDict(json_schema_extra={"examples": [{**_SUMMARY_EXAMPLE, "replaced": False}]})
 
     replaced: bool = Field(description="True when an article with this doc_id was replaced.")
+    outcome: Literal["added", "updated", "unchanged", "duplicate"] | None = Field(
+        default=None,
+        description=(
+            'For `{"url"}`: `duplicate` when the page repeats a stored story (this is the stored '
+            "article, now listing the URL in `other_urls`), `unchanged` when it was stored as it is."
+        ),
+    )
+
+
+class DocumentUrlIn(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"url": "https://example.com/news/1"}]}
+    )
+
+    url: Text = Field(
+        min_length=1, max_length=2000, description="An article page (http/https) to fetch and add."
+    )
 
 
 class DocumentDetail(DocumentSummary):
@@ -540,6 +563,18 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class FeedStatus(BaseModel):
+    url: str
+    ok: bool = Field(description="The last poll succeeded.")
+    last_poll: str | None
+    last_success: str | None
+    last_error: str | None = Field(description="Why the last poll failed.")
+    failures: int = Field(description="Failed polls in a row (the feed is retried with back-off).")
+    next_poll: str | None
+    seen: int = Field(description="Items seen so far.")
+    added: int = Field(description="Articles added from the feed so far.")
+
+
 class Ready(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={
@@ -551,3 +586,6 @@ class Ready(BaseModel):
     articles: int = Field(description="Articles in the loaded index.")
     passages: int = Field(description="Passages in the loaded index.")
     model: str = Field(description="The embedding model.", examples=["multilingual-e5-small"])
+    feeds: list[FeedStatus] | None = Field(
+        default=None, description="Each configured feed's last poll (absent when no feed is configured)."
+    )

@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from qa.engine import Engine
 from qa.errors import IndexStoreError, public_message
+from qa.live.service import LiveIngestion
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def has_index(engine: Engine) -> bool:
         return False
 
 
-async def open_engine(engine: Engine, readiness: Readiness) -> None:
+async def open_engine(engine: Engine, readiness: Readiness, live: LiveIngestion | None = None) -> None:
     try:
         await anyio.to_thread.run_sync(lambda: engine.open(sync=True), abandon_on_cancel=True)
     except Exception as exc:  # reported by /readyz and the log; the process stays up for the probes
@@ -41,20 +42,27 @@ async def open_engine(engine: Engine, readiness: Readiness) -> None:
     readiness.ready = True
     index = engine.index
     log.info("ready: %d articles, %d passages", len(index.articles), len(index))
+    if live is not None:
+        live.start()  # the feeds are polled once the index is open
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     engine: Engine = app.state.engine
     readiness: Readiness = app.state.readiness
+    live: LiveIngestion | None = getattr(app.state, "live", None)
     task: asyncio.Task[None] | None = None
     if has_index(engine):  # an engine injected already open (tests, embedding)
         readiness.ready = True
+        if live is not None:
+            live.start()
     else:
-        task = asyncio.create_task(open_engine(engine, readiness), name="qa-open-engine")
+        task = asyncio.create_task(open_engine(engine, readiness, live), name="qa-open-engine")
     try:
         yield
     finally:
+        if live is not None:
+            await anyio.to_thread.run_sync(live.stop)
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

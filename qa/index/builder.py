@@ -58,7 +58,10 @@ class BuildReport:
 
 
 def article_hash(article: Article) -> str:
-    payload = json.dumps([article.title, article.date, article.url, article.text], ensure_ascii=False)
+    fields: list[object] = [article.title, article.date, article.url, article.text]
+    if article.fetched_at or article.other_urls:  # absent: the digests of earlier indexes stay the same
+        fields += [article.fetched_at, list(article.other_urls)]
+    payload = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 

@@ -102,6 +102,8 @@ def article_to_json(article: Article, digest: str) -> dict[str, Any]:
         "url": article.url,
         "hash": digest,
         "dropped": article.dropped,
+        "fetched_at": article.fetched_at,
+        "other_urls": list(article.other_urls),
         "segments": [[s.section.value, s.start, s.end, s.heading] for s in article.segments],
         "text": article.text,
     }
@@ -120,6 +122,8 @@ def article_from_json(record: dict[str, Any]) -> tuple[Article, str]:
         segments=segments,
         url=record.get("url"),
         dropped=record.get("dropped", 0),
+        fetched_at=record.get("fetched_at"),
+        other_urls=tuple(record.get("other_urls", ())),
     )
     return article, record["hash"]
 

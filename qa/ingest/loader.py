@@ -12,11 +12,12 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from qa.errors import CorpusError
-from qa.ingest.newspage import parse_iso_date, parse_page
+from qa.ingest.dates import parse_date
+from qa.ingest.newspage import parse_page
 from qa.records import Article
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,8 @@ def _title_from(body: str) -> str | None:
 
 
 def jsonl_articles(text: str, source: str) -> Iterator[Article | CorpusError]:
-    """One article per line: ``{"id", "title", "date", "text", "url"}``; offsets refer to ``text``."""
+    """One article per line: ``{"id", "title", "date", "text", "url"}`` (and, for pages fetched from the
+    web, ``fetched_at`` and ``other_urls``: copies of the story stored once); offsets refer to ``text``."""
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
@@ -114,13 +116,22 @@ def jsonl_articles(text: str, source: str) -> Iterator[Article | CorpusError]:
                 doc_id=str(doc_id),
                 source=f"{source}#{doc_id}",
                 title=title if isinstance(title, str) and title.strip() else _title_from(body),
-                date_iso=parse_iso_date(record.get("date") if isinstance(record.get("date"), str) else None),
+                date_iso=parse_date(record.get("date")),
                 url=url if isinstance(url, str) else None,
             )
+            article = _with_provenance(article, record)
         except Exception as exc:  # a parser bug must not stop the whole import
             yield CorpusError(where, f"cannot parse: {exc}")
             continue
         yield article if article.segments else CorpusError(where, "no article text left after cleaning")
+
+
+def _with_provenance(article: Article, record: dict[str, object]) -> Article:
+    fetched, others = record.get("fetched_at"), record.get("other_urls")
+    urls = tuple(u for u in others if isinstance(u, str)) if isinstance(others, list) else ()
+    if not isinstance(fetched, str) and not urls:
+        return article
+    return replace(article, fetched_at=fetched if isinstance(fetched, str) else None, other_urls=urls)
 
 
 def source_articles(path: Path, text: str) -> Iterator[Article | CorpusError]:

@@ -1,6 +1,6 @@
 """Parse a scraped news page into an Article: title, dateline, body and related-news segments.
 
-The pages look like this: a title, sometimes a dateline (``15:44 | 21/01/2025``), the lead (often
+The pages look like this: a title, sometimes a dateline (``15:44 | 21/01/2025``, ``2025年1月21日``), the lead (often
 repeated), image captions (``…图自越通社``), file names (``anh-3.png``), link titles of other articles on
 one line, teaser blocks whose title is written twice (``X X``) followed by a summary, and after a marker
 (``相关新闻``, ``更多``, ``查看更多``) a list of teasers of other articles. Lines are classified one by one;
@@ -13,10 +13,10 @@ import re
 from dataclasses import dataclass
 from datetime import date
 
+from qa.ingest.dates import dateline_date
 from qa.records import Article, Section, Segment
 from qa.text.normalize import cjk_ratio, fold
 
-DATELINE = re.compile(r"^(\d{1,2}):(\d{2})\s*\|\s*(\d{1,2})/(\d{1,2})/(\d{4})$")
 ISO_DATE = re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})")
 RELATED_MARKERS = frozenset({"相关新闻", "更多", "查看更多", "相关文章", "相关阅读", "延伸阅读", "更多新闻"})
 NAVIGATION = frozenset({"新闻", "越通社", "(完)", "返回", "首页", "分享", "打印"})
@@ -53,17 +53,9 @@ def split_lines(text: str) -> list[Line]:
 
 
 def parse_dateline(text: str) -> str | None:
-    """``15:44 | 21/01/2025`` (day/month/year) → ``2025-01-21``; None when it is not a valid dateline."""
-    match = DATELINE.match(fold(text).strip())
-    if not match:
-        return None
-    hour, minute, day, month, year = (int(g) for g in match.groups())
-    if hour > 23 or minute > 59:
-        return None
-    try:
-        return date(year, month, day).isoformat()
-    except ValueError:
-        return None
+    """A line that is only a dateline → ``yyyy-mm-dd`` (``15:44 | 21/01/2025``, ``2025年1月21日 15:44``,
+    ``发布时间：2025-01-21``: see qa.ingest.dates); None when it is not a valid dateline."""
+    return dateline_date(text)
 
 
 def parse_iso_date(value: str | None) -> str | None:

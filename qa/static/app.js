@@ -9,6 +9,8 @@
     busy: false,
     documents: new Map(), // doc_id -> Promise of the article JSON
     activeCite: null,
+    openDoc: null, // {doc_id, title} of the article shown in the panel
+    onlyDoc: null, // {doc_id, title}: questions search this article only
   };
 
   const $ = (id) => document.getElementById(id);
@@ -262,6 +264,25 @@
           ),
         ),
       ),
+      sourceLink(passage.url, "cite-link"),
+    );
+  }
+
+  /** A link to where the article was published: only http(s) URLs, opened in a new tab. */
+  function sourceLink(url, className) {
+    if (!url || !/^https?:\/\//i.test(url)) return null;
+    let host = url;
+    try {
+      host = new URL(url).host;
+    } catch (_) {
+      /* shown as it is */
+    }
+    return el(
+      "a",
+      { class: className, href: url, target: "_blank", rel: "noopener noreferrer", "data-testid": "citation-link", title: url },
+      "原文 ",
+      el("span", { class: "en" }, "source"),
+      ` · ${host} ↗`,
     );
   }
 
@@ -368,16 +389,44 @@
     if (err.status === 401) showKeyForm(true);
   }
 
+  // -- filters ---------------------------------------------------------------------------------------
+  /** The filters to send: null for none, false when the date range is invalid (shown to the user). */
+  function currentFilters() {
+    const from = $("date-from").value;
+    const to = $("date-to").value;
+    const error = $("filter-error");
+    if (from && to && from > to) {
+      error.replaceChildren("开始日期晚于结束日期 · The start date is after the end date");
+      error.hidden = false;
+      return false;
+    }
+    error.hidden = true;
+    const filters = {};
+    if (from) filters.date_from = from;
+    if (to) filters.date_to = to;
+    if (state.onlyDoc) filters.doc_ids = [state.onlyDoc.doc_id];
+    return Object.keys(filters).length ? filters : null;
+  }
+
+  function setOnlyDoc(doc) {
+    state.onlyDoc = doc;
+    $("doc-filter").hidden = !doc;
+    $("doc-filter-title").replaceChildren(doc ? doc.title || doc.doc_id : "");
+  }
+
   async function ask(question) {
     if (state.busy) return;
     question = question.trim();
     if (!question) return;
+    if (currentFilters() === false) return;
     state.busy = true;
     $("send").disabled = true;
     addUserTurn(question);
     const pending = addPending();
+    const filters = currentFilters(); // checked above: valid
     const body = { question, history: state.turns.map((content) => ({ role: "user", content })) };
     let streaming = null;
+    if (filters) body.filters = filters;
     try {
       const data = await askStreaming(
         body,
@@ -443,6 +492,7 @@
     panel.hidden = false;
     document.body.classList.add("panel-open");
     markActive(rank, turnId);
+    state.openDoc = { doc_id: passage.doc_id, title: passage.title || "" };
     $("article-cite").replaceChildren(`引用 [${rank}] · Citation [${rank}]`);
     $("article-title").replaceChildren(passage.title || "（无标题 untitled）");
     $("article-meta").replaceChildren(passage.date || "");
@@ -465,12 +515,13 @@
     const body = $("article-body");
     const note = $("article-note");
     $("article-title").replaceChildren(doc.title || passage.title || "（无标题 untitled）");
+    state.openDoc = { doc_id: doc.doc_id, title: doc.title || passage.title || "" };
     const meta = [];
     if (doc.date) meta.push(el("span", { "data-testid": "article-date" }, doc.date));
     meta.push(sectionLabel(passage));
     meta.push(el("code", { class: "doc-ref" }, `${doc.doc_id}:${passage.start}-${passage.end}`));
     if (doc.url && /^https?:\/\//i.test(doc.url)) {
-      meta.push(el("a", { href: doc.url, target: "_blank", rel: "noopener noreferrer" }, "原文链接 source ↗"));
+      meta.push(el("a", { href: doc.url, target: "_blank", rel: "noopener noreferrer", "data-testid": "article-link" }, "原文链接 source ↗"));
     }
     $("article-meta").replaceChildren(...meta.flatMap((m, i) => (i ? [" · ", m] : [m])));
 
@@ -551,6 +602,7 @@
       event.preventDefault();
       const question = input.value;
       if (!question.trim() || state.busy) return;
+      if (currentFilters() === false) return; // the question stays in the box while the dates are fixed
       input.value = "";
       ask(question);
     });
@@ -566,6 +618,12 @@
       });
     }
     $("new-chat").addEventListener("click", newConversation);
+    $("article-only").addEventListener("click", () => {
+      if (state.openDoc) setOnlyDoc(state.openDoc);
+      $("question").focus();
+    });
+    $("doc-filter-clear").addEventListener("click", () => setOnlyDoc(null));
+    for (const id of ["date-from", "date-to"]) $(id).addEventListener("change", () => currentFilters());
     $("article-close").addEventListener("click", closePanel);
     document.addEventListener("keydown", (event) => {
       if (event.key === "Escape" && !$("article-panel").hidden) closePanel();

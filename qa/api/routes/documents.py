@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Annotated
@@ -23,9 +24,11 @@ from qa.api.schemas import (
     DocumentIn,
     DocumentPage,
     DocumentSummary,
+    DocumentUrlIn,
     SegmentOut,
 )
 from qa.documents import NewDocument, check_doc_id, document_from_upload
+from qa.engine import Engine
 from qa.errors import DocumentNotFoundError, QuestionError
 from qa.index.search_index import SearchIndex
 from qa.records import Article
@@ -64,6 +67,8 @@ def summary(index: SearchIndex, article: Article) -> DocumentSummary:
         source=Path(article.source.split("#", 1)[0]).name,
         passages=sum(sections.values()),
         sections=sections,
+        fetched_at=article.fetched_at,
+        other_urls=list(article.other_urls),
     )
 
 
@@ -120,7 +125,9 @@ _UPLOAD_SCHEMA = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": DocumentIn.model_json_schema()},
+            "application/json": {
+                "schema": {"oneOf": [DocumentIn.model_json_schema(), DocumentUrlIn.model_json_schema()]}
+            },
             "multipart/form-data": {
                 "schema": {
                     "type": "object",
@@ -144,14 +151,39 @@ _UPLOAD_SCHEMA = {
 }
 
 
-async def _json_document(request: Request) -> NewDocument:
+def _is_url_request(raw: bytes) -> bool:
+    """``{"url": …}`` without ``text``: a page to fetch (anything else is validated as a document)."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError, RecursionError):  # the model's validation reports these
+        return False
+    return isinstance(data, dict) and "url" in data and "text" not in data and "doc_id" not in data
+
+
+async def _json_document(request: Request) -> NewDocument | DocumentUrlIn:
     raw = await request.body()
     try:
+        if _is_url_request(raw):
+            return DocumentUrlIn.model_validate_json(raw)
         doc = DocumentIn.model_validate_json(raw)
     except ValidationError as exc:
         errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]
         raise RequestValidationError(errors) from None
     return NewDocument(doc_id=doc.doc_id, text=doc.text, title=doc.title, date=doc.date, url=doc.url)
+
+
+async def _fetch_document(request: Request, response: Response, engine: Engine, url: str) -> DocumentCreated:
+    """Fetch the page and add it (qa.live.pages): 201 when stored, 200 when it was already (the same
+    page unchanged, or a copy of a stored story: then the stored article is returned)."""
+    outcome = await run_in_threadpool(request.app.state.live.ingester.ingest, url)
+    assert outcome.doc_id is not None  # ingest raises instead of failing
+    article = engine.index.articles[outcome.doc_id]
+    response.status_code = 201 if outcome.status in ("added", "updated") else 200
+    response.headers["Location"] = f"/v1/documents/{quote(article.doc_id, safe='')}"
+    status = outcome.status if outcome.status != "failed" else None
+    return DocumentCreated(
+        **summary(engine.index, article).model_dump(), replaced=outcome.status == "updated", outcome=status
+    )
 
 
 async def _uploaded_document(request: Request) -> NewDocument:
@@ -174,7 +206,10 @@ async def _uploaded_document(request: Request) -> NewDocument:
     description=(
         "Send JSON (`doc_id`, `text`, optional `title`, `date`, `url`) or a multipart form with a .txt/.md "
         "`file` (and optional `doc_id`). An article with the same doc_id is replaced. The article is "
-        "stored in the corpus folder and searchable when the call returns."
+        "stored in the corpus folder and searchable when the call returns. "
+        'Or send `{"url": …}`: the page is fetched (http/https, size and time limits, robots.txt) and '
+        "its title, date, body and related-news teasers extracted; 422 `fetch_failed` says why a page "
+        "could not be had, and a copy of a stored story is not stored again (200, `outcome: duplicate`)."
     ),
     responses={
         201: {"headers": {"Location": {"description": "The article's URL.", "schema": {"type": "string"}}}},
@@ -186,6 +221,8 @@ async def add_document(request: Request, response: Response, engine: EngineDep) 
     media = media_type(request)
     if is_json(media):
         doc = await _json_document(request)
+        if isinstance(doc, DocumentUrlIn):
+            return await _fetch_document(request, response, engine, doc.url)
     elif media == "multipart/form-data":
         doc = await _uploaded_document(request)
     else:

@@ -25,6 +25,7 @@ async def healthz() -> Health:
 @router.get(
     "/readyz",
     response_model=Ready,
+    response_model_exclude_unset=True,  # `feeds` only when feeds are configured
     summary="Readiness",
     description="200 once the index is loaded (and synced with the corpus folder at start-up), 503 before.",
     responses={
@@ -52,4 +53,7 @@ async def readyz(request: Request) -> Any:
     except Exception as exc:  # the snapshot vanished: report, never raise from a probe
         log.warning("not ready: %s", exc)
         return error_response(503, "not_ready", public_message(exc))
-    return Ready(articles=len(index.articles), passages=len(index), model=model)
+    live = getattr(request.app.state, "live", None)
+    feeds = live.status() if live is not None else None
+    extra: dict[str, Any] = {"feeds": feeds} if feeds is not None else {}
+    return Ready(status="ready", articles=len(index.articles), passages=len(index), model=model, **extra)
