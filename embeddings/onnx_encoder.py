@@ -42,10 +42,10 @@ def cpu_flags() -> set[str]:
 
 
 def missing_runtime() -> str | None:
-    """Why the int8 path cannot run here at all (None when onnx and onnxruntime are importable)."""
-    for module in ("onnxruntime", "onnx"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed"
+    """Why the int8 path cannot run here at all (None when onnxruntime is importable). Building the int8
+    copy needs ``onnx`` too (the ``onnx`` extra, checked by :func:`embeddings.quantize.build_int8`)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed"
     return None
 
 
