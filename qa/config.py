@@ -274,6 +274,21 @@ class TelegramSettings(_Section):
         return self
 
 
+class LogSettings(_Section):
+    """Logging of every command and server process (qa.logs); ``qa -v`` means level DEBUG."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
+
+
+class MetricsSettings(_Section):
+    """GET /metrics (qa.metrics): Prometheus text format, protected like the other read routes."""
+
+    enabled: bool = True
+    # with `qa serve --workers N` (N > 1): the folder where workers' values are added up; emptied at start
+    multiprocess_dir: Path = Path(".qa/metrics")
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Build it with :func:`load_settings`, not directly."""
 
@@ -291,6 +306,8 @@ class Settings(BaseSettings):
     server: ServerSettings
     rate_limit: RateLimitSettings = RateLimitSettings()
     telegram: TelegramSettings
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
     config_path: Path = Path()
 
     @classmethod
