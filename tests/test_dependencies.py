@@ -79,3 +79,58 @@ def test_declared_dependencies_cover_direct_imports() -> None:
     assert "onnx" not in names and project["optional-dependencies"]["onnx"] == ["onnx>=1.16"]
     assert not any("torch" in d and "<" in d for d in project["dependencies"])  # the pin is in the Makefile
     assert project["license"] == "MIT"
+
+
+def _locked() -> dict[str, str]:
+    pins = {}
+    for line in (ROOT / "requirements.lock").read_text(encoding="utf-8").splitlines():
+        if line and not line.startswith((" ", "#")):
+            name, _, version = line.partition("==")
+            pins[_canonical(name)] = version.strip()
+    return pins
+
+
+def _canonical(name: str) -> str:
+    import re
+
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _requirement_names(requirements: list[str]) -> set[str]:
+    import re
+
+    return {_canonical(re.split(r"[<>=!~;\[ ]", r, maxsplit=1)[0]) for r in requirements}
+
+
+def test_the_lock_pins_every_declared_dependency_and_torch() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    declared = _requirement_names(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        declared |= _requirement_names(extra)
+    pins = _locked()
+    missing = sorted(declared - set(pins))
+    assert not missing, f"not in requirements.lock (run `make lock`): {missing}"
+    assert pins["torch"].split("+")[0] == "2.13.0"
+
+
+def test_installed_versions_are_the_locked_ones() -> None:
+    """`make install` and CI install with `-c requirements.lock`: what is installed is what is pinned."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    wrong = {}
+    for name, pinned in _locked().items():
+        try:
+            installed = version(name)
+        except PackageNotFoundError:
+            continue  # an extra this environment does not install (bench, milvus)
+        if installed != pinned:
+            wrong[name] = (installed, pinned)
+    assert not wrong, f"installed ≠ requirements.lock (run `make install`): {wrong}"
+
+
+def test_make_install_and_ci_use_the_lock() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    install = makefile.split("$(BIN)/.installed:", 1)[1].split("\ninstall:", 1)[0]
+    assert "requirements.lock" in makefile and install.count("-c $(LOCK)") == 2
+    assert "TORCH ?= torch==2.13.0" in makefile
+    assert "make test" in (ROOT / ".ci/run").read_text(encoding="utf-8")  # which depends on install
