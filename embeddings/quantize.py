@@ -94,7 +94,10 @@ def _export(source: Path, path: Path) -> tuple[int, int]:
     keep_local()  # before transformers imports huggingface_hub
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
 
+    if not log.isEnabledFor(logging.DEBUG):  # its "Loading weights" bar is a detail of this one step
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model = AutoModel.from_pretrained(str(source), attn_implementation="eager", local_files_only=True).eval()
 
     class Pooled(torch.nn.Module):

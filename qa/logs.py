@@ -19,7 +19,7 @@ from typing import Literal, TextIO
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("qa_request_id", default=None)
 NO_REQUEST = "-"
-TEXT_FORMAT = "%(levelname)s %(name)s [%(request_id)s]: %(message)s"
+TEXT_FORMAT = "%(levelname)s %(name)s%(request_tag)s: %(message)s"  # tag: " [id]" within a request
 # Libraries whose INFO lines are details (paths, timings of their own steps): shown with -v only.
 NOISY = (
     "faiss",
@@ -38,11 +38,14 @@ _MARK = "_qa_handler"
 
 
 class RequestIdFilter(logging.Filter):
-    """Puts ``record.request_id``: the current request's id, or ``-``."""
+    """Puts ``record.request_id`` (the current request's id, or ``-``) and ``record.request_tag``
+    (`` [id]``, or nothing outside a request)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "request_id"):
-            record.request_id = REQUEST_ID.get() or NO_REQUEST
+        request_id = getattr(record, "request_id", None) or REQUEST_ID.get() or NO_REQUEST
+        record.request_id = request_id
+        if not hasattr(record, "request_tag"):
+            record.request_tag = "" if request_id == NO_REQUEST else f" [{request_id}]"
         return True
 
 

@@ -258,7 +258,7 @@ def test_every_log_line_of_a_request_carries_its_id(
     lines = log_stream.getvalue().splitlines()
     assert "INFO qa.test.inside [req-42]: asking inside the route" in lines
     assert any("[req-43]" in line and "evil.example" in line for line in lines)
-    assert "INFO qa.test.outside [-]: not in a request" in lines
+    assert "INFO qa.test.outside: not in a request" in lines
 
 
 def test_json_log_lines(log_stream: io.StringIO) -> None:
