@@ -131,6 +131,6 @@ def test_installed_versions_are_the_locked_ones() -> None:
 def test_make_install_and_ci_use_the_lock() -> None:
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     install = makefile.split("$(BIN)/.installed:", 1)[1].split("\ninstall:", 1)[0]
-    assert "requirements.lock" in makefile and install.count("-c $(LOCK)") == 2
+    assert "requirements.lock" in makefile and install.count("-c $(LOCK)") >= 2  # torch, the package
     assert "TORCH ?= torch==2.13.0" in makefile
     assert "make test" in (ROOT / ".ci/run").read_text(encoding="utf-8")  # which depends on install
