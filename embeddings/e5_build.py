@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.errors import ModelError
+from qa.embeddings.errors import ModelError
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The int8 fast path: an ONNX Runtime session over the graph built by :mod:`embeddings.quantize`,
+"""The int8 fast path: an ONNX Runtime session over the graph built by :mod:`qa.embeddings.quantize`,
 and what this machine supports.
 
 The graph already mean-pools and L2-normalises, exactly like the sentence-transformers modules, and the
@@ -18,10 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoder import Vectors, _normalise
-from embeddings.errors import ModelError
-from embeddings.offline import import_onnxruntime
-from embeddings.quantize import MODEL_FILE, RECIPE
+from qa.embeddings.encoder import Vectors, _normalise
+from qa.embeddings.errors import ModelError
+from qa.embeddings.offline import import_onnxruntime
+from qa.embeddings.quantize import MODEL_FILE, RECIPE
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def cpu_flags() -> set[str]:
 
 def missing_runtime() -> str | None:
     """Why the int8 path cannot run here at all (None when onnxruntime is importable). Building the int8
-    copy needs ``onnx`` too (the ``onnx`` extra, checked by :func:`embeddings.quantize.build_int8`)."""
+    copy needs ``onnx`` too (the ``onnx`` extra, checked by :func:`qa.embeddings.quantize.build_int8`)."""
     if importlib.util.find_spec("onnxruntime") is None:
         return "onnxruntime is not installed"
     return None

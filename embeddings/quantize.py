@@ -25,9 +25,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from embeddings.e5_build import publish_folder
-from embeddings.errors import BuildToolsMissing, ModelError
-from embeddings.offline import import_onnxruntime, keep_local
+from qa.embeddings.e5_build import publish_folder
+from qa.embeddings.errors import BuildToolsMissing, ModelError
+from qa.embeddings.offline import import_onnxruntime, keep_local
 
 log = logging.getLogger(__name__)
 

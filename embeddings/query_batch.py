@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from embeddings.encoder import Encoder, Vectors
+from qa.embeddings.encoder import Encoder, Vectors
 
 
 class _Batch:

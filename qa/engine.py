@@ -12,12 +12,12 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from embeddings.encoder import Encoder
-from embeddings.models import load_encoder
-from embeddings.query_batch import BatchingQueryEncoder
 from qa import metrics
 from qa.config import Settings
 from qa.documents import NewDocument
+from qa.embeddings.encoder import Encoder
+from qa.embeddings.models import load_encoder
+from qa.embeddings.query_batch import BatchingQueryEncoder
 from qa.errors import ConfigError
 from qa.index.builder import BuildReport, MergeReport
 from qa.index.manifest import IndexKey

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from embeddings import models, quantize
-from embeddings.errors import BuildToolsMissing, ModelError
+from qa.embeddings import models, quantize
+from qa.embeddings.errors import BuildToolsMissing, ModelError
 from qa.text.normalize import fold, to_simplified
 from tests.conftest import ROOT
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from embeddings import e5_build, quantize
 from qa import logs
+from qa.embeddings import e5_build, quantize
 from tests.test_cli import config  # noqa: F401  (the fixture: a config file over the fake encoder)
 
 
@@ -107,9 +107,9 @@ def test_the_saved_runtime_tokenizer_equals_transformers(tmp_path: Path) -> None
     import numpy as np
     from transformers import AutoTokenizer
 
-    from embeddings import onnx_encoder
-    from embeddings.models import ensure_model
     from qa.config import load_settings
+    from qa.embeddings import onnx_encoder
+    from qa.embeddings.models import ensure_model
     from tests.conftest import CONFIG, SEEDS
 
     settings = load_settings(CONFIG)

@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from embeddings import offline
-from embeddings.onnx_encoder import OnnxEncoder
 from qa.config import Settings, load_settings
+from qa.embeddings import offline
+from qa.embeddings.onnx_encoder import OnnxEncoder
 from tests.conftest import CONFIG, ROOT, settings_in
 
 QUESTION = "胡志明市与中国多少个城市建立了友好合作关系？"
@@ -299,7 +299,9 @@ def test_onnxruntime_imported_through_the_helper_keeps_no_telemetry_store(tmp_pa
     if not plain:
         pytest.skip("this onnxruntime keeps no telemetry store, so its absence proves nothing")
     assert (
-        import_in_child("from embeddings.offline import import_onnxruntime; import_onnxruntime()", tmp_path)
+        import_in_child(
+            "from qa.embeddings.offline import import_onnxruntime; import_onnxruntime()", tmp_path
+        )
         == []
     )
 
@@ -403,7 +405,7 @@ class AuditedCli:
 @pytest.mark.model
 @pytest.mark.server
 def test_real_model_index_questions_and_server_open_only_the_listener(tmp_path: Path) -> None:
-    from embeddings.models import INT8, resolve_precision
+    from qa.embeddings.models import INT8, resolve_precision
 
     cli = AuditedCli(tmp_path)
     runs = {

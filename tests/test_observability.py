@@ -17,12 +17,12 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from embeddings.encoder import FakeEncoder
-from embeddings.query_batch import BatchingQueryEncoder
 from qa import logs, metrics
 from qa.api.app import create_app
 from qa.api.request_id import HEADER, MAX_LENGTH
 from qa.config import Settings
+from qa.embeddings.encoder import FakeEncoder
+from qa.embeddings.query_batch import BatchingQueryEncoder
 from qa.engine import Engine
 from tests.conftest import ROOT
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from embeddings.encoder import Encoder, Vectors
+from qa.embeddings.encoder import Encoder, Vectors
 from qa.errors import CorpusError, IndexStoreError
 from qa.index import layout
 from qa.index.embed_cache import EmbeddingCache
