@@ -291,3 +291,41 @@ def test_log_settings_are_validated(make_settings: Any) -> None:
     with pytest.raises(ConfigError, match=r"log\.format"):
         make_settings(log={"format": "xml"})
     assert make_settings(log={"format": "json"}).log.format == "json"
+
+
+@pytest.mark.server
+def test_qa_serve_with_two_workers_adds_up_their_metrics_and_logs_request_ids(tmp_path: Path) -> None:
+    """Real processes: whichever worker answers /metrics reports every worker's questions, and
+    uvicorn's access lines carry the request's id."""
+    import httpx
+
+    from tests.test_load import ServeProcess, write_config
+    from tests.test_workers import every_worker_ready, free_port
+
+    port = free_port()
+    server = ServeProcess(write_config(tmp_path), ("--port", str(port), "--workers", "2"))
+    server.start()
+    base = f"http://127.0.0.1:{port}"
+    try:
+        every_worker_ready(base)
+        for i in range(12):  # new connections: the kernel spreads them over both workers
+            with httpx.Client(base_url=base, timeout=30) as fresh:
+                reply = fresh.post("/v1/ask", json={"question": QUESTION}, headers={HEADER: f"w-{i}"})
+                assert reply.status_code == 200 and reply.headers[HEADER] == f"w-{i}"
+        for _ in range(6):
+            with httpx.Client(base_url=base, timeout=30) as fresh:
+                text = fresh.get("/metrics").text
+            asked = value(text, "qa_questions_total", outcome="answered") + value(
+                text, "qa_questions_total", outcome="abstained"
+            )
+            assert asked == 12
+            assert value(text, "http_requests_total", handler="/v1/ask", method="POST", status="2xx") == 12
+            assert value(text, "qa_index_articles") == 5
+        pids = {line for line in server.log_lines if "Started server process" in line}
+        assert len(pids) >= 2, server.log_lines[-20:]
+        assert any("w-3" in line and "POST /v1/ask" in line for line in server.log_lines), server.log_lines[
+            -20:
+        ]
+        assert (tmp_path / ".qa" / "metrics").is_dir()  # metrics.multiprocess_dir, beside the config
+    finally:
+        server.stop()
