@@ -232,9 +232,21 @@ def fake_runtime(calls: list[Any]) -> tuple[types.ModuleType, types.ModuleType]:
     ort.GraphOptimizationLevel = types.SimpleNamespace(ORT_ENABLE_ALL=99)
     ort.disable_telemetry_events = lambda: calls.append("disable_telemetry_events")
 
+    class Backend:  # the tokenizers.Tokenizer inside transformers' tokenizer, saved for later starts
+        def enable_padding(self, **options: Any) -> None:
+            pass
+
+        def enable_truncation(self, **options: Any) -> None:
+            pass
+
+        def save(self, path: str) -> None:
+            Path(path).write_text("{}", encoding="utf-8")
+
     def from_pretrained(path: str, **options: Any) -> Any:
         calls.append(("tokenizer", options))
-        return types.SimpleNamespace(model_max_length=512)
+        return types.SimpleNamespace(
+            model_max_length=512, pad_token_id=1, pad_token="<pad>", backend_tokenizer=Backend()
+        )
 
     hf = types.ModuleType("transformers")
     hf.AutoTokenizer = types.SimpleNamespace(from_pretrained=from_pretrained)
