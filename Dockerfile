@@ -15,9 +15,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin qa
 WORKDIR /app
 
-# torch first, as the CPU build (PyPI's Linux wheel is the CUDA one), pinned like everything else
+# torch first: the lock pins the CPU build (2.13.0+cpu), found only on the PyTorch CPU index
 COPY requirements.lock ./
-RUN pip install --index-url https://download.pytorch.org/whl/cpu -c requirements.lock torch
+RUN pip install --extra-index-url https://download.pytorch.org/whl/cpu -c requirements.lock torch
 
 COPY pyproject.toml README.md config.toml ./
 COPY qa ./qa
