@@ -11,6 +11,7 @@ from fastapi.responses import Response
 from prometheus_fastapi_instrumentator import Instrumentator
 
 from qa import metrics
+from qa.api.errors import responses
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,10 @@ def instrument(app: FastAPI) -> None:
     description="Requests by route and status, questions, abstentions by reason, retrieval and encoding "
     "time, index size, writes, feed polls. With `--workers N`, the sum over every worker.",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text format"},
+        **responses(401),  # when API keys are configured
+    },
 )
 def get_metrics(request: Request) -> Response:
     engine = request.app.state.engine
