@@ -29,10 +29,10 @@ import numpy as np
 from inews import articles
 from retrieval_inews import corpus_file, ranks
 
-from embeddings.encoder import Encoder, SentenceTransformerEncoder
-from embeddings.models import FP32, INT8, ensure_model
-from embeddings.onnx_encoder import OnnxEncoder, cpu_flags
 from qa.config import Settings, load_settings
+from qa.embeddings.encoder import Encoder, SentenceTransformerEncoder
+from qa.embeddings.models import FP32, INT8, ensure_model
+from qa.embeddings.onnx_encoder import OnnxEncoder, cpu_flags
 from qa.engine import Engine
 from qa.index.search_index import passage_text
 from qa.ingest.chunker import chunk_article

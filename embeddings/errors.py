@@ -23,6 +23,10 @@ class ModelError(EmbeddingsError):
     public = "the embedding model is not available; the details are in the server log"
 
 
+class BuildToolsMissing(ModelError):
+    """A model build needs a package that is not installed (``onnx`` for the int8 copy: the ``onnx`` extra)."""
+
+
 class VectorStoreError(EmbeddingsError):
     """A vector store (Milvus) is unreachable, or its collection does not fit what is asked of it."""
 

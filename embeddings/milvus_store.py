@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoder import Vectors
-from embeddings.errors import VectorStoreError
+from qa.embeddings.encoder import Vectors
+from qa.embeddings.errors import VectorStoreError
 
 log = logging.getLogger(__name__)
 

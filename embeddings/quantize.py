@@ -12,19 +12,22 @@ the build to its source folder). It is built in a temporary sibling folder and r
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import importlib.util
 import json
 import logging
 import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from embeddings.e5_build import publish_folder
-from embeddings.errors import ModelError
-from embeddings.offline import import_onnxruntime, keep_local
+from qa.embeddings.e5_build import publish_folder
+from qa.embeddings.errors import BuildToolsMissing, ModelError
+from qa.embeddings.offline import import_onnxruntime, keep_local
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +94,10 @@ def _export(source: Path, path: Path) -> tuple[int, int]:
     keep_local()  # before transformers imports huggingface_hub
     import torch
     from transformers import AutoModel
+    from transformers.utils import logging as transformers_logging
 
+    if not log.isEnabledFor(logging.DEBUG):  # its "Loading weights" bar is a detail of this one step
+        transformers_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     model = AutoModel.from_pretrained(str(source), attn_implementation="eager", local_files_only=True).eval()
 
     class Pooled(torch.nn.Module):
@@ -124,6 +130,46 @@ def _export(source: Path, path: Path) -> tuple[int, int]:
     return int(config.num_attention_heads), int(config.hidden_size)
 
 
+@contextlib.contextmanager
+def _quiet_quantiser() -> Iterator[None]:
+    """onnxruntime's optimiser and quantiser log on the root logger (``logging.info`` once per tensor,
+    ~180 lines: "Please consider to run pre-processing", "Quantization parameters ... not specified");
+    unless debug logs are on (``qa -v``), they are dropped while they run."""
+    if log.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    root, level = logging.getLogger(), logging.getLogger().level
+    loggers = [logging.getLogger(n) for n in ("onnxruntime", "onnx", "onnxruntime.transformers")]
+    levels = [x.level for x in loggers]
+    root.setLevel(logging.ERROR)
+    for x in loggers:
+        x.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        root.setLevel(level)
+        for x, old in zip(loggers, levels, strict=True):
+            x.setLevel(old)
+
+
+def missing_build_tools() -> str | None:
+    """Why the int8 copy cannot be built here (None when onnx and onnxruntime are importable)."""
+    for module, extra in (("onnx", "onnx"), ("onnxruntime", "onnx")):
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed (pip install 'zh-news-qa[{extra}]')"
+    return None
+
+
+def is_built(source: Path) -> bool:
+    """Is the int8 copy of ``source`` built and current (so that neither onnx nor a build is needed)?"""
+    try:
+        return _is_complete(int8_folder(Path(source)), _fingerprint(Path(source)))
+    except OSError:
+        return False
+
+
 def _quantise(fp32: Path, heads: int, hidden: int, out: Path) -> dict[str, int]:
     import onnx
 
@@ -132,33 +178,40 @@ def _quantise(fp32: Path, heads: int, hidden: int, out: Path) -> dict[str, int]:
     from onnxruntime.transformers.optimizer import optimize_model
 
     fused = fp32.with_name("fused.onnx")
-    optimised = optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=hidden)
-    stats = {k: int(v) for k, v in optimised.get_fused_operator_statistics().items() if v}
-    optimised.save_model_to_file(str(fused))
-    quantize_dynamic(
-        str(fused),
-        str(out),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=_QUANTISED_OPS,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    with _quiet_quantiser():
+        optimised = optimize_model(str(fp32), model_type="bert", num_heads=heads, hidden_size=hidden)
+        stats = {k: int(v) for k, v in optimised.get_fused_operator_statistics().items() if v}
+        optimised.save_model_to_file(str(fused))
+        quantize_dynamic(
+            str(fused),
+            str(out),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=_QUANTISED_OPS,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
     return stats
 
 
 def build_int8(source: Path, dest: Path | None = None) -> Path:
     """Build (or reuse) the int8 ONNX folder for the sentence-transformers folder ``source``.
 
-    Raises ModelError when the source cannot be exported or onnx / onnxruntime are missing.
+    Raises BuildToolsMissing when onnx or onnxruntime is missing, ModelError when the source cannot be
+    exported.
     """
     source = Path(source)
     dest = Path(dest) if dest is not None else int8_folder(source)
     _check_mean_pooling(source)
     fingerprint = _fingerprint(source)
     if _is_complete(dest, fingerprint):
+        log.debug("reusing the int8 ONNX model at %s", dest)
         return dest
+    missing = missing_build_tools()
+    if missing:
+        raise BuildToolsMissing(f"building the int8 copy of {source} needs {missing}")
     started = time.monotonic()
-    log.info("building the int8 ONNX model from %s into %s (about a minute, once)", source, dest)
+    log.info("building the int8 copy of the model (once, about a minute) ...")
+    log.debug("int8 build: from %s into %s", source, dest)
     try:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
@@ -177,12 +230,13 @@ def build_int8(source: Path, dest: Path | None = None) -> Path:
         (tmp / MARKER).write_text(json.dumps(marker, indent=1), encoding="utf-8")
         publish_folder(tmp, dest, lambda: _is_complete(dest, fingerprint))
     except ImportError as exc:
-        raise ModelError(
-            f"the int8 build needs onnx and onnxruntime ({exc}); pip install onnx onnxruntime"
+        raise BuildToolsMissing(
+            f"the int8 build needs onnx and onnxruntime ({exc}); pip install 'zh-news-qa[onnx]'"
         ) from exc
     except (OSError, ValueError, RuntimeError) as exc:
         raise ModelError(f"cannot build the int8 model {dest}: {exc}") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    log.info("built the int8 ONNX model at %s in %.1fs (fused: %s)", dest, time.monotonic() - started, fused)
+    log.info("built the int8 copy in %.0f s", time.monotonic() - started)
+    log.debug("int8 build at %s (fused: %s)", dest, fused)
     return dest

@@ -14,11 +14,11 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from embeddings.encoder import Encoder, Vectors
+from qa.embeddings.encoder import Encoder, Vectors
 
 
 class _Batch:
@@ -33,9 +33,17 @@ class BatchingQueryEncoder:
     """An :class:`Encoder` whose ``encode_queries`` is cached and batched across threads."""
 
     def __init__(
-        self, inner: Encoder, *, cache_size: int = 10_000, max_batch: int = 32, wait_ms: float = 2.0
+        self,
+        inner: Encoder,
+        *,
+        cache_size: int = 10_000,
+        max_batch: int = 32,
+        wait_ms: float = 2.0,
+        on_encoded: Callable[[int, float], None] | None = None,
     ):
+        """``on_encoded(questions, seconds)`` is called after each forward pass (metrics)."""
         self.inner = inner
+        self.on_encoded = on_encoded
         self.cache_size = cache_size
         self.max_batch = max(1, max_batch)
         self.wait = max(0.0, wait_ms) / 1000
@@ -125,9 +133,12 @@ class BatchingQueryEncoder:
                 if self._open is batch:
                     self._open = None  # closed: later callers start the next batch
             try:
+                started = time.perf_counter()
                 batch.result = self.inner.encode_queries(batch.texts)
                 self.batches += 1
                 self.encoded += len(batch.texts)
+                if self.on_encoded is not None:
+                    self.on_encoded(len(batch.texts), time.perf_counter() - started)
             except BaseException as exc:  # handed to every caller of the batch
                 batch.error = exc
             finally:

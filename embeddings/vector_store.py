@@ -2,7 +2,7 @@
 
 Row i of a store is passage i of the index; vectors are L2-normalised, scores are inner products.
 Up to ``flat_max_passages`` rows: exact search (``vectors.npy``, float32). Above: an approximate index
-(``embeddings.ann``). Every file is written to a temporary file, fsynced and renamed into place, and
+(``qa.embeddings.ann``). Every file is written to a temporary file, fsynced and renamed into place, and
 ``store.json`` (the kind, size and parameters) last; a folder without it holds a flat store.
 """
 
@@ -18,7 +18,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.ann import (
+from qa.embeddings.ann import (
     STORE_FILE,
     HnswParams,
     HnswStore,
@@ -26,8 +26,8 @@ from embeddings.ann import (
     write_json_atomic,
     write_npy_atomic,
 )
-from embeddings.encoder import Vectors
-from embeddings.npyio import load_npy
+from qa.embeddings.encoder import Vectors
+from qa.embeddings.npyio import load_npy
 
 VECTORS_FILE = "vectors.npy"
 

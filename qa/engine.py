@@ -8,14 +8,16 @@ the two together.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from embeddings.encoder import Encoder
-from embeddings.models import load_encoder
-from embeddings.query_batch import BatchingQueryEncoder
+from qa import metrics
 from qa.config import Settings
 from qa.documents import NewDocument
+from qa.embeddings.encoder import Encoder
+from qa.embeddings.models import load_encoder
+from qa.embeddings.query_batch import BatchingQueryEncoder
 from qa.errors import ConfigError
 from qa.generation import AnswerWriter, WrittenStream, make_writer
 from qa.index.builder import BuildReport, MergeReport
@@ -99,6 +101,7 @@ class Engine:
                     cache_size=srv.query_cache_size,
                     max_batch=srv.query_batch_max,
                     wait_ms=srv.query_batch_wait_ms,
+                    on_encoded=metrics.record_encoding,
                 )
             return self._query_encoder
 
@@ -120,19 +123,28 @@ class Engine:
 
     def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
         """Bring the index up to date with the corpus folder and load it."""
-        return self.indexing.build(rebuild=rebuild, show_progress=show_progress)
+        report = self.indexing.build(rebuild=rebuild, show_progress=show_progress)
+        if report.added or report.updated or report.removed:
+            metrics.record_write("build")
+        return report
 
     def compact(self) -> MergeReport | None:
         """Merge every segment of the index into one, dropping deleted rows (``qa index --compact``)."""
-        return self.indexing.compact()
+        merged = self.indexing.compact()
+        if merged is not None:
+            metrics.record_write("merge")
+        return merged
 
     def add_document(self, doc: NewDocument) -> Article:
         """Add or replace an article: stored in the corpus folder and searchable when this returns."""
-        return self.indexing.add_document(doc)
+        article = self.indexing.add_document(doc)
+        metrics.record_write("add")
+        return article
 
     def delete_document(self, doc_id: str) -> None:
         """Remove an article from the corpus and the index; it is never cited again once this returns."""
         self.indexing.delete_document(doc_id)
+        metrics.record_write("delete")
 
     def reload(self) -> None:
         """Load the live version of the index and swap it in for the questions asked from now on."""
@@ -157,9 +169,11 @@ class Engine:
     ) -> Answer:
         """The answer; written by the language model when one is configured (not when ``write`` is false:
         then :meth:`write_stream` streams it)."""
+        started = time.perf_counter()
         answer = self.pipeline.ask(
             self.indexing.live, question, history=history, top_k=top_k, filters=filters
         )
+        metrics.record_answer(answer.answerable, answer.reason, time.perf_counter() - started)
         if write and self.writer is not None:
             answer = self.writer.write(answer, history, self._spellings)
         return answer

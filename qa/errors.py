@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from embeddings.errors import EmbeddingsError, ModelError, VectorStoreError
+from qa.embeddings.errors import EmbeddingsError, ModelError, VectorStoreError
 
 __all__ = [
     "LIBRARY_ERRORS",

@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
-from embeddings.encoder import Encoder, precision_of
 from qa.config import Settings
 from qa.documents import (
     CorpusChange,
@@ -28,6 +27,7 @@ from qa.documents import (
     remove_temp_files,
     write_document,
 )
+from qa.embeddings.encoder import Encoder, precision_of
 from qa.errors import DocumentNotFoundError, IndexFormatError, IndexStoreError, QuestionError
 from qa.index import builder, layout
 from qa.index.builder import BuildReport, MergePolicy, MergeReport

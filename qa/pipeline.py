@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from embeddings.encoder import Encoder
 from qa import answer as answer_text
 from qa.config import Settings
+from qa.embeddings.encoder import Encoder
 from qa.errors import QuestionError
 from qa.index.search_index import SearchIndex
 from qa.records import Answer, AnswerSpan, Hit

@@ -11,7 +11,7 @@ import bm25s
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.npyio import NPY_LOCK
+from qa.embeddings.npyio import NPY_LOCK
 from qa.text.segment_bm25 import EMPTY_DOC
 
 log = logging.getLogger(__name__)

@@ -188,8 +188,8 @@ def _instrument(op: dict[str, Any], log: Any, corpus_dir: Path) -> Callable[[str
 
 
 def _run_child(op: dict[str, Any], engine: Any) -> int:
-    from embeddings.encoder import FakeEncoder
     from qa.documents import NewDocument
+    from qa.embeddings.encoder import FakeEncoder
     from qa.errors import DocumentNotFoundError
 
     with open(op["log"], "a", encoding="utf-8") as log:

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings.ann import F16_FILE, HNSW_FILE, STORE_FILE, HnswStore
-from embeddings.vector_store import FaissFlatStore, StoreParams, build_store, load_store
 from qa.config import load_settings
+from qa.embeddings.ann import F16_FILE, HNSW_FILE, STORE_FILE, HnswStore
+from qa.embeddings.vector_store import FaissFlatStore, StoreParams, build_store, load_store
 
 DIM = 32
 ANN = StoreParams(flat_max_passages=100)  # the configured HNSW parameters, a tiny threshold

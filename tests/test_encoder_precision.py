@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings import onnx_encoder
-from embeddings.encoder import Encoder, FakeEncoder, precision_of
-from embeddings.models import FP32, INT8, load_encoder, resolve_precision
 from qa.config import Settings, load_settings
+from qa.embeddings import onnx_encoder
+from qa.embeddings.encoder import Encoder, FakeEncoder, precision_of
+from qa.embeddings.models import FP32, INT8, load_encoder, resolve_precision
 from qa.engine import Engine
 from qa.errors import ConfigError, ModelError
 from tests.conftest import CONFIG
@@ -108,7 +108,7 @@ def test_index_records_the_precision(make_settings: Callable[..., Settings]) -> 
 
 
 def test_build_int8_refuses_folders_without_mean_pooling(tmp_path: Path) -> None:
-    from embeddings.quantize import build_int8
+    from qa.embeddings.quantize import build_int8
 
     (tmp_path / "1_Pooling").mkdir()
     (tmp_path / "1_Pooling" / "config.json").write_text('{"pooling_mode_cls_token": true}')

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from embeddings.encoder import FakeEncoder, Vectors
 from qa.config import Settings
+from qa.embeddings.encoder import FakeEncoder, Vectors
 from qa.engine import Engine
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
 from qa.index import layout

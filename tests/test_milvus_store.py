@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from embeddings.milvus_store import MilvusStore, MilvusStoreError, Passage, filter_expr
+from qa.embeddings.milvus_store import MilvusStore, MilvusStoreError, Passage, filter_expr
 
 pytest.importorskip("pymilvus")
 

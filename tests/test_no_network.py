@@ -27,9 +27,9 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from embeddings import offline
-from embeddings.onnx_encoder import OnnxEncoder
 from qa.config import Settings, load_settings
+from qa.embeddings import offline
+from qa.embeddings.onnx_encoder import OnnxEncoder
 from tests.conftest import CONFIG, ROOT, settings_in
 
 QUESTION = "胡志明市与中国多少个城市建立了友好合作关系？"
@@ -238,9 +238,21 @@ def fake_runtime(calls: list[Any]) -> tuple[types.ModuleType, types.ModuleType]:
     ort.GraphOptimizationLevel = types.SimpleNamespace(ORT_ENABLE_ALL=99)
     ort.disable_telemetry_events = lambda: calls.append("disable_telemetry_events")
 
+    class Backend:  # the tokenizers.Tokenizer inside transformers' tokenizer, saved for later starts
+        def enable_padding(self, **options: Any) -> None:
+            pass
+
+        def enable_truncation(self, **options: Any) -> None:
+            pass
+
+        def save(self, path: str) -> None:
+            Path(path).write_text("{}", encoding="utf-8")
+
     def from_pretrained(path: str, **options: Any) -> Any:
         calls.append(("tokenizer", options))
-        return types.SimpleNamespace(model_max_length=512)
+        return types.SimpleNamespace(
+            model_max_length=512, pad_token_id=1, pad_token="<pad>", backend_tokenizer=Backend()
+        )
 
     hf = types.ModuleType("transformers")
     hf.AutoTokenizer = types.SimpleNamespace(from_pretrained=from_pretrained)
@@ -305,7 +317,9 @@ def test_onnxruntime_imported_through_the_helper_keeps_no_telemetry_store(tmp_pa
     if not plain:
         pytest.skip("this onnxruntime keeps no telemetry store, so its absence proves nothing")
     assert (
-        import_in_child("from embeddings.offline import import_onnxruntime; import_onnxruntime()", tmp_path)
+        import_in_child(
+            "from qa.embeddings.offline import import_onnxruntime; import_onnxruntime()", tmp_path
+        )
         == []
     )
 
@@ -409,7 +423,7 @@ class AuditedCli:
 @pytest.mark.model
 @pytest.mark.server
 def test_real_model_index_questions_and_server_open_only_the_listener(tmp_path: Path) -> None:
-    from embeddings.models import INT8, resolve_precision
+    from qa.embeddings.models import INT8, resolve_precision
 
     cli = AuditedCli(tmp_path)
     runs = {

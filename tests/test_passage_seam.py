@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from embeddings.encoder import Vectors
 from qa.config import Settings
 from qa.documents import NewDocument
+from qa.embeddings.encoder import Vectors
 from qa.engine import Engine, Filters
 from qa.index.local_passages import LocalBackend
 from qa.index.manifest import Manifest
@@ -189,9 +189,9 @@ def test_the_factory_makes_the_configured_backend(
 
 # Only the backends (and the factory that picks one) know the engines that hold passages.
 BACKEND_MODULES = (
-    "embeddings.vector_store",
-    "embeddings.ann",
-    "embeddings.milvus_store",
+    "qa.embeddings.vector_store",
+    "qa.embeddings.ann",
+    "qa.embeddings.milvus_store",
     "qa.text.segment_bm25",
     "qa.index.local_passages",
     "qa.index.milvus_passages",
@@ -225,7 +225,9 @@ def test_no_module_outside_the_backends_knows_which_backend_is_used() -> None:
             continue
         leaks = backend_leaks(path, ".".join(path.relative_to(ROOT).parts[:-1]))
         if rel == CONFIG_FILE:
-            leaks = [n for n in leaks if not n.startswith(("embeddings.vector_store", "embeddings.ann"))]
+            leaks = [
+                n for n in leaks if not n.startswith(("qa.embeddings.vector_store", "qa.embeddings.ann"))
+            ]
             leaks = [n for n in leaks if "self.backend ==" not in n]  # its own validation of the uri
         if leaks:
             found[rel] = leaks
@@ -237,7 +239,7 @@ def test_no_module_outside_the_backends_knows_which_backend_is_used() -> None:
     [
         "from qa.index.milvus_passages import MilvusPassages\n",
         "def f(v):\n    return v.backend == 'milvus'\n",
-        "from embeddings import milvus_store\n",
+        "from qa.embeddings import milvus_store\n",
     ],
 )
 def test_the_leak_checker_sees_a_leak(tmp_path: Path, source: str) -> None:

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from embeddings.encoder import FakeEncoder, Vectors
-from embeddings.query_batch import BatchingQueryEncoder
+from qa.embeddings.encoder import FakeEncoder, Vectors
+from qa.embeddings.query_batch import BatchingQueryEncoder
 
 
 class Counting(FakeEncoder):

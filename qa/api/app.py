@@ -17,7 +17,9 @@ from qa.api.errors import install_error_handlers
 from qa.api.headers import SecurityHeadersMiddleware
 from qa.api.middleware import ApiKeyMiddleware, BodyLimitMiddleware
 from qa.api.ratelimit import RateLimitMiddleware, build_limiter
+from qa.api.request_id import RequestIdMiddleware
 from qa.api.routes import ask, chat, documents, health
+from qa.api.routes import metrics as metrics_route
 from qa.api.schemas import EXTRA_SCHEMAS
 from qa.api.security import HostPolicy, SameOriginMiddleware, TrustedHostMiddleware
 from qa.api.startup import Readiness, lifespan
@@ -124,13 +126,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.include_router(health.router)
     for module in (ask, chat, documents):
         app.include_router(module.router, dependencies=secured)
+    if settings.metrics.enabled:
+        app.include_router(metrics_route.router, dependencies=secured)
     if settings.telegram.enabled:
         app.include_router(_telegram_router(shared, settings))
     mount_web(app)
     add_component_schemas(app, EXTRA_SCHEMAS)
 
-    # added last = outermost. A request meets: security headers (on every response), the Host check,
-    # the Origin check of writes, authentication, the rate limit, then the body size limit.
+    # added last = outermost. A request meets: its id, the HTTP metrics, security headers (on every
+    # response), the Host check, the Origin check of writes, authentication, the rate limit, then the
+    # body size limit.
     server = settings.server
     app.add_middleware(BodyLimitMiddleware, limit=server.max_body_bytes)
     if settings.rate_limit.enabled:  # the limiter is built now: a bad storage stops start-up
@@ -140,9 +145,16 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.add_middleware(SameOriginMiddleware, allowed=server.allowed_origins)
     app.add_middleware(TrustedHostMiddleware, policy=HostPolicy.from_settings(server))
     app.add_middleware(SecurityHeadersMiddleware)
+    if settings.metrics.enabled:  # counts every request, refused ones too
+        metrics_route.instrument(app)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every response and log line carries the id
     return app
 
 
 def app_from_config() -> FastAPI:
     """The app of one ``qa serve --workers N`` process: settings from ``QA_CONFIG`` and ``QA_*``."""
-    return create_app(load_settings())
+    from qa.logs import configure
+
+    settings = load_settings()
+    configure(settings.log.level, settings.log.format)
+    return create_app(settings)

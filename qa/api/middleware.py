@@ -13,10 +13,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from qa.api.errors import ApiError, error_response
 
 PROTECTED_PREFIX = "/v1"
+PROTECTED_PATHS = frozenset({"/metrics"})  # read routes outside /v1 that reveal how the service is used
 
 
 def _protected(path: str) -> bool:
-    return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/")
+    return path == PROTECTED_PREFIX or path.startswith(PROTECTED_PREFIX + "/") or path in PROTECTED_PATHS
 
 
 def key_matches(presented: str, keys: Iterable[bytes]) -> bool:

@@ -142,4 +142,5 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
         "timeout_keep_alive": server.timeout_keep_alive,
         "limit_concurrency": server.limit_concurrency or None,
         "log_level": "info",
+        "log_config": None,  # uvicorn's loggers write through ours (qa.logs): request ids, json
     }

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from embeddings.encoder import Encoder, Vectors
+from qa.embeddings.encoder import Encoder, Vectors
 from qa.errors import CorpusError, IndexStoreError
 from qa.index import layout
 from qa.index.embed_cache import EmbeddingCache
@@ -83,7 +83,9 @@ def _embed_new(
         elif positions:
             vectors[positions] = cached
     total = sum(len(positions) for _, positions in todo)
-    with tqdm(total=total, desc="embedding passages", unit="passage", disable=not show_progress) as bar:
+    # disable=None: a bar on a terminal only (not in pipes and CI logs)
+    hidden = None if show_progress else True
+    with tqdm(total=total, desc="embedding passages", unit="passage", disable=hidden) as bar:
         batch: list[tuple[str, list[int]]] = []
         size = 0
         for i, item in enumerate(todo):

@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from embeddings.encoder import Vectors
-from embeddings.npyio import load_npy
+from qa.embeddings.encoder import Vectors
+from qa.embeddings.npyio import load_npy
 
 CACHE_DIR = "embedding-cache"
 

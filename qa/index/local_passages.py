@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.encoder import Vectors
-from embeddings.vector_store import AnyStore, StoreParams, build_store, load_store
+from qa.embeddings.encoder import Vectors
+from qa.embeddings.vector_store import AnyStore, StoreParams, build_store, load_store
 from qa.index.manifest import Manifest
 from qa.index.passages import (
     FusedHit,

@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.encoder import Vectors
-from embeddings.errors import VectorStoreError
-from embeddings.milvus_store import Hits, MilvusStore, Passage, filter_expr
+from qa.embeddings.encoder import Vectors
+from qa.embeddings.errors import VectorStoreError
+from qa.embeddings.milvus_store import Hits, MilvusStore, Passage, filter_expr
 from qa.errors import IndexStoreError
 from qa.index.manifest import Manifest
 from qa.index.passages import (

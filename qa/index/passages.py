@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.encoder import Vectors
+from qa.embeddings.encoder import Vectors
 from qa.records import Article, Chunk
 
 if TYPE_CHECKING:

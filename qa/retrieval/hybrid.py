@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.encoder import Encoder
 from qa.config import RetrievalSettings
+from qa.embeddings.encoder import Encoder
 from qa.index.passages import FusedHit, LexicalQuery, PassageFilter
 from qa.index.search_index import SearchIndex
 from qa.records import Section

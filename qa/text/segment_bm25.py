@@ -24,7 +24,7 @@ from typing import NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from embeddings.npyio import load_npy
+from qa.embeddings.npyio import load_npy
 
 EMPTY_DOC = "\u0000"  # a token that stands for "no tokens": such a row has length 1 and matches nothing
 

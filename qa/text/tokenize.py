@@ -10,11 +10,16 @@ from __future__ import annotations
 import logging
 import re
 import threading
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
-import jieba
-import jieba.posseg
+with warnings.catch_warnings():
+    # jieba 0.42 imports pkg_resources when setuptools is installed, which warns on every `qa` command
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    import jieba
+    import jieba.posseg
 
 from qa.text.normalize import fold, is_cjk
 
