@@ -66,3 +66,34 @@ def test_a_series_number_tells_two_crafts_apart() -> None:
     assert conflicting(asked, ["嫦娥四号月球背面软着陆。", ""]) == asked
     assert conflicting(asked, ["长征五号火箭发射嫦娥四号。", ""]) == asked  # another series says nothing
     assert qualifiers("5月五号地铁三号线") == []  # a day, a line
+
+
+def test_which_university_asks_for_a_named_one() -> None:
+    from qa.retrieval.categories import asked_category, names_one
+
+    question = "成都高新减灾研究所的创始人王暾毕业于哪所大学?"
+    category = asked_category(question)
+    assert category is not None and category.noun == "大学"
+    assert names_one(category, "王暾毕业于中国科学技术大学。", question)
+    assert not names_one(category, "研究所成立于汶川地震后,创始人王暾。", question)
+    company = asked_category("事故发生在哪家矿业公司?")
+    assert company is not None and names_one(company, "白音华矿业公司的车辆超载。", "事故发生在哪家矿业公司?")
+    own = asked_category("中兴高能技术有限责任公司的项目由哪家公司承建?")
+    assert own is not None and not names_one(
+        own, "中兴高能技术有限责任公司规划总投资76.7亿元。", "中兴高能技术有限责任公司的项目由哪家公司承建?"
+    )
+    assert asked_category("他在哪里工作?") is None and asked_category("哪条船获得冠军?") is None
+
+
+def test_a_passage_naming_no_such_thing_does_not_answer(
+    make_settings: Callable[..., Settings], corpus_dir: Path
+) -> None:
+    (corpus_dir / "quake.txt").write_text(
+        "地震预警系统提前数十秒发出警报\n\n成都高新减灾研究所是一个民间研究机构,成立于汶川地震后,创始人王暾。"
+        "其团队研发出地震预警系统,能提前数十秒发出警报。\n",
+        encoding="utf-8",
+    )
+    engine = Engine(make_settings()).open(show_progress=False)
+    answer = engine.ask("成都高新减灾研究所的创始人王暾毕业于哪所大学?")
+    assert not answer.answerable and "大学" in answer.reason
+    assert engine.ask("成都高新减灾研究所的创始人是谁?").answerable

@@ -27,6 +27,7 @@ from functools import lru_cache
 from qa.config import RetrievalSettings
 from qa.index.search_index import SearchIndex
 from qa.records import Section
+from qa.retrieval.categories import Category, asked_category, names_one
 from qa.retrieval.gate import AnswerGate, gate_features
 from qa.retrieval.hybrid import Candidate
 from qa.retrieval.qualifiers import Qualifier, conflicting, qualifiers
@@ -47,6 +48,11 @@ def _mentions(text: str, name: str) -> bool:
     if len(name) >= 3 and name[-1] in _SUFFIX:
         return name[:-1] in text
     return False
+
+
+@lru_cache(maxsize=1024)
+def _asked_category(question: str) -> Category | None:
+    return asked_category(fold(question))
 
 
 @lru_cache(maxsize=1024)
@@ -130,6 +136,10 @@ class Grounding:
         # its words are dictionary renderings, one of several (President → 主席 where the article says 总统).
         if asked and query.entities and query.chinese and not any(word in text for word in asked):
             lacking.append("“" + "、".join(asked[:3]) + "”")
+        # "哪所大学": a passage that names no university does not say which.
+        category = _asked_category(query.question)
+        if category is not None and not names_one(category, text, fold(query.question)):
+            lacking.append(f"所问的{category.noun}")
         # A near miss: the passage tells of another edition, phase or year than the one asked about.
         asked_for = _asked_qualifiers(query.question)
         if asked_for:

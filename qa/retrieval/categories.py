@@ -1,0 +1,64 @@
+"""What kind of thing a "which …" question asks for, and whether a passage names one.
+
+"王暾毕业于哪所大学?" is answered only by a passage that names a university; "事故发生在哪家矿业公司?"
+only by one that names a company. A passage about the right person or accident that names none does not
+answer, however well it matches the rest of the question: that is how near-miss questions ask for what
+an article never says.
+
+Only categories whose members are written with a recognisable head noun are checked (…大学, …医院,
+…公司); a question asking for a boat, a song or a person is left to the other checks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Category:
+    noun: str  # as the question writes it: 大学
+    member: re.Pattern[str]  # how a passage names one: 中国科学技术大学, 清华大学
+
+
+def _member(heads: str) -> re.Pattern[str]:
+    # A name before the head noun: at least one other character, so 大学 alone ("上大学") is no member.
+    return re.compile(rf"[\u4e00-\u9fffA-Za-z0-9]({heads})")
+
+
+_HEADS = {
+    "大学": _member("大学|学院"),
+    "学校": _member("学校|中学|小学|大学|学院|幼儿园"),
+    "医院": _member("医院|卫生院"),
+    "公司": _member("公司|集团|股份|企业|银行"),
+    "企业": _member("公司|集团|股份|企业"),
+    "银行": _member("银行"),
+    "法院": _member("法院"),
+    "机场": _member("机场"),
+    "酒店": _member("酒店|宾馆|饭店"),
+}
+# 哪所大学, 哪家医院, 哪家矿业公司, 什么公司: the head noun right after the question word (and a few
+# characters of qualifier in between).
+_ASK = re.compile(
+    r"(?:哪|什么)(?:一)?(?:所|家|个|间|座)?[\u4e00-\u9fff]{0,3}?(大学|学校|医院|公司|企业|银行|法院|机场|酒店)"
+)
+
+
+def asked_category(question: str) -> Category | None:
+    """The category a folded question asks for, when it is one of those checked."""
+    match = _ASK.search(question)
+    if match is None:
+        return None
+    noun = match.group(1)
+    return Category(noun, _HEADS[noun])
+
+
+def names_one(category: Category, text: str, question: str) -> bool:
+    """``text`` (folded) names a member of the category other than those the question itself names: a
+    member whose last characters (up to three before the head noun, and the head) the question holds is
+    the question's own (the company it is about), not an answer."""
+    for match in category.member.finditer(text):
+        head = match.start(1)
+        if text[max(0, head - 3) : match.end()] not in question:
+            return True
+    return False
