@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from qa.config import Settings
 from qa.engine import Engine
@@ -215,11 +216,14 @@ def test_a_failing_server_gives_the_extractive_answer(
 ) -> None:
     extractive = gen_engine.ask(QUESTION, top_k=3, write=False)
     stub.script(**script)
+    exported = {"reason": kind}
+    before = REGISTRY.get_sample_value("qa_generation_fallbacks_total", exported) or 0.0
     answer = gen_engine.ask(QUESTION, top_k=3)
     assert answer.text == extractive.text
     assert answer.generation is not None and answer.generation.fallback and answer.generation.error == kind
     assert generation_counters()["upstream_failures"] == 1
     assert generation_counters()[f"upstream_failures_{kind}"] == 1
+    assert REGISTRY.get_sample_value("qa_generation_fallbacks_total", exported) == before + 1  # /metrics
     assert any("giving the extractive answer" in r.getMessage() for r in caplog.records)
 
 

@@ -9,7 +9,7 @@ item again nor forgets a failure; ``/readyz`` reports from the same file. Severa
 
 An item whose page fails for a reason that may pass (timeout, 5xx, connection) is tried again at the
 next polls, ``ITEM_TRIES`` times in all; while one is pending the feed is fetched without its
-validators so it is seen again. :data:`FEED_POLLS` counts polls by outcome (for /metrics).
+validators so it is seen again. Polls are counted by outcome in ``qa_feed_polls_total`` (/metrics).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from qa import metrics
 from qa.errors import FetchError
 from qa.index import layout
 from qa.ingest.feeds import parse_feed
@@ -38,25 +39,6 @@ LOCK_FILE = "feeds.lock"
 ITEM_TRIES = 3
 SEEN_LIMIT = 5000  # item keys remembered per feed (the newest)
 Outcome = Literal["ok", "not_modified", "error"]
-
-
-class PollCounter:
-    """Feed polls by outcome, since the process started; thread-safe."""
-
-    def __init__(self) -> None:
-        self._counts: dict[str, int] = {"ok": 0, "not_modified": 0, "error": 0}
-        self._lock = threading.Lock()
-
-    def add(self, outcome: Outcome) -> None:
-        with self._lock:
-            self._counts[outcome] += 1
-
-    def counts(self) -> dict[str, int]:
-        with self._lock:
-            return dict(self._counts)
-
-
-FEED_POLLS = PollCounter()
 
 
 @dataclass
@@ -165,7 +147,7 @@ class FeedPoller:
             )
             if fetched.status == 304:
                 self._succeeded(state)
-                FEED_POLLS.add("not_modified")
+                metrics.record_feed_poll("not_modified")
                 return FeedReport(state.url, "not_modified")
             title, items = parse_feed(fetched.body, state.url)
         except FetchError as exc:
@@ -198,7 +180,7 @@ class FeedPoller:
         state.etag = fetched.headers.get("etag") if keep else None
         state.last_modified = fetched.headers.get("last-modified") if keep else None
         self._succeeded(state)
-        FEED_POLLS.add("ok")
+        metrics.record_feed_poll("ok")
         return FeedReport(state.url, "ok", tuple(outcomes), title=title)
 
     def _succeeded(self, state: FeedState) -> None:
@@ -211,7 +193,7 @@ class FeedPoller:
         state.last_error = reason
         wait = min(self.feeds.interval_s * 2 ** (state.failures - 1), self.feeds.max_backoff_s)
         state.next_poll = time.time() + wait
-        FEED_POLLS.add("error")
+        metrics.record_feed_poll("error")
         log.warning(
             "feed %s failed (%d in a row, next try in %.0f s): %s", state.url, state.failures, wait, reason
         )
