@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import shutil
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from qa import logs
 from qa.config import Settings, load_settings
 from qa.engine import Engine
 
@@ -72,3 +77,32 @@ def fake_settings(make_settings: Callable[..., Settings]) -> Settings:
 @pytest.fixture
 def engine(fake_settings: Settings) -> Engine:
     return Engine(fake_settings).open(show_progress=False)
+
+
+@pytest.fixture
+def site() -> Iterator[Any]:
+    """A news site on 127.0.0.1 made from the seeds (pages, feeds, and the failures of tests/news_site.py)."""
+    from tests.news_site import news_site  # it reads the seeds through this module
+
+    with news_site() as running:
+        yield running
+
+
+@pytest.fixture
+def log_buffer() -> Iterator[io.StringIO]:
+    """Our root handler writing into a buffer; the handlers that were there come back afterwards."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    stream = io.StringIO()
+    logs.configure("INFO", "text", stream)
+    yield stream
+    for handler in list(root.handlers):
+        if handler not in before:
+            root.removeHandler(handler)
+    root.setLevel(level)
+
+
+def run_qa(config: Path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """``qa --config CONFIG ARGS…`` in a new process, its output captured."""
+    command = [sys.executable, "-c", "from qa.cli import main; main()", "--config", str(config), *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)

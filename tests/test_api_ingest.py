@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,16 +16,10 @@ from qa.config import Settings
 from qa.engine import Engine
 from qa.live.pages import web_doc_id
 from tests.conftest import SEEDS, settings_in
-from tests.news_site import NewsSite, Route, article_html, news_site, rss
+from tests.news_site import NewsSite, Route, article_html, rss
 
 SEED = "000_a2194725df4ab5f6"
 QUESTION = "胡志明市与中国多少个地方保持友好合作关系?"
-
-
-@pytest.fixture
-def site() -> Iterator[NewsSite]:
-    with news_site() as running:
-        yield running
 
 
 def service(

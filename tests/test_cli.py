@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONFIG, seed_text
+from tests.conftest import CONFIG, run_qa, seed_text
 
 
 @pytest.fixture
@@ -27,13 +27,8 @@ def config(tmp_path: Path, corpus_dir: Path) -> Path:
     return path
 
 
-def qa(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from qa.cli import main; main()", "--config", str(config), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-
-
 def test_ask_json_builds_on_first_use_and_cites_exactly(config: Path) -> None:
-    result = qa(config, "ask", "胡志明市与中国多少个地方保持友好合作关系?", "--json", "--top-k", "3")
+    result = run_qa(config, "ask", "胡志明市与中国多少个地方保持友好合作关系?", "--json", "--top-k", "3")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["answerable"] is True and len(answer["passages"]) == 3
@@ -44,30 +39,32 @@ def test_ask_json_builds_on_first_use_and_cites_exactly(config: Path) -> None:
 
 
 def test_ask_prints_rank_title_date_and_span(config: Path) -> None:
-    result = qa(config, "ask", "2023年广东和越南的进出口总额是多少?", "--history", "河内代表团访问了哪里?")
+    result = run_qa(
+        config, "ask", "2023年广东和越南的进出口总额是多少?", "--history", "河内代表团访问了哪里?"
+    )
     assert result.returncode == 0, result.stderr
     assert "[1]" in result.stdout and "越南河内高级代表团对中国广东省进行访问" in result.stdout
     assert "003_de8d194c5a4a5bf1:" in result.stdout
 
 
 def test_ask_abstains_plainly(config: Path) -> None:
-    result = qa(config, "ask", "越南与日本的贸易额是多少?", "--json")
+    result = run_qa(config, "ask", "越南与日本的贸易额是多少?", "--json")
     answer = json.loads(result.stdout)
     assert answer["answerable"] is False and answer["passages"] == [] and answer["reason"]
 
 
 def test_ingest_dry_run_lists_articles(config: Path) -> None:
-    result = qa(config, "ingest", "--dry-run")
+    result = run_qa(config, "ingest", "--dry-run")
     assert result.returncode == 0, result.stderr
     assert "5 articles" in result.stdout
     assert "2025-01-21" in result.stdout
 
 
 def test_index_reports_incremental_work(config: Path, corpus_dir: Path) -> None:
-    first = qa(config, "index", "--no-progress")
+    first = run_qa(config, "index", "--no-progress")
     assert "5 added" in first.stdout, first.stderr
     (corpus_dir / "broken.txt").write_bytes(b"\xff\xfe\x00bad")
-    second = qa(config, "index", "--no-progress")
+    second = run_qa(config, "index", "--no-progress")
     assert "0 passages embedded" in second.stdout and "5 unchanged" in second.stdout
     assert "broken.txt" in second.stderr and "binary" in second.stderr
 
@@ -92,7 +89,7 @@ def test_eval_reports_by_kind(config: Path, tmp_path: Path) -> None:
     path = tmp_path / "eval.jsonl"
     path.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
     out = tmp_path / "rows.json"
-    result = qa(config, "eval", str(path), "-o", str(out))
+    result = run_qa(config, "eval", str(path), "-o", str(out))
     assert result.returncode == 0, result.stderr
     assert "factoid" in result.stdout and "unanswerable" in result.stdout
     summary = json.loads(out.read_text(encoding="utf-8"))["summary"]
@@ -108,7 +105,7 @@ def test_eval_reports_by_kind(config: Path, tmp_path: Path) -> None:
     ],
 )
 def test_bad_input_is_a_clear_error(config: Path, args: list[str], message: str) -> None:
-    result = qa(config, *args)
+    result = run_qa(config, *args)
     assert result.returncode == 1
     assert message in result.stderr and "Traceback" not in result.stderr
 
@@ -117,7 +114,7 @@ def test_an_error_of_the_embeddings_layer_is_a_clear_error(config: Path) -> None
     """ModelError comes from embeddings/, not from qa.errors' QAError: the CLI still translates it."""
     text = config.read_text(encoding="utf-8").replace('name = "fake:64"', 'name = "no-such-model"', 1)
     config.write_text(text.replace('precision = "auto"', 'precision = "int8"', 1), encoding="utf-8")
-    result = qa(config, "ask", "问题")
+    result = run_qa(config, "ask", "问题")
     assert result.returncode == 1, result.stderr
     assert "int8 needs a local model folder" in result.stderr and "Traceback" not in result.stderr
 
@@ -127,7 +124,7 @@ def test_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     bad.write_text(
         CONFIG.read_text(encoding="utf-8").replace("port = 8000", "port = -1", 1), encoding="utf-8"
     )
-    result = qa(bad, "ask", "问题")
+    result = run_qa(bad, "ask", "问题")
     assert result.returncode == 2
     assert "server.port" in result.stderr
 

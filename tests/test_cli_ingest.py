@@ -6,22 +6,15 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.news_site import NewsSite, Route, news_site, rss
+from tests.news_site import NewsSite, Route, rss
 from tests.test_cli import config as _config  # noqa: F401  (the fixture, reused)
 
 FETCHED = ("000_a2194725df4ab5f6", "001_53bd41b2b23f3bca")
 QUESTION = "胡志明市与中国多少个地方保持友好合作关系?"
-
-
-@pytest.fixture
-def site() -> Iterator[NewsSite]:
-    with news_site() as running:
-        yield running
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ between polls, failing feeds backed off and reported without stopping the others
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,15 +14,9 @@ from qa.engine import Engine
 from qa.live.pages import PageIngester, web_doc_id
 from qa.live.poller import FeedPoller, feed_status, poll_lock, read_states
 from tests.conftest import SEEDS, settings_in
-from tests.news_site import NewsSite, Route, news_site, rss
+from tests.news_site import NewsSite, Route, rss
 
 FETCHED = ("000_a2194725df4ab5f6", "001_53bd41b2b23f3bca", "002_714598442bb43c6e")
-
-
-@pytest.fixture
-def site() -> Iterator[NewsSite]:
-    with news_site() as running:
-        yield running
 
 
 @pytest.fixture

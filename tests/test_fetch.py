@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import time
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -13,13 +12,7 @@ from qa.config import FetchSettings
 from qa.errors import FetchError
 from qa.ingest import fetch
 from qa.ingest.fetch import Fetcher
-from tests.news_site import NewsSite, Route, article_html, news_site
-
-
-@pytest.fixture
-def site() -> Iterator[NewsSite]:
-    with news_site() as running:
-        yield running
+from tests.news_site import NewsSite, Route, article_html
 
 
 def fetcher(**overrides: object) -> Fetcher:

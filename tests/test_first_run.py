@@ -9,12 +9,10 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from qa import logs
 from qa.embeddings import e5_build, quantize
 from tests.test_cli import config  # noqa: F401  (the fixture: a config file over the fake encoder)
 
@@ -51,29 +49,16 @@ def test_json_logs_from_the_config_file(config: Path) -> None:  # noqa: F811
     assert entries and all(e["request_id"] == "-" and e["logger"].startswith("qa") for e in entries)
 
 
-@pytest.fixture
-def root_buffer() -> Iterator[io.StringIO]:
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    stream = io.StringIO()
-    logs.configure("INFO", "text", stream)
-    yield stream
-    for handler in list(root.handlers):
-        if handler not in before:
-            root.removeHandler(handler)
-    root.setLevel(level)
-
-
-def test_the_quantiser_flood_is_dropped_unless_debugging(root_buffer: io.StringIO) -> None:
+def test_the_quantiser_flood_is_dropped_unless_debugging(log_buffer: io.StringIO) -> None:
     with quantize._quiet_quantiser():
         logging.info('Quantization parameters for tensor:"x" not specified')  # as onnxruntime does
         logging.warning("Please consider to run pre-processing before quantization.")
-    assert root_buffer.getvalue() == ""
+    assert log_buffer.getvalue() == ""
     assert logging.getLogger().level == logging.INFO  # restored
     logging.getLogger().setLevel(logging.DEBUG)
     with quantize._quiet_quantiser():
         logging.info("shown with -v")
-    assert "shown with -v" in root_buffer.getvalue()
+    assert "shown with -v" in log_buffer.getvalue()
 
 
 def test_a_model_build_is_reused_without_reading_its_source(tmp_path: Path) -> None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +15,7 @@ from fastapi.testclient import TestClient
 from qa.api.app import create_app
 from qa.engine import Engine
 from qa.generation import metrics
-from tests.conftest import CONFIG, settings_in
+from tests.conftest import CONFIG, run_qa, settings_in
 from tests.openai_stub import OpenAIStub
 from tests.test_generation import BAD_NUMBER, GOOD_1, GOOD_2, NO_MARKER, OUT_OF_RANGE, QUESTION
 
@@ -227,14 +225,9 @@ def config(tmp_path: Path, corpus_dir: Path, stub: OpenAIStub) -> Path:
     return path
 
 
-def qa(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-c", "from qa.cli import main; main()", "--config", str(config), *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-
-
 def test_cli_json_reports_generation(config: Path, stub: OpenAIStub) -> None:
     stub.script(REPLY)
-    result = qa(config, "ask", QUESTION, "--json", "--top-k", "3")
+    result = run_qa(config, "ask", QUESTION, "--json", "--top-k", "3")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["answer"] == f"{GOOD_1}\n{GOOD_2}"
@@ -245,7 +238,7 @@ def test_cli_json_reports_generation(config: Path, stub: OpenAIStub) -> None:
 
 def test_cli_prints_checked_sentences_and_what_was_removed(config: Path, stub: OpenAIStub) -> None:
     stub.script(REPLY, piece=4)
-    result = qa(config, "ask", QUESTION, "--top-k", "3")
+    result = run_qa(config, "ask", QUESTION, "--top-k", "3")
     assert result.returncode == 0, result.stderr
     assert GOOD_1 in result.stdout and GOOD_2 in result.stdout
     assert all(r["sentence"] not in result.stdout for r in REMOVED)  # never shown, only why
@@ -255,7 +248,7 @@ def test_cli_prints_checked_sentences_and_what_was_removed(config: Path, stub: O
 
 def test_cli_falls_back_when_the_server_fails(config: Path, stub: OpenAIStub) -> None:
     stub.script(status=500)
-    result = qa(config, "ask", QUESTION, "--json", "--top-k", "3")
+    result = run_qa(config, "ask", QUESTION, "--json", "--top-k", "3")
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
     assert answer["generation"]["fallback"] is True and answer["generation"]["error"] == "status_500"

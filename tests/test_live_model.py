@@ -4,7 +4,6 @@ URL and date, and a republished copy of a seed is stored once and cited once."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,11 @@ from qa.engine import Engine
 from qa.live.pages import PageIngester, web_doc_id
 from qa.live.poller import FeedPoller
 from tests.conftest import CONFIG, SEEDS
-from tests.news_site import NewsSite, Route, news_site, rss
+from tests.news_site import NewsSite, Route, rss
 
 pytestmark = pytest.mark.model
 NEW = "000_a2194725df4ab5f6"  # fetched from the site instead of the corpus
 COPIED = "003_de8d194c5a4a5bf1"  # in the corpus, and republished on the site
-
-
-@pytest.fixture
-def site() -> Iterator[NewsSite]:
-    with news_site() as running:
-        yield running
 
 
 def test_feed_answered_with_url_and_date_and_copy_cited_once(tmp_path: Path, site: NewsSite) -> None:

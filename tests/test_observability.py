@@ -43,20 +43,6 @@ def value(text: str, name: str, **labels: str) -> float:
 
 
 @pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
-    """Our root handler writing into a buffer; the handlers that were there come back afterwards."""
-    root = logging.getLogger()
-    before, level = list(root.handlers), root.level
-    stream = io.StringIO()
-    logs.configure("INFO", "text", stream)
-    yield stream
-    for handler in list(root.handlers):
-        if handler not in before:
-            root.removeHandler(handler)
-    root.setLevel(level)
-
-
-@pytest.fixture
 def service(fake_settings: Settings) -> Iterator[tuple[TestClient, Engine]]:
     engine = Engine(fake_settings).open(show_progress=False)
     with TestClient(create_app(fake_settings, engine)) as client:
@@ -240,7 +226,7 @@ def test_an_unusable_client_request_id_is_replaced(
 
 
 def test_every_log_line_of_a_request_carries_its_id(
-    service: tuple[TestClient, Engine], log_stream: io.StringIO, monkeypatch: pytest.MonkeyPatch
+    service: tuple[TestClient, Engine], log_buffer: io.StringIO, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     client, engine = service
     asked = engine.ask
@@ -255,13 +241,13 @@ def test_every_log_line_of_a_request_carries_its_id(
     assert response.status_code == 200 and response.headers[HEADER] == "req-42"
     client.get("/v1/documents", headers={"Host": "evil.example", HEADER: "req-43"})  # logs a warning
     logging.getLogger("qa.test.outside").info("not in a request")
-    lines = log_stream.getvalue().splitlines()
+    lines = log_buffer.getvalue().splitlines()
     assert "INFO qa.test.inside [req-42]: asking inside the route" in lines
     assert any("[req-43]" in line and "evil.example" in line for line in lines)
     assert "INFO qa.test.outside: not in a request" in lines
 
 
-def test_json_log_lines(log_stream: io.StringIO) -> None:
+def test_json_log_lines(log_buffer: io.StringIO) -> None:
     stream = io.StringIO()
     logs.configure("INFO", "json", stream)
     token = logs.REQUEST_ID.set("r-1")
@@ -279,7 +265,7 @@ def test_json_log_lines(log_stream: io.StringIO) -> None:
     assert second["request_id"] == "-" and "RuntimeError: boom" in second["exception"]
 
 
-def test_configure_twice_keeps_one_handler(log_stream: io.StringIO) -> None:
+def test_configure_twice_keeps_one_handler(log_buffer: io.StringIO) -> None:
     logs.configure("DEBUG", "text", io.StringIO())
     ours = [h for h in logging.getLogger().handlers if getattr(h, "_qa_handler", False)]
     assert len(ours) == 1 and logging.getLogger().level == logging.DEBUG

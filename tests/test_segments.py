@@ -21,7 +21,7 @@ from qa.index.builder import MergePolicy
 from qa.index.local_passages import LocalPassages
 from qa.index.passages import LexicalQuery
 from tests.conftest import CONFIG, SEEDS
-from tests.test_cli import qa
+from tests.conftest import run_qa as qa
 from tests.test_crash_safety import sentence_pool
 
 QUESTIONS = [

@@ -9,24 +9,17 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from qa.live.pages import web_doc_id
-from tests.news_site import NewsSite, Route, news_site, rss
+from tests.news_site import NewsSite, Route, rss
 from tests.test_cli import config as _config  # noqa: F401  (the fixture, reused)
 
 pytestmark = pytest.mark.server
 FETCHED = ("000_a2194725df4ab5f6", "001_53bd41b2b23f3bca")
-
-
-@pytest.fixture
-def site() -> Iterator[NewsSite]:
-    with news_site() as running:
-        yield running
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ republished copies stored once, and failures that lose nothing."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,16 +17,10 @@ from qa.live.pages import PageIngester, web_doc_id
 from qa.records import Section
 from qa.serialize import answer_to_json
 from tests.conftest import SEEDS, settings_in
-from tests.news_site import NewsSite, Route, article_html, news_site
+from tests.news_site import NewsSite, Route, article_html
 
 SEED = "000_a2194725df4ab5f6"
 QUESTION = "胡志明市与中国多少个地方保持友好合作关系?"
-
-
-@pytest.fixture
-def site() -> Iterator[NewsSite]:
-    with news_site() as running:
-        yield running
 
 
 def without_seed(root: Path, doc_id: str = SEED) -> Settings:
