@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import os
 import shutil
 import subprocess
 import sys
@@ -106,3 +107,14 @@ def run_qa(config: Path, *args: str, timeout: float = 300) -> subprocess.Complet
     """``qa --config CONFIG ARGS…`` in a new process, its output captured."""
     command = [sys.executable, "-c", "from qa.cli import main; main()", "--config", str(config), *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+@pytest.fixture(autouse=True)
+def _environment_restored() -> Iterator[None]:
+    """``qa serve --workers N`` sets variables for the worker processes it starts (QA_CONFIG,
+    PROMETHEUS_MULTIPROC_DIR, QA_LOG__LEVEL …); a test running it in process leaks none into the next."""
+    saved = dict(os.environ)
+    yield
+    if os.environ != saved:
+        os.environ.clear()
+        os.environ.update(saved)
