@@ -97,3 +97,41 @@ def test_a_passage_naming_no_such_thing_does_not_answer(
     answer = engine.ask("成都高新减灾研究所的创始人王暾毕业于哪所大学?")
     assert not answer.answerable and "大学" in answer.reason
     assert engine.ask("成都高新减灾研究所的创始人是谁?").answerable
+
+
+def test_how_many_square_metres_needs_an_area() -> None:
+    from qa.retrieval.categories import asked_quantity, gives_quantity
+
+    area = asked_quantity("山东文学馆的建筑面积是多少平方米?")
+    assert area is not None and area.unit == "平方米"
+    assert gives_quantity(area, "主展厅建筑面积达1.2万平方米。") and gives_quantity(area, "占地约80亩")
+    assert not gives_quantity(area, "序厅形象墙采用浮雕设计的形式。")
+    money = asked_quantity("总投资是多少亿元?")
+    assert (
+        money is not None
+        and gives_quantity(money, "规划总投资76.7亿元")
+        and not gives_quantity(money, "投资很大")
+    )
+    assert asked_quantity("他是哪国人?") is None and asked_quantity("有多少人参加?") is None
+
+
+def test_the_enterprise_is_no_company_name() -> None:
+    from qa.retrieval.categories import asked_category, names_one
+
+    company = asked_category("事故发生在哪家矿业公司?")
+    assert company is not None and not names_one(
+        company, "发生事故的企业在网上非法购置车辆。", "事故发生在哪家矿业公司?"
+    )
+
+
+def test_a_passage_giving_no_such_number_does_not_answer(
+    make_settings: Callable[..., Settings], corpus_dir: Path
+) -> None:
+    (corpus_dir / "museum.txt").write_text(
+        "山东文学馆今天开馆\n\n山东文学馆今天在济南开馆,序厅形象墙采用浮雕设计的形式,展示山东文学发展的纵向历程。\n",
+        encoding="utf-8",
+    )
+    engine = Engine(make_settings()).open(show_progress=False)
+    answer = engine.ask("山东文学馆的建筑面积是多少平方米?")
+    assert not answer.answerable and "平方米" in answer.reason
+    assert engine.ask("山东文学馆在哪里开馆?").answerable

@@ -27,7 +27,14 @@ from functools import lru_cache
 from qa.config import RetrievalSettings
 from qa.index.search_index import SearchIndex
 from qa.records import Section
-from qa.retrieval.categories import Category, asked_category, names_one
+from qa.retrieval.categories import (
+    Category,
+    Quantity,
+    asked_category,
+    asked_quantity,
+    gives_quantity,
+    names_one,
+)
 from qa.retrieval.gate import AnswerGate, gate_features
 from qa.retrieval.hybrid import Candidate
 from qa.retrieval.qualifiers import Qualifier, conflicting, qualifiers
@@ -53,6 +60,11 @@ def _mentions(text: str, name: str) -> bool:
 @lru_cache(maxsize=1024)
 def _asked_category(question: str) -> Category | None:
     return asked_category(fold(question))
+
+
+@lru_cache(maxsize=1024)
+def _asked_quantity(question: str) -> Quantity | None:
+    return asked_quantity(fold(question))
 
 
 @lru_cache(maxsize=1024)
@@ -140,6 +152,10 @@ class Grounding:
         category = _asked_category(query.question)
         if category is not None and not names_one(category, text, fold(query.question)):
             lacking.append(f"所问的{category.noun}")
+        # "多少平方米": a passage that gives no area does not say how large.
+        quantity = _asked_quantity(query.question)
+        if quantity is not None and not gives_quantity(quantity, text):
+            lacking.append(f"以{quantity.unit}计的数字")
         # A near miss: the passage tells of another edition, phase or year than the one asked about.
         asked_for = _asked_qualifiers(query.question)
         if asked_for:

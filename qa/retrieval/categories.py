@@ -30,7 +30,8 @@ _HEADS = {
     "大学": _member("大学|学院"),
     "学校": _member("学校|中学|小学|大学|学院|幼儿园"),
     "医院": _member("医院|卫生院"),
-    "公司": _member("公司|集团|股份|企业|银行"),
+    # not …企业: "发生事故的企业" names no company
+    "公司": _member("公司|集团|股份|银行"),
     "企业": _member("公司|集团|股份|企业"),
     "银行": _member("银行"),
     "法院": _member("法院"),
@@ -62,3 +63,48 @@ def names_one(category: Category, text: str, question: str) -> bool:
         if text[max(0, head - 3) : match.end()] not in question:
             return True
     return False
+
+
+# "多少平方米", "几名", "多少亿元": the unit of the asked quantity, and the units that answer it.
+_FAMILIES = (
+    ("平方米|平米|平方公里|平方千米|亩|公顷", "平方米|平米|平方公里|平方千米|亩|公顷"),
+    ("公斤|千克|吨|克", "公斤|千克|吨|克|斤"),
+    ("公里|千米|米|厘米|毫米", "公里|千米|米|厘米|毫米"),
+    (
+        "亿元|万元|元|美元|欧元|英镑|日元|韩元|泰铢|澳元|港元|越南盾",
+        "元|美元|欧元|英镑|日元|韩元|泰铢|澳元|港元|越南盾|块钱",
+    ),
+    ("岁", "岁"),
+    ("小时|分钟|秒", "小时|分钟|秒|天"),
+)
+_NUMERAL = r"(?:\d[\d.,]*|[零〇一二两三四五六七八九十百千]+)\s*(?:[多余])?\s*(?:[万亿千百])*\s*"
+
+
+@dataclass(frozen=True)
+class Quantity:
+    unit: str  # as the question writes it: 平方米
+    answer: re.Pattern[str]  # a number in one of the units that answer it
+
+
+def _quantities() -> list[tuple[re.Pattern[str], re.Pattern[str]]]:
+    return [
+        (re.compile(rf"(?:多少|几)(?:万|亿)?({asked})"), re.compile(rf"{_NUMERAL}(?:{answers})"))
+        for asked, answers in _FAMILIES
+    ]
+
+
+_QUANTITIES = _quantities()
+
+
+def asked_quantity(question: str) -> Quantity | None:
+    """The unit a folded "how many …" question asks its number in, when it is one of those checked."""
+    for asked, answer in _QUANTITIES:
+        match = asked.search(question)
+        if match is not None:
+            return Quantity(match.group(1), answer)
+    return None
+
+
+def gives_quantity(quantity: Quantity, text: str) -> bool:
+    """``text`` (folded) gives a number in a unit that answers the question."""
+    return quantity.answer.search(text) is not None
