@@ -15,7 +15,9 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
+
+from qa.embeddings.npyio import NPY_LOCK
 
 REQUEST_ID: contextvars.ContextVar[str | None] = contextvars.ContextVar("qa_request_id", default=None)
 NO_REQUEST = "-"
@@ -49,7 +51,20 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-class JsonFormatter(logging.Formatter):
+class TextFormatter(logging.Formatter):
+    """``TEXT_FORMAT``; a traceback is formatted under the ``.npy`` lock: on CPython 3.11 formatting one
+    parses source with ``ast`` (the ``^^^`` markers), which races numpy's header parsing in other
+    threads (``SystemError: AST constructor recursion depth mismatch``, see qa.embeddings.npyio)."""
+
+    def __init__(self) -> None:
+        super().__init__(TEXT_FORMAT)
+
+    def formatException(self, ei: Any) -> str:
+        with NPY_LOCK:
+            return super().formatException(ei)
+
+
+class JsonFormatter(TextFormatter):
     """One JSON object a line: time (UTC, ISO 8601), level, logger, request_id, message[, exception]."""
 
     def format(self, record: logging.LogRecord) -> str:
@@ -67,6 +82,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+class _CurrentStderr(logging.StreamHandler[TextIO]):
+    """Writes to whatever ``sys.stderr`` is when a line is written, not to the one there at start: a
+    test runner or an application embedding the CLI may swap it and close the old one (a handler holding
+    a closed stream prints "--- Logging error ---" with a traceback on every line, and on CPython 3.11
+    formatting that traceback parses source with ``ast``, racing the ``.npy`` loads of other threads)."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: TextIO) -> None:
+        pass
+
+
 def configure(
     level: str = "INFO", fmt: Literal["text", "json"] = "text", stream: TextIO | None = None
 ) -> logging.Handler:
@@ -75,10 +105,10 @@ def configure(
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(old)
-    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler = logging.StreamHandler(stream) if stream is not None else _CurrentStderr()
     setattr(handler, _MARK, True)
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     numeric = logging.getLevelName(level.upper())
     root.setLevel(numeric)

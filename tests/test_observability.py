@@ -315,3 +315,26 @@ def test_qa_serve_with_two_workers_adds_up_their_metrics_and_logs_request_ids(tm
         assert (tmp_path / ".qa" / "metrics").is_dir()  # metrics.multiprocess_dir, beside the config
     finally:
         server.stop()
+
+
+def test_the_default_handler_follows_sys_stderr(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A runner that swaps sys.stderr and closes the old one (CliRunner does) leaves no handler writing
+    to a closed stream: that printed '--- Logging error ---' tracebacks from every later line."""
+    root = logging.getLogger()
+    before, level = list(root.handlers), root.level
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    try:
+        logs.configure("INFO", "text")
+        first.close()
+        second = io.StringIO()
+        monkeypatch.setattr(sys, "stderr", second)
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            logging.getLogger("qa.test").exception("after the swap")
+        assert "after the swap" in second.getvalue() and "ValueError: boom" in second.getvalue()
+    finally:
+        for handler in [h for h in root.handlers if h not in before]:
+            root.removeHandler(handler)
+        root.setLevel(level)
