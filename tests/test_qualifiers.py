@@ -113,6 +113,11 @@ def test_how_many_square_metres_needs_an_area() -> None:
         and not gives_quantity(money, "投资很大")
     )
     assert asked_quantity("他是哪国人?") is None and asked_quantity("有多少人参加?") is None
+    for price in ("嫌疑人打算以每只多少钱卖给水族馆?", "瑞虎8的预售价格是多少?"):  # a price without its unit
+        asked = asked_quantity(price)
+        assert asked is not None and asked.unit == "元"
+        assert gives_quantity(asked, "预售价12.98万元起") and not gives_quantity(asked, "开启了预售")
+    assert gives_quantity(money, "被骗走37万余元") and gives_quantity(money, "共计三千多万元")
 
 
 def test_the_enterprise_is_no_company_name() -> None:

@@ -77,7 +77,8 @@ _FAMILIES = (
     ("岁", "岁"),
     ("小时|分钟|秒", "小时|分钟|秒|天"),
 )
-_NUMERAL = r"(?:\d[\d.,]*|[零〇一二两三四五六七八九十百千]+)\s*(?:[多余])?\s*(?:[万亿千百])*\s*"
+# 37万余元, 9.7万元, 三千多名, 1,200 元: the figure, then any multipliers and 余/多 in either order
+_NUMERAL = r"(?:\d[\d.,]*|[零〇一二两三四五六七八九十百千]+)[\s多余万亿千百]*"
 
 
 @dataclass(frozen=True)
@@ -86,11 +87,17 @@ class Quantity:
     answer: re.Pattern[str]  # a number in one of the units that answer it
 
 
+_MONEY = _FAMILIES[3][1]
+# A price asked without its unit: 多少钱, 售价是多少, 罚款多少.
+_PRICE = r"(多少钱)|(?:价格|售价|价钱|票价|罚款|罚金|赔偿金|奖金|身价|报价|定价|预售价)(?:是|为|约|大约|达到?)?(多少)"
+
+
 def _quantities() -> list[tuple[re.Pattern[str], re.Pattern[str]]]:
-    return [
+    by_unit = [
         (re.compile(rf"(?:多少|几)(?:万|亿)?({asked})"), re.compile(rf"{_NUMERAL}(?:{answers})"))
         for asked, answers in _FAMILIES
     ]
+    return [*by_unit, (re.compile(_PRICE), re.compile(rf"{_NUMERAL}(?:{_MONEY})"))]
 
 
 _QUANTITIES = _quantities()
@@ -101,7 +108,7 @@ def asked_quantity(question: str) -> Quantity | None:
     for asked, answer in _QUANTITIES:
         match = asked.search(question)
         if match is not None:
-            return Quantity(match.group(1), answer)
+            return Quantity("元" if asked is _QUANTITIES[-1][0] else match.group(1), answer)
     return None
 
 
