@@ -20,11 +20,11 @@ from qa.records import Hit
 from qa.retrieval.gazetteer import Gazetteer
 from qa.retrieval.query import AliasTable
 from qa.text.normalize import char_bigrams, cjk_ratio, fold, is_cjk
+from qa.text.numerals import chinese_number
 from qa.text.tokenize import ChineseTokenizer
 
 _ARABIC = re.compile(r"\d+(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
 _CN_DIGITS = "零〇一二两三四五六七八九"
-_CN_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10_000, "亿": 100_000_000}
 _CN_RUN = re.compile(f"[{_CN_DIGITS}十百千万亿]+")
 # A Chinese numeral in a sentence counts as a figure only before a measure word (一些, 十分 are words).
 _MEASURE = re.compile(r"\s*(?:个|名|位|家|项|次|倍|年|岁|元|人|座|条|所|届|周年|天|月|日|号|%|％|多|余)")
@@ -32,26 +32,6 @@ _QUOTED = re.compile(r"[“「『《‘\"](.+?)[”」』》’\"]")  # not ' (a
 _ADMIN_SUFFIX = ("市", "省", "县", "区", "镇", "乡")
 _COMMON_TAGS = frozenset({"nr", "nz"})
 _COMMON_WORD = 500  # jieba dictionary frequency above which a word is everyday vocabulary
-
-
-def _cn_value(run: str) -> int | None:
-    """一百二十 → 120, 二〇二五 → 2025, 两万 → 20000, 十四 → 14; None for units alone (亿)."""
-    digits = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
-    if not any(c in digits for c in run) and not run.startswith("十"):
-        return None  # 亿 in 217亿, 万 in 1.5万: a unit of the figure before it
-    if all(c in digits for c in run):
-        return int("".join(str(digits[c]) for c in run)) if len(run) > 1 or run != "零" else 0
-    total, section, current = 0, 0, 0
-    for char in run:
-        if char in digits:
-            current = digits[char]
-        elif char in ("万", "亿"):
-            total += (section + current) * _CN_UNITS[char]
-            section = current = 0
-        else:
-            section += (current or 1) * _CN_UNITS[char]
-            current = 0
-    return total + section + current
 
 
 def _value(text: str) -> str:
@@ -70,7 +50,7 @@ def numbers_in(text: str, *, all_chinese: bool) -> list[tuple[str, str]]:
     for match in _CN_RUN.finditer(text):
         if not all_chinese and not _MEASURE.match(text, match.end()):
             continue
-        value = _cn_value(match.group())
+        value = chinese_number(match.group())
         if value is not None and (all_chinese or len(match.group()) > 1 or match.group() not in "一两"):
             found.append((match.group(), str(value)))
     return found

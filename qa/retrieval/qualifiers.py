@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"两": 2, "〇": 0}
-_UNITS = {"十": 10, "百": 100, "千": 1000}
+from qa.text.numerals import chinese_number
+
 _NUMERAL = r"[0-9]+|[零〇一二两三四五六七八九十百千]+"
 
 _PATTERNS = (
@@ -47,18 +47,7 @@ class Qualifier:
 
 def number(text: str) -> int | None:
     """13, 十三, 一百零五 → the number; None when ``text`` is not a plain numeral."""
-    if text.isdigit():
-        return int(text)
-    total, digit = 0, None
-    for char in text:
-        if char in _DIGITS:
-            digit = _DIGITS[char]
-        elif char in _UNITS:
-            total += (digit if digit is not None else 1) * _UNITS[char]
-            digit = None
-        else:
-            return None
-    return total + (digit or 0)
+    return int(text) if text.isdigit() else chinese_number(text)
 
 
 def qualifiers(text: str) -> list[Qualifier]:
