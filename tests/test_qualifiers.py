@@ -44,13 +44,14 @@ def test_the_nearest_context_naming_the_kind_decides() -> None:
 
 @pytest.fixture
 def regatta(make_settings: Callable[..., Settings], corpus_dir: Path) -> Engine:
-    (corpus_dir / "regatta.txt").write_text(
+    return with_article(
+        make_settings,
+        corpus_dir,
         "第14届泰国国际海湾之冠帆船赛落幕\n\n"
         "为期4天的第14届泰国国际海湾之冠帆船赛1日在芭提雅海湾结束了全部赛程,中国诺莱仕帆船队获得IRC1组亚军。"
         "该组冠军由泰国船队获得。\n",
-        encoding="utf-8",
+        "regatta",
     )
-    return Engine(make_settings()).open(show_progress=False)
 
 
 def test_a_question_about_another_edition_is_not_answered(regatta: Engine) -> None:
@@ -88,12 +89,12 @@ def test_which_university_asks_for_a_named_one() -> None:
 def test_a_passage_naming_no_such_thing_does_not_answer(
     make_settings: Callable[..., Settings], corpus_dir: Path
 ) -> None:
-    (corpus_dir / "quake.txt").write_text(
+    engine = with_article(
+        make_settings,
+        corpus_dir,
         "地震预警系统提前数十秒发出警报\n\n成都高新减灾研究所是一个民间研究机构,成立于汶川地震后,创始人王暾。"
         "其团队研发出地震预警系统,能提前数十秒发出警报。\n",
-        encoding="utf-8",
     )
-    engine = Engine(make_settings()).open(show_progress=False)
     answer = engine.ask("成都高新减灾研究所的创始人王暾毕业于哪所大学?")
     assert not answer.answerable and "大学" in answer.reason
     assert engine.ask("成都高新减灾研究所的创始人是谁?").answerable
@@ -132,11 +133,19 @@ def test_the_enterprise_is_no_company_name() -> None:
 def test_a_passage_giving_no_such_number_does_not_answer(
     make_settings: Callable[..., Settings], corpus_dir: Path
 ) -> None:
-    (corpus_dir / "museum.txt").write_text(
+    engine = with_article(
+        make_settings,
+        corpus_dir,
         "山东文学馆今天开馆\n\n山东文学馆今天在济南开馆,序厅形象墙采用浮雕设计的形式,展示山东文学发展的纵向历程。\n",
-        encoding="utf-8",
     )
-    engine = Engine(make_settings()).open(show_progress=False)
     answer = engine.ask("山东文学馆的建筑面积是多少平方米?")
     assert not answer.answerable and "平方米" in answer.reason
     assert engine.ask("山东文学馆在哪里开馆?").answerable
+
+
+def with_article(
+    make_settings: Callable[..., Settings], corpus_dir: Path, text: str, doc_id: str = "extra"
+) -> Engine:
+    """An engine over the seeds and one more article, ``doc_id``."""
+    (corpus_dir / f"{doc_id}.txt").write_text(text, encoding="utf-8")
+    return Engine(make_settings()).open(show_progress=False)
