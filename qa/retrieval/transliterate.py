@@ -75,25 +75,20 @@ def _sounds(chars: set[str] | frozenset[str], base: _Sounds | None = None) -> _S
             pinyin[sound].append(char)
         if (reading := sino.get(char)) is not None:
             vietnamese[reading].append(char)
-    if base is None:
-        return _Sounds(
-            {k: tuple(v) for k, v in pinyin.items()},
-            {k: tuple(v) for k, v in vietnamese.items()},
-            max(map(len, pinyin), default=0),
-            frozenset(chars),
-        )
-    merged_pinyin = dict(base.pinyin)
-    for k, v in pinyin.items():
-        merged_pinyin[k] = merged_pinyin.get(k, ()) + tuple(v)
-    merged_vietnamese = dict(base.vietnamese)
-    for k, v in vietnamese.items():
-        merged_vietnamese[k] = merged_vietnamese.get(k, ()) + tuple(v)
     return _Sounds(
-        merged_pinyin,
-        merged_vietnamese,
-        max(base.longest, max(map(len, pinyin), default=0)),
-        base.chars | chars,
+        _grown(base.pinyin if base is not None else {}, pinyin),
+        _grown(base.vietnamese if base is not None else {}, vietnamese),
+        max(base.longest if base is not None else 0, max(map(len, pinyin), default=0)),
+        (base.chars if base is not None else frozenset()) | chars,
     )
+
+
+def _grown(table: dict[str, tuple[str, ...]], more: dict[str, list[str]]) -> dict[str, tuple[str, ...]]:
+    """A copy of ``table`` with ``more`` characters appended under their readings."""
+    grown = dict(table)
+    for sound, chars in more.items():
+        grown[sound] = grown.get(sound, ()) + tuple(chars)
+    return grown
 
 
 def syllables(word: str, known: dict[str, tuple[str, ...]], longest: int) -> list[list[str]]:
