@@ -68,6 +68,14 @@ def test_gazetteer_and_glossary() -> None:
         ("友谊关智慧口岸项目预计什么时候建成?", AnswerType.DATE),
         ("陈青敏是在什么地方会见何炜的?", AnswerType.PLACE),
         ("How many projects are there?", AnswerType.NUMBER),
+        # 几 with any measure word, 多 with an adjective of size, a price or result asked for
+        ("那个养猪户一年最多卖出几头猪?", AnswerType.NUMBER),
+        ("柳师傅有几年的驾车经验?", AnswerType.NUMBER),
+        ("法院判了多重的刑?", AnswerType.NUMBER),
+        ("每斤能卖到什么价?", AnswerType.NUMBER),
+        ("How old is the reporter?", AnswerType.NUMBER),
+        ("What fine did the regulator impose on him?", AnswerType.NUMBER),
+        ("他几乎每天都吃什么?", None),
         ("胡志明市希望借鉴上海的哪个模式?", None),
     ],
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,30 @@ _ASK = re.compile(
 )
 
 
+# Two kinds of answer named without a head noun. A nationality: 菲律宾籍, 英国人, 来自肯尼亚的; not 外籍
+# ("a foreign passenger" says which country no more than the question does). A surname: 陈某, 李先生,
+# 姓王, or a name with its role (司机陈志明 is not caught: a surname question is usually about someone the
+# article keeps anonymous, 涉案司机, so a passage that gives none does not answer).
+_NATIONALITY = re.compile(
+    r"(?![外户原党学书古典祖入国的其有无双多])[\u4e00-\u9fff]籍(?!贯)"
+    r"|(?![的其有无双多外])[\u4e00-\u9fff]国籍"
+    r"|[\u4e00-\u9fff]国(?:人|公民|男子|女子|游客|乘客|选手|商人|留学生)"
+    r"|来自[\u4e00-\u9fff]{2,6}的"
+)
+_SURNAME = re.compile(
+    r"姓(?![什啥名])[\u4e00-\u9fff]|[\u4e00-\u9fff](?:某某?|先生|女士|小姐|师傅|老师|阿姨|大爷|警官)"
+    r"|[\u4e00-\u9fff]姓(?:男子|女子|司机|老人|乘客|村民)"
+)
+_ASK_NATIONALITY = re.compile(r"哪(?:一)?(?:个)?国(?:家)?(?:人|籍|的)|什么国籍|国籍是(?:哪|什么)")
+_ASK_SURNAME = re.compile(r"姓什么|姓啥|什么姓")
+
+
 def asked_category(question: str) -> Category | None:
     """The category a folded question asks for, when it is one of those checked."""
+    if _ASK_NATIONALITY.search(question):
+        return Category("国籍", _NATIONALITY)
+    if _ASK_SURNAME.search(question):
+        return Category("姓氏", _SURNAME)
     match = _ASK.search(question)
     if match is None:
         return None
@@ -59,7 +82,7 @@ def names_one(category: Category, text: str, question: str) -> bool:
     member whose last characters (up to three before the head noun, and the head) the question holds is
     the question's own (the company it is about), not an answer."""
     for match in category.member.finditer(text):
-        head = match.start(1)
+        head = match.start(1) if category.member.groups else match.start()
         if text[max(0, head - 3) : match.end()] not in question:
             return True
     return False
@@ -92,12 +115,25 @@ _MONEY = _FAMILIES[3][1]
 _PRICE = r"(多少钱)|(?:价格|售价|价钱|票价|罚款|罚金|赔偿金|奖金|身价|报价|定价|预售价)(?:是|为|约|大约|达到?)?(多少)"
 
 
-def _quantities() -> list[tuple[re.Pattern[str], re.Pattern[str]]]:
+# A result asked for (跑出了什么成绩, 用时多少): a time (2小时10分, 1:05:23), a score (6-4, 3比1) or a
+# measured result (8.95米, 98分).
+_RESULT = r"(什么成绩|成绩(?:是|为)多少|用时多[少久]|什么比分|比分是多少)"
+_RESULT_ANSWER = (
+    r"\d+(?:小时|分钟?|秒)|\d{1,2}:\d{2}|\d+\s?[-比:]\s?\d+|\d+(?:\.\d+)?(?:米|分|环|秒)"
+    r"|[一二三四五六七八九十]+(?:小时|分钟)"
+)
+
+
+def _quantities() -> list[tuple[str, re.Pattern[str], re.Pattern[str]]]:
     by_unit = [
-        (re.compile(rf"(?:多少|几)(?:万|亿)?({asked})"), re.compile(rf"{_NUMERAL}(?:{answers})"))
+        ("", re.compile(rf"(?:多少|几)(?:万|亿)?({asked})"), re.compile(rf"{_NUMERAL}(?:{answers})"))
         for asked, answers in _FAMILIES
     ]
-    return [*by_unit, (re.compile(_PRICE), re.compile(rf"{_NUMERAL}(?:{_MONEY})"))]
+    return [
+        *by_unit,
+        ("元", re.compile(_PRICE), re.compile(rf"{_NUMERAL}(?:{_MONEY})")),
+        ("时间或比分", re.compile(_RESULT), re.compile(_RESULT_ANSWER)),
+    ]
 
 
 _QUANTITIES = _quantities()
@@ -105,13 +141,43 @@ _QUANTITIES = _quantities()
 
 def asked_quantity(question: str) -> Quantity | None:
     """The unit a folded "how many …" question asks its number in, when it is one of those checked."""
-    for asked, answer in _QUANTITIES:
+    for unit, asked, answer in _QUANTITIES:
         match = asked.search(question)
         if match is not None:
-            return Quantity("元" if asked is _QUANTITIES[-1][0] else match.group(1), answer)
+            return Quantity(unit or match.group(1), answer)
     return None
 
 
 def gives_quantity(quantity: Quantity, text: str) -> bool:
     """``text`` (folded) gives a number in a unit that answers the question."""
     return quantity.answer.search(text) is not None
+
+
+# The measure word of a "how many" question (多少户, 几头, 多少家会员单位) and the size a "how tall / far /
+# heavy" question asks for: what the number that answers it is written with. A ranking signal, weaker
+# than the quantities above: 多少人 may be answered by 200余名, so it only prefers, it never refuses.
+_MEASURE = re.compile(
+    rf"(?:多少|几)(?:万|亿|千|百)?([{re.escape('户家人名位个次件辆台起场条项种届期天年岁倍套只头张卷集层座栋所篇部批瓶处回')}])"
+)
+_SIZES = (
+    (re.compile(r"多[高长远深宽]|多少米"), _FAMILIES[2][1]),
+    (re.compile(r"多[重沉](?!的?刑)"), _FAMILIES[1][1]),  # not 判了多重的刑: a sentence
+    (re.compile(r"什么价|多少钱"), _MONEY),
+)
+
+
+@lru_cache(maxsize=1024)
+def asked_measure(question: str) -> re.Pattern[str] | None:
+    """How a number answering the folded question is written (a number with its unit), when it says."""
+    quantity = asked_quantity(question)
+    if quantity is not None:
+        return quantity.answer
+    for asked, answers in _SIZES:
+        if asked.search(question):
+            return re.compile(rf"{_NUMERAL}(?:{answers})")
+    match = _MEASURE.search(question)
+    if match is not None:
+        unit = match.group(1)
+        words = "人|名|位|人次" if unit in "人名位" else "次|回" if unit in "次回" else unit
+        return re.compile(rf"{_NUMERAL}(?:{words})")
+    return None

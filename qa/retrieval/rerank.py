@@ -34,6 +34,7 @@ import numpy.typing as npt
 from qa.errors import ConfigError
 from qa.index.search_index import SearchIndex
 from qa.records import Section
+from qa.retrieval.categories import asked_measure
 from qa.retrieval.hybrid import Candidate
 from qa.retrieval.query import Query
 from qa.text.normalize import SENTENCE, fold
@@ -62,7 +63,11 @@ _TYPE_PATTERNS: list[tuple[AnswerType, re.Pattern[str]]] = [
     (
         AnswerType.NUMBER,
         re.compile(
-            r"多少|几个|几届|第几|几期|几次|几位|几名|多大|多高|多长|多远|\bhow (?:many|much)\b|bao nhiêu|mấy"
+            # 几 with any measure word (几年, 几头, 几起, 几岁), never 几乎 / 几何; 多 with an adjective of size
+            r"多少|几(?![乎何])[\u4e00-\u9fff]|多[大高长远重沉快深宽厚]|什么价|什么比分|什么成绩"
+            r"|\bhow (?:many|much|old|large|big|long|high|low|far|fast|heavy|tall|deep)\b"
+            r"|\bwhat\b[^?]{0,40}\b(?:price|fine|share|percentage|revenue|amount|score|sum|size|speed|cost|rate)\b"
+            r"|bao nhiêu|mấy"
         ),
     ),
 ]
@@ -179,6 +184,8 @@ FEATURES = (
     "related",  # a related-news teaser
     "lead",  # the article's first passage
     "article_votes",  # how many candidates come from the same article (÷ 5, at most 1)
+    "unit",  # holds a number written as the question's measure asks (多少户: 21户; 多高: 1134米)
+    "unit_near",  # ... in the sentence best covering what is asked, or the next one
 )
 
 
@@ -370,6 +377,7 @@ class Reranker:
         focus_words = [
             w for w in self.tokenizer.words(asked) if len(w) > 1 and not _ASKS.search(w) and _focus_chars(w)
         ]
+        measure = asked_measure(fold(question))
         out = np.zeros((len(candidates), len(FEATURES)), dtype=np.float64)
         for i, cand in enumerate(candidates):
             chunk = self.index.chunks[cand.row]
@@ -397,6 +405,11 @@ class Reranker:
                 and self.type_match(cand.row, kind, question, "".join(sentences[f_at : f_at + 2]))
             )
             beside = kind is not None and f_type and self.adjacent(cand.row, kind, question, focus_words)
+            unit = unit_near = False
+            if measure is not None:
+                unit = self._measured(measure, fold(chunk.text), question)
+                if unit:
+                    unit_near = self._measured(measure, fold("".join(sentences[f_at : f_at + 2])), question)
             context = fold(self.index.articles[chunk.doc_id].title + chunk.text)
             names = query.entities
             present = sum(any(n in context for n in group) for group in names) / len(names) if names else 1.0
@@ -422,8 +435,16 @@ class Reranker:
                 float(chunk.section is Section.RELATED),
                 float(at == 0),
                 min(1.0, votes[chunk.doc_id] / 5),
+                float(unit),
+                float(unit_near),
             )
         return out
+
+    @staticmethod
+    def _measured(measure: re.Pattern[str], text: str, question: str) -> bool:
+        """``text`` holds a number written as ``measure`` that the question does not itself give."""
+        asked = fold(question)
+        return any(m.group().strip() not in asked for m in measure.finditer(text))
 
     def rerank(self, query: Query, candidates: list[Candidate]) -> list[Candidate]:
         if not candidates:
