@@ -124,6 +124,7 @@ class RetrievalSettings(_Section):
     entity_relief: float = Field(ge=0, le=1)
     min_coverage: float = Field(ge=0, le=1)
     rank_window: int = Field(ge=1)
+    near_miss_margin: float = Field(ge=0, le=2)
     entity_check: bool
     userdict: str
 

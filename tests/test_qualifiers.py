@@ -121,6 +121,34 @@ def test_how_many_square_metres_needs_an_area() -> None:
     assert gives_quantity(money, "被骗走37万余元") and gives_quantity(money, "共计三千多万元")
 
 
+def test_nationality_and_surname_need_one_given() -> None:
+    from qa.retrieval.categories import asked_category, names_one
+
+    question = "携带起火充电宝的那名外籍乘客是哪国人?"
+    nationality = asked_category(question)
+    assert nationality is not None and nationality.noun == "国籍"
+    assert not names_one(nationality, "起火原因是一名外籍乘客在行李中携带了一个充电宝。", question)
+    assert names_one(nationality, "一名菲律宾籍乘客携带了充电宝。", question)
+    assert names_one(nationality, "来自肯尼亚的选手包揽前三名。", "冠军是哪国人?")
+    assert names_one(nationality, "一名美国人被捕。", "他是哪个国家的?")
+    surname = asked_category("那名62岁的涉案司机姓什么?")
+    assert surname is not None and surname.noun == "姓氏"
+    assert not names_one(surname, "62岁的涉案司机被警方拘捕。", "那名62岁的涉案司机姓什么?")
+    for text in ("司机陈某被捕。", "司机姓王。", "王姓司机被捕。"):
+        assert names_one(surname, text, "那名62岁的涉案司机姓什么?"), text
+
+
+def test_a_result_needs_a_time_or_score() -> None:
+    from qa.retrieval.categories import asked_quantity, gives_quantity
+
+    result = asked_quantity("2018年钦州国际半程马拉松男子组冠军跑出了什么成绩?")
+    assert result is not None
+    assert not gives_quantity(result, "来自肯尼亚的3名参赛选手包揽了男子半程马拉松前三名。")
+    assert gives_quantity(result, "他以1小时03分夺冠。") and gives_quantity(result, "以1:03:25夺冠")
+    score = asked_quantity("张帅以什么比分战胜对手?")
+    assert score is not None and gives_quantity(score, "张帅以6-4、7-5获胜")
+
+
 def test_the_enterprise_is_no_company_name() -> None:
     from qa.retrieval.categories import asked_category, names_one
 
@@ -149,3 +177,56 @@ def with_article(
     """An engine over the seeds and one more article, ``doc_id``."""
     (corpus_dir / f"{doc_id}.txt").write_text(text, encoding="utf-8")
     return Engine(make_settings()).open(show_progress=False)
+
+
+def test_a_farther_passage_does_not_answer_for_a_closer_near_miss(
+    make_settings: Callable[..., Settings], corpus_dir: Path
+) -> None:
+    """When the passages closest to the question tell of another edition, a passage from elsewhere that
+    passes every check but is clearly farther from the question does not answer in their place."""
+    from qa.retrieval.abstain import Decision
+    from qa.retrieval.hybrid import Candidate
+
+    (corpus_dir / "regatta.txt").write_text(
+        "第14届泰国国际海湾之冠帆船赛落幕\n\n第14届泰国国际海湾之冠帆船赛1日在芭提雅海湾结束,"
+        "中国诺莱仕帆船队获得IRC1组亚军。\n",
+        encoding="utf-8",
+    )
+    (corpus_dir / "sailing.txt").write_text(
+        "泰国帆船运动发展迅速\n\n泰国国际海湾之冠帆船赛吸引了众多船队参加,IRC1组的亚军争夺尤其激烈。\n",
+        encoding="utf-8",
+    )
+    engine = Engine(make_settings()).open(show_progress=False)
+    snap = engine.indexing.current()
+    query = engine.queries.build("第13届泰国国际海湾之冠帆船赛IRC1组的亚军是哪支船队?")
+    near_miss, other = (snap.index.rows_by_doc[d][0] for d in ("regatta", "sailing"))
+    margin = engine.settings.retrieval.near_miss_margin
+
+    def decide(other_cosine: float) -> Decision:
+        candidates = [Candidate(near_miss, 1.0, 0.93), Candidate(other, 0.9, other_cosine)]
+        return snap.grounding.decide(query, candidates)
+
+    far = decide(0.93 - margin - 0.01)
+    assert not far.answerable and "第13届" in far.reason
+    assert far.ordered[-1].near_miss and not far.ordered[0].missing  # the order still puts it last
+    close = decide(0.93 - margin / 2)
+    assert close.answerable and snap.index.chunks[close.ordered[0].candidate.row].doc_id == "sailing"
+
+
+def test_the_measure_a_how_many_question_asks_in() -> None:
+    from qa.retrieval.categories import asked_measure
+    from qa.retrieval.rerank import Reranker
+
+    def holds(question: str, text: str) -> bool:
+        measure = asked_measure(question)
+        assert measure is not None, question
+        return Reranker._measured(measure, text, question)
+
+    assert holds("沙霞新村一区总共住着多少户人家?", "一区共有21户人家") and not holds(
+        "沙霞新村一区总共住着多少户人家?", "共有21人受伤"
+    )
+    assert holds("赤豆洋有多高?", "海拔1134米") and not holds("赤豆洋有多高?", "2018年")
+    assert holds("一年最多卖出几头猪?", "最多卖出87头") and holds("有多少名工人?", "200余人")
+    assert holds("赔给动漫公司多少钱?", "赔偿三万元")
+    assert not holds("17户居民中有多少户受损?", "17户居民")  # the question's own number
+    assert asked_measure("法院判了多重的刑?") is None and asked_measure("土地征收标准是多少?") is None

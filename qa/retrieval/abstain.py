@@ -76,6 +76,7 @@ def _asked_qualifiers(question: str) -> tuple[Qualifier, ...]:
 class Judged:
     candidate: Candidate
     missing: list[str]
+    near_miss: bool = False  # refused for another edition, year, category or unit than the one asked
 
 
 @dataclass
@@ -123,7 +124,15 @@ class Grounding:
         lead = [self.index.chunks[r].text for r in self.index.rows_by_doc.get(doc_id, [])[:2]]
         return fold(article.title + "\n" + "\n".join(lead))
 
+    def judge(self, query: Query, candidate: Candidate) -> Judged:
+        near = self.near_misses(query, candidate.row)
+        return Judged(candidate, self._unnamed(query, candidate.row) + near, bool(near))
+
     def missing(self, query: Query, row: int) -> list[str]:
+        """What the passage lacks to answer: see ``_unnamed`` and ``near_misses``."""
+        return self._unnamed(query, row) + self.near_misses(query, row)
+
+    def _unnamed(self, query: Query, row: int) -> list[str]:
         """What the passage lacks: names the question asks about (in its neighbourhood, or its article's
         title and lead: a name the lead gives is not repeated in every passage), or every word of what
         it asks (in its neighbourhood).
@@ -148,6 +157,16 @@ class Grounding:
         # its words are dictionary renderings, one of several (President → 主席 where the article says 总统).
         if asked and query.entities and query.chinese and not any(word in text for word in asked):
             lacking.append("“" + "、".join(asked[:3]) + "”")
+        return lacking
+
+    def near_misses(self, query: Query, row: int) -> list[str]:
+        """What makes the passage a near miss: it tells of the asked thing but not of the asked kind (no
+        university named, no area given) or of another edition, phase or year than the one asked."""
+        if not self.settings.entity_check:
+            return []
+        text = self._context(row)
+        article = self._articles(self.index.chunks[row].doc_id)
+        lacking: list[str] = []
         # "哪所大学": a passage that names no university does not say which.
         category = _asked_category(query.question)
         if category is not None and not names_one(category, text, fold(query.question)):
@@ -187,7 +206,7 @@ class Grounding:
 
     def _gated(self, query: Query, candidates: list[Candidate], gate: AnswerGate) -> Decision:
         """The ranking stays as it is; the gate decides on its best passage."""
-        judged = [Judged(c, self.missing(query, c.row)) for c in candidates]
+        judged = [self.judge(query, c) for c in candidates]
         if not judged:
             return Decision(False, "没有找到相关段落", [])
         novel = self.novel_words(query) if query.chinese else []
@@ -214,7 +233,7 @@ class Grounding:
 
     def _by_rules(self, query: Query, candidates: list[Candidate]) -> Decision:
         s = self.settings
-        judged = [Judged(c, self.missing(query, c.row)) for c in candidates]
+        judged = [self.judge(query, c) for c in candidates]
         supported = [j for j in judged if not j.missing]
         ordered = supported + [j for j in judged if j.missing]
         if not judged:
@@ -225,6 +244,16 @@ class Grounding:
         best = supported[0]
         if judged.index(best) >= s.rank_window:
             names = "、".join(dict.fromkeys(n for j in judged[: s.rank_window] for n in j.missing))
+            return Decision(False, f"最相关的段落没有提到{names}", ordered)
+        # The passages closest to the question tell of another year or edition, or give no such answer: a
+        # passage further from it that happens to pass every check is not about the asked thing either.
+        closer = [
+            j
+            for j in judged[: judged.index(best)]
+            if j.near_miss and j.candidate.dense_score >= best.candidate.dense_score + s.near_miss_margin
+        ]
+        if closer:
+            names = "、".join(dict.fromkeys(n for j in closer for n in j.missing))
             return Decision(False, f"最相关的段落没有提到{names}", ordered)
         floor = s.min_dense_score if query.chinese else s.min_dense_score_foreign
         if query.entities:  # the names it asks about are in the passage: evidence beyond similarity
