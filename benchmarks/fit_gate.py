@@ -38,7 +38,9 @@ def collect(set_names: list[str], depth: int) -> tuple[np.ndarray, np.ndarray, n
         g = snap.grounding
         for rec in s.records():
             answers = [nfkc(a) for a in rec.get("answers") or []]
-            query = snap.variants.expand(engine.queries.build(rec["question"], history_of(rec)))
+            query = snap.expand(
+                engine.queries.build(rec["question"], history_of(rec)), engine.queries.translated
+            )
             candidates = snap.reranker.rerank(query, snap.searcher.search(query, depth))
             candidates = snap.searcher.body_before_teaser(candidates)[:10]
             if not candidates:

@@ -8,7 +8,7 @@ For every answerable question of the sets (the ``train`` set: benchmarks/data/ o
 ``Reranker.features`` their features; a candidate is relevant when it holds an answer and comes from the
 question's article (the scorer's rule). A pairwise logistic model (relevant minus irrelevant candidate of
 one question) is fitted; its regularisation is chosen by 5-fold cross-validation over questions, on hit@1
-of the re-ordered candidates. Prints the cross-validated hit@1 of the fused order, the hand-set blend and
+of the re-ordered candidates (three shuffles of the folds; the smallest C within 0.005 of the best). Prints the cross-validated hit@1 of the fused order, the hand-set blend and
 the learned one, and writes the weights with what they were fitted on.
 
 ``--only FEATURE --start OLD.json`` keeps OLD's weights for every other feature and fits just that one
@@ -33,6 +33,7 @@ from sklearn.model_selection import KFold
 from qa.retrieval.rerank import FEATURES
 
 Group = tuple[np.ndarray, np.ndarray]  # (features of each candidate, relevant?)
+TIE = 0.005  # cross-validated hit@1 within this of the best counts as as good
 
 
 def collect(set_names: list[str], depth: int) -> tuple[list[Group], list[str]]:
@@ -48,7 +49,7 @@ def collect(set_names: list[str], depth: int) -> tuple[list[Group], list[str]]:
             if not answers:
                 continue
             query = engine.queries.build(rec["question"], history_of(rec))
-            query = snap.variants.expand(query)
+            query = snap.expand(query, engine.queries.translated)
             candidates = snap.searcher.search(query, depth)
             if not candidates:
                 continue
@@ -148,17 +149,21 @@ def main() -> None:
     def hand(x: np.ndarray) -> np.ndarray:
         return x[:, fused] + 0.5 * x[:, cov] + 0.2 * x[:, typed]
 
-    folds = list(KFold(5, shuffle=True, random_state=0).split(groups))
-    best_c, best = 1.0, -1.0
-    for c in (0.1, 1.0, 10.0, 30.0, 100.0, 1000.0):
+    # 5-fold cross-validation over questions, repeated with three shuffles: one question is 1/400 of
+    # hit@1, so one split's best C is mostly noise. The smallest C within TIE of the best wins (the
+    # most regular model among those that rank as well).
+    folds = [f for seed in range(3) for f in KFold(5, shuffle=True, random_state=seed).split(groups)]
+    means: dict[float, float] = {}
+    for c in (0.1, 1.0, 3.0, 10.0, 30.0, 100.0, 1000.0):
         scores = []
         for train, test in folds:
             model = fit([groups[i] for i in train], c)
             scores.append(hit1([groups[i] for i in test], lambda x, m=model: x @ m.coef_[0]))
-        mean = float(np.mean(scores))
-        print(f"  C={c:<5} cross-validated hit@1 among candidates {mean:.3f}")
-        if mean > best:
-            best_c, best = c, mean
+        means[c] = float(np.mean(scores))
+        print(f"  C={c:<5} cross-validated hit@1 among candidates {means[c]:.3f}")
+    top = max(means.values())
+    best_c = min(c for c, mean in means.items() if mean >= top - TIE)
+    best = means[best_c]
     print(
         f"fused order {hit1(groups, lambda x: x[:, fused]):.3f}, hand blend {hit1(groups, hand):.3f}, learned (C={best_c}) {best:.3f}"
     )

@@ -17,9 +17,11 @@ from qa.index.search_index import SearchIndex
 from qa.records import Answer, AnswerSpan, Hit
 from qa.retrieval.abstain import Grounding
 from qa.retrieval.copies import one_copy
+from qa.retrieval.dictionary import Translation
+from qa.retrieval.dictionary import shared as shared_dictionary
 from qa.retrieval.gate import AnswerGate
 from qa.retrieval.hybrid import HybridSearcher
-from qa.retrieval.query import QueryBuilder
+from qa.retrieval.query import Query, QueryBuilder
 from qa.retrieval.rerank import LinearRanker, Reranker
 from qa.retrieval.transliterate import Transliteration
 from qa.retrieval.variants import CorpusPairs, NameVariants
@@ -65,6 +67,14 @@ class Retrieval:
         self.transliteration: Transliteration = Transliteration(
             self.pairs, previous.transliteration if previous is not None else None
         )
+        self.translation = Translation(shared_dictionary(), index.passages)
+
+    def expand(self, query: Query, translated: Callable[[str], bool]) -> Query:
+        """The query with what this corpus adds: an English question's words and romanised names in
+        the corpus's Chinese, and the corpus's other spellings of its names."""
+        return self.variants.expand(
+            self.transliteration.expand(self.translation.expand(query, translated), translated)
+        )
 
     def warm(self) -> None:
         """Corpus statistics the first question would otherwise wait for; done before the swap."""
@@ -103,7 +113,7 @@ class QuestionPipeline:
         k = self.check_question(question, top_k)
         snap = snapshot()
         query = self.queries.build(question.strip(), [h for h in history if isinstance(h, str)])
-        query = snap.variants.expand(snap.transliteration.expand(query, self.queries.translated))
+        query = snap.expand(query, self.queries.translated)
         allowed = None
         if filters is not None:
             allowed = snap.index.mask(
