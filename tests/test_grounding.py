@@ -76,6 +76,8 @@ def test_gazetteer_and_glossary() -> None:
         ("How old is the reporter?", AnswerType.NUMBER),
         ("What fine did the regulator impose on him?", AnswerType.NUMBER),
         ("他几乎每天都吃什么?", None),
+        ("悬赏缉拿的嫌疑人叫什么名字?", AnswerType.PERSON),  # a person's name
+        ("那家电影院叫什么?", None),
         ("胡志明市希望借鉴上海的哪个模式?", None),
     ],
 )

@@ -55,7 +55,14 @@ _TYPE_PATTERNS: list[tuple[AnswerType, re.Pattern[str]]] = [
             r"什么时候|何时|哪一?天|哪一?年|几月|几号|什么时间|多久|\bwhen\b|khi nào|bao giờ|năm nào|ngày nào"
         ),
     ),
-    (AnswerType.PERSON, re.compile(r"谁|哪位|哪些人|什么人|哪些领导|哪位领导|\bwho\b|\bwhom\b|\bai\b")),
+    (
+        AnswerType.PERSON,
+        re.compile(
+            r"谁|哪位|哪些人|什么人|哪些领导|哪位领导|\bwho\b|\bwhom\b|\bai\b"
+            # someone's name: 嫌疑人叫什么名字, 她的母亲叫什么 (a word for a person before 叫什么)
+            r"|[人者员管长手姐妹哥弟母父亲子女夫妻主板工师友客](?:的名字)?(?:叫什么|名字是什么)"
+        ),
+    ),
     (
         AnswerType.PLACE,
         re.compile(r"哪里|哪儿|什么地方|哪个地方|哪座城市|哪个城市|在哪|\bwhere\b|ở đâu|nơi nào"),
