@@ -226,6 +226,7 @@ def test_the_measure_a_how_many_question_asks_in() -> None:
         "沙霞新村一区总共住着多少户人家?", "共有21人受伤"
     )
     assert holds("赤豆洋有多高?", "海拔1134米") and not holds("赤豆洋有多高?", "2018年")
+    assert not holds("赤豆洋有多高?", "距离杭州40多公里") and holds("离杭州多远?", "40多公里")
     assert holds("一年最多卖出几头猪?", "最多卖出87头") and holds("有多少名工人?", "200余人")
     assert holds("赔给动漫公司多少钱?", "赔偿三万元")
     assert not holds("17户居民中有多少户受损?", "17户居民")  # the question's own number

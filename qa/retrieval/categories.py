@@ -160,7 +160,8 @@ _MEASURE = re.compile(
     rf"(?:多少|几)(?:万|亿|千|百)?([{re.escape('户家人名位个次件辆台起场条项种届期天年岁倍套只头张卷集层座栋所篇部批瓶处回')}])"
 )
 _SIZES = (
-    (re.compile(r"多[高长远深宽]|多少米"), _FAMILIES[2][1]),
+    (re.compile(r"多[高深]"), "米|厘米|毫米|英尺|英寸"),  # a height is not 40多公里 away
+    (re.compile(r"多[长远宽]|多少米"), _FAMILIES[2][1]),
     (re.compile(r"多[重沉](?!的?刑)"), _FAMILIES[1][1]),  # not 判了多重的刑: a sentence
     (re.compile(r"什么价|多少钱"), _MONEY),
 )
