@@ -82,6 +82,15 @@ PASSAGES ?= 1000000
 bench-scale: install
 	$(BIN)/python benchmarks/scale.py --passages $(PASSAGES)
 
+## Lexical engines at 1M synthetic passages (ours, tantivy, SQLite FTS5; bm25s at 75k), then the service's
+## own write at 1M (benchmarks/lexical_engines.py, service_write.py; the first run tokenises inews, ~2 min).
+.PHONY: bench-lexical
+bench-lexical: install
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev,bench]'
+	$(BIN)/python benchmarks/lexical_engines.py --passages 75000
+	$(BIN)/python benchmarks/lexical_engines.py --passages $(PASSAGES) --engines ours,tantivy,fts5
+	$(BIN)/python benchmarks/service_write.py --passages $(PASSAGES)
+
 ## Encoding speed of every precision and fp32-vs-int8 retrieval quality (benchmarks/results/encode_speed.json).
 bench-encode: install
 	$(BIN)/python -m pip install --quiet -c $(LOCK) -e '.[dev,bench]'
