@@ -35,7 +35,7 @@ from qa.index.manifest import Chunking, DenseKey, IndexKey, LexicalKey
 from qa.index.passages import PassageBackend, passage_backend
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
 from qa.ingest.chunker import chunk_article
-from qa.ingest.loader import LoadReport, load_corpus
+from qa.ingest.loader import Kept, LoadReport, load_corpus
 from qa.records import Article
 from qa.text.tokenize import ChineseTokenizer
 
@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 
 PARSER_VERSION = "newspage-1"
 TOKENIZER_VERSION = "jieba-words+cjk-bigrams-1"
+
+
+def _kept(index: SearchIndex, but: str) -> list[Kept]:
+    """Every article of ``index`` but ``but``, as stored there: what a write leaves as it is."""
+    return [Kept(doc_id, digest, 0) for doc_id, digest in index.stored() if doc_id != but]
 
 
 class Prepared(Protocol):
@@ -177,30 +182,29 @@ class IndexService(Generic[S]):
                 f"the document has no passage of at least {s.chunking.min_chars} characters to index"
             )
         with self._write_lock, layout.build_lock(s.index_dir):
-            current = self.latest().index.articles
-            change = write_document(s.corpus_dir, staged, current.get(doc.doc_id))
-            articles = [a for a in current.values() if a.doc_id != doc.doc_id] + [staged.article]
-            self._apply(change, articles, current)
+            current = self.latest().index
+            change = write_document(s.corpus_dir, staged, current.articles.get(doc.doc_id))
+            self._apply(change, LoadReport([staged.article], kept=_kept(current, doc.doc_id)), current)
         self._merge_soon()
         return staged.article
 
     def delete_document(self, doc_id: str) -> None:
         """Remove an article from the corpus and the index; it is never cited again once this returns."""
         with self._write_lock, layout.build_lock(self.settings.index_dir):
-            current = self.latest().index.articles
-            article = current.get(doc_id)
+            current = self.latest().index
+            article = current.articles.get(doc_id)
             if article is None:
                 raise DocumentNotFoundError(doc_id)
             change = remove_from_corpus(self.settings.corpus_dir, article)
-            self._apply(change, [a for a in current.values() if a.doc_id != doc_id], current)
+            self._apply(change, LoadReport(kept=_kept(current, doc_id)), current)
         self._merge_soon()
 
-    def _apply(self, change: CorpusChange, articles: list[Article], before: dict[str, Article]) -> None:
-        """Index ``articles`` after the corpus ``change``; if that fails, undo the change, and put the
+    def _apply(self, change: CorpusChange, corpus: LoadReport, before: SearchIndex) -> None:
+        """Index ``corpus`` after the corpus ``change``; if that fails, undo the change, and put the
         index back too when the failure came after a new version was published."""
         live = layout.read_pointer(self.settings.index_dir)
         try:
-            self._update(LoadReport(articles=articles), show_progress=False)
+            self._update(corpus, show_progress=False)
         except BaseException:
             try:
                 change.restore()
@@ -208,7 +212,8 @@ class IndexService(Generic[S]):
                 log.exception("the corpus files could not be put back: %s", sorted(map(str, change.before)))
             if layout.read_pointer(self.settings.index_dir) != live:
                 try:
-                    self._update(LoadReport(articles=list(before.values())), show_progress=False)
+                    articles = [before.articles[d] for d, _ in before.stored()]
+                    self._update(LoadReport(articles=articles), show_progress=False)
                 except Exception:
                     log.exception("the index could not be put back; the next `qa index` syncs it")
             raise

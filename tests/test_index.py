@@ -17,6 +17,7 @@ from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
 from qa.index import layout
 from qa.index.passages import LexicalQuery
 from qa.index.search_index import load_index
+from qa.index.tables import TABLE_FILES
 from tests.conftest import settings_in
 
 
@@ -109,7 +110,7 @@ def test_a_crash_before_publishing_leaves_the_previous_index(
 
 
 def test_tampered_or_truncated_files_are_detected(engine: Engine, fake_settings: Settings) -> None:
-    chunks = _segment(fake_settings.index_dir) / "chunks.jsonl"
+    chunks = _segment(fake_settings.index_dir) / "table" / "row_start.npy"
     chunks.write_bytes(chunks.read_bytes()[:-40])
     with pytest.raises(IndexCorruptError, match="checksum"):
         Engine(fake_settings).open(build_if_missing=False)
@@ -334,9 +335,7 @@ def _file_damage(name: str) -> dict[str, Callable[[Path], None]]:
 
 
 INDEX_FILES = [
-    "articles.jsonl",
-    "chunks.jsonl",
-    "tokens.jsonl",
+    *(f"table/{name}.npy" for name in TABLE_FILES),
     "vectors/vectors.npy",
     "vectors/store.json",
     "lexical/indptr.npy",
@@ -389,7 +388,7 @@ def test_a_damaged_index_is_repaired_by_the_build_its_message_names(
         "manifest not JSON",
         "lexical/terms.npy removed",
         "segment folder removed",
-        "tokens.jsonl truncated",
+        "table/token_ids.npy truncated",
     ):
         DAMAGE[case](index_dir)
         with pytest.raises(IndexCorruptError):
