@@ -17,7 +17,6 @@ from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
 from qa.index import layout
 from qa.index.passages import LexicalQuery
 from qa.index.search_index import load_index
-from qa.index.tables import TABLE_FILES
 from tests.conftest import settings_in
 
 
@@ -110,7 +109,7 @@ def test_a_crash_before_publishing_leaves_the_previous_index(
 
 
 def test_tampered_or_truncated_files_are_detected(engine: Engine, fake_settings: Settings) -> None:
-    chunks = _segment(fake_settings.index_dir) / "table" / "row_start.npy"
+    chunks = _segment(fake_settings.index_dir) / "table.bin"
     chunks.write_bytes(chunks.read_bytes()[:-40])
     with pytest.raises(IndexCorruptError, match="checksum"):
         Engine(fake_settings).open(build_if_missing=False)
@@ -335,7 +334,7 @@ def _file_damage(name: str) -> dict[str, Callable[[Path], None]]:
 
 
 INDEX_FILES = [
-    *(f"table/{name}.npy" for name in TABLE_FILES),
+    "table.bin",
     "vectors/vectors.npy",
     "vectors/store.json",
     "lexical/indptr.npy",
@@ -388,7 +387,7 @@ def test_a_damaged_index_is_repaired_by_the_build_its_message_names(
         "manifest not JSON",
         "lexical/terms.npy removed",
         "segment folder removed",
-        "table/token_ids.npy truncated",
+        "table.bin truncated",
     ):
         DAMAGE[case](index_dir)
         with pytest.raises(IndexCorruptError):

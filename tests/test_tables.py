@@ -15,7 +15,7 @@ from qa.engine import Engine
 from qa.errors import IndexFormatError
 from qa.index import layout
 from qa.index.search_index import SearchIndex, passage_text
-from qa.index.tables import Tables
+from qa.index.tables import TABLE_FILE, Tables
 from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import load_corpus
 from qa.retrieval.rerank import Reranker
@@ -114,10 +114,13 @@ def test_loading_builds_no_row_or_article(engine: Engine, fake_settings: Setting
 
 def test_tables_refuse_arrays_that_disagree(engine: Engine) -> None:
     folder = engine.index.segments[0].folder
-    Tables.load(folder)
-    row_end = folder / "table" / "row_end.npy"
-    np.save(row_end, np.load(row_end) + 100_000, allow_pickle=False)
+    arrays = {name: np.array(array) for name, array in Tables.load(folder)._a.items()}  # not the map
+    arrays["row_end"] = arrays["row_end"] + 100_000  # a passage beyond its article's text
+    Tables(arrays).save(folder)
     with pytest.raises(ValueError, match="do not agree"):
+        Tables.load(folder)
+    (folder / TABLE_FILE).write_bytes((folder / TABLE_FILE).read_bytes()[:-3])
+    with pytest.raises(ValueError, match="not a table file"):
         Tables.load(folder)
 
 

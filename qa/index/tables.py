@@ -1,8 +1,9 @@
 """One segment's tables as plain numpy arrays, memory-mapped on load: nothing per row or per article is
 built as a Python object until a question needs that row.
 
-A segment stores, in ``table/`` (every file a one-dimensional ``.npy``, listed and checksummed by the
-segment's seal like its other files):
+A segment stores, in one file ``table.bin`` (one-dimensional arrays, then a small JSON footer naming
+them; listed and checksummed by the segment's seal like its other files, and one file, so that a write
+fsyncs it once):
 
 - its articles: each one's JSON record (``article_json`` and ``article_offsets``), its ``doc_id`` (a
   sorted copy with the order for a binary search), its hash and the length of its text;
@@ -20,6 +21,8 @@ arrays in memory); ``save`` writes them; ``load`` maps them. A row is materialis
 from __future__ import annotations
 
 import json
+import mmap
+import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -29,10 +32,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from qa.embeddings.npyio import load_npy
 from qa.records import Article, Chunk, Section, Segment
 
-TABLE_DIR = "table"
+TABLE_FILE = "table.bin"
+_MAGIC = b"QATABLE1"
+_ALIGN = 64
+_MAP_AT = 1 << 20  # smaller table files are read whole, larger ones mapped
 SECTIONS = tuple(Section)
 NO_DATE = b"~"  # an article's date when it states none (never a date: they are ISO digits)  # a row's section is its position here
 
@@ -64,8 +69,6 @@ _FILES: dict[str, str] = {
     "pairs": "U",
     "pair_rows": "i8",
 }
-TABLE_FILES = tuple(_FILES)
-_MAP_AT = 1 << 16  # smaller files are read whole; an empty array cannot be mapped
 
 
 def article_to_json(article: Article, digest: str) -> dict[str, Any]:
@@ -210,34 +213,64 @@ class Tables:
         return tables
 
     def save(self, folder: Path) -> None:
-        """Write the tables into a segment's folder (not yet sealed)."""
-        directory = folder / TABLE_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        for name in _FILES:
-            np.save(directory / f"{name}.npy", self._a[name], allow_pickle=False)
+        """Write the tables into a segment's folder (not yet sealed) as one file: the arrays, each at a
+        multiple of 64 bytes, then a JSON footer naming each one's dtype, offset and length, then the
+        footer's length and a magic number (as Parquet lays out its footer)."""
+        footer: dict[str, list[Any]] = {}
+        with open(folder / TABLE_FILE, "wb") as out:
+            for name in _FILES:
+                data = np.ascontiguousarray(self._a[name])
+                footer[name] = [data.dtype.str, out.tell(), int(data.size)]
+                out.write(data.tobytes())
+                out.write(b"\0" * (-out.tell() % _ALIGN))
+            raw = json.dumps(footer).encode("ascii")
+            out.write(raw + len(raw).to_bytes(8, "little") + _MAGIC)
 
     # -- reading -------------------------------------------------------------------------------------
     @classmethod
     def load(cls, folder: Path) -> Tables:
-        """The tables of a sealed segment, mapped. ValueError when a file is missing or does not fit."""
-        directory = folder / TABLE_DIR
+        """The tables of a sealed segment, mapped. ValueError when the file is missing or does not fit."""
+        path = folder / TABLE_FILE
+        tail = 8 + len(_MAGIC)
+        try:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size < tail:
+                    raise ValueError("too short")
+                handle.seek(size - tail)
+                end = handle.read(tail)
+                length = int.from_bytes(end[:8], "little")
+                if not end.endswith(_MAGIC) or length > size - tail:
+                    raise ValueError("not a table file")
+                handle.seek(size - tail - length)
+                footer = json.loads(handle.read(length).decode("ascii"))
+                handle.seek(0)
+                # A map holds a file descriptor while it lives: small tables (most writes' segments) are
+                # read instead, so that many segments never run a process out of descriptors.
+                data: bytes | mmap.mmap = (
+                    handle.read()
+                    if size < _MAP_AT
+                    else mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                )
+        except FileNotFoundError as error:
+            raise ValueError(f"segment table {path} is missing") from error
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise ValueError(f"segment table {path} is unreadable: {error}") from error
+        if not isinstance(footer, dict) or set(footer) != set(_FILES):
+            raise ValueError(f"segment table {path} does not hold the arrays of this version")
         arrays: dict[str, Array] = {}
         for name, kind in _FILES.items():
-            path = directory / f"{name}.npy"
             try:
-                big = path.stat().st_size >= _MAP_AT
-                array = load_npy(path, mmap_mode="r" if big else None)
-            except FileNotFoundError as error:
-                raise ValueError(f"segment table {path} is missing") from error
-            except (ValueError, EOFError) as error:  # not an .npy file, cut short, or empty
-                raise ValueError(f"segment table {path} is unreadable: {error}") from error
-            if (
-                array.ndim != 1
-                or array.dtype.kind != kind[0]
-                or (len(kind) > 1 and array.dtype.str[1:] != kind)
-            ):
-                raise ValueError(f"segment table {path} holds a {array.ndim}-d {array.dtype} array")
-            arrays[name] = np.asarray(array)  # a plain view of the map: np.memmap's indexing is slow
+                code, offset, count = footer[name]
+                dtype = np.dtype(str(code))
+                offset, count = int(offset), int(count)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"segment table {path}: {name} is described wrongly") from error
+            if dtype.kind != kind[0] or (len(kind) > 1 and dtype.str[1:] != kind) or dtype.hasobject:
+                raise ValueError(f"segment table {path}: {name} is a {dtype} array")
+            if offset < 0 or count < 0 or offset + count * dtype.itemsize > size - tail - length:
+                raise ValueError(f"segment table {path}: {name} lies outside the file")
+            arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
         tables = cls(arrays)
         tables.check()
         return tables
