@@ -11,6 +11,7 @@ whole snapshot.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -28,14 +29,20 @@ from qa.documents import (
     write_document,
 )
 from qa.embeddings.encoder import Encoder, precision_of
-from qa.errors import DocumentNotFoundError, IndexFormatError, IndexStoreError, QuestionError
-from qa.index import builder, layout
+from qa.errors import (
+    CorpusStaleError,
+    DocumentNotFoundError,
+    IndexFormatError,
+    IndexStoreError,
+    QuestionError,
+)
+from qa.index import builder, layout, sources
 from qa.index.builder import BuildReport, MergePolicy, MergeReport
 from qa.index.manifest import Chunking, DenseKey, IndexKey, LexicalKey
 from qa.index.passages import PassageBackend, passage_backend
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
 from qa.ingest.chunker import chunk_article
-from qa.ingest.loader import Kept, LoadReport, load_corpus
+from qa.ingest.loader import Kept, LoadReport
 from qa.records import Article
 from qa.text.tokenize import ChineseTokenizer
 
@@ -137,18 +144,51 @@ class IndexService(Generic[S]):
 
     # -- index lifecycle ---------------------------------------------------------------------------
     def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
-        """Bring the index up to date with the corpus folder and load it."""
+        """Bring the index up to date with the corpus folder and load it. Only the files that changed
+        since the last build are parsed (``qa.index.sources``); ``rebuild`` parses and embeds everything."""
         s = self.settings
         with self._write_lock, layout.build_lock(s.index_dir):
             # Under the lock every corpus writer holds: no add or delete of another engine is half done.
             remove_temp_files(s.corpus_dir)
             started = time.perf_counter()
-            corpus = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
+            key = self._sources_key()
+            live = None if rebuild else self._live_or_none()
+            known = sources.Sources.read(s.index_dir, key) if live is not None else sources.Sources(key, {})
+            stored = dict(live.stored()) if live is not None else {}
+            read = sources.read_corpus(
+                s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes, known, stored
+            )
             parsed = time.perf_counter() - started
-            report = self._update(corpus, rebuild=rebuild, show_progress=show_progress)
+            try:
+                report = self._update(read.report, rebuild=rebuild, show_progress=show_progress)
+            except CorpusStaleError as exc:  # another writer published in between: read it all
+                log.info("%s", exc)
+                read = sources.read_corpus(
+                    s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes, sources.Sources(key, {}), {}
+                )
+                report = self._update(read.report, rebuild=rebuild, show_progress=show_progress)
+            loaded = self._loaded()
+            if loaded is not None:
+                sources.record(s.index_dir, key, read, dict(loaded.stored()))
             report.timings = {"parse": parsed, **report.timings}
+            report.files_parsed, report.files_hashed = read.parsed, read.hashed
         self._merge_soon()
         return report
+
+    def _sources_key(self) -> str:
+        """What a file's articles depend on besides its bytes: the parser and the size limit."""
+        return json.dumps([PARSER_VERSION, self.settings.corpus.max_file_bytes])
+
+    def _live_or_none(self) -> SearchIndex | None:
+        """The live index, loaded if it is not yet; None when there is none this service can use."""
+        try:
+            return self.latest().index if self._snapshot is not None else self._reload_index()
+        except IndexStoreError:
+            return None
+
+    def _reload_index(self) -> SearchIndex:
+        self.reload()
+        return self.current().index
 
     def _update(
         self, corpus: LoadReport, *, rebuild: bool = False, show_progress: bool | None = None

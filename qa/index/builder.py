@@ -51,6 +51,8 @@ class BuildReport:
     seconds: float = 0.0
     version: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    files_parsed: int = 0  # corpus files read and parsed (the others were unchanged since the last build)
+    files_hashed: int = 0  # unchanged files read only to compare their hash (their stat had changed)
 
     @property
     def changed(self) -> bool:
@@ -71,7 +73,8 @@ def _stored(corpus: LoadReport, source: SearchIndex | None, *, expand: bool) -> 
     CorpusStaleError when ``source`` does not hold them as they were read."""
     if not corpus.kept:
         return corpus
-    if source is None or any(source.hashes.get(k.doc_id) != k.digest for k in corpus.kept):
+    stored = dict(source.stored()) if source is not None else {}
+    if source is None or any(stored.get(k.doc_id) != k.digest for k in corpus.kept):
         raise CorpusStaleError("the index changed since the corpus was compared with it; read it again")
     if not expand:
         return corpus
