@@ -9,8 +9,10 @@ and maps only the new one."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar, overload
 
@@ -105,6 +107,12 @@ class _RowView(Sequence[T]):
     def __init__(self, snapshot: Assembled, read: Callable[[Tables, int], T]) -> None:
         self._snapshot = snapshot
         self._read = read
+        # A question reads its candidates' rows many times over (features, grounding, the answer).
+        self._row = lru_cache(maxsize=16384)(self._read_row)
+
+    def _read_row(self, row: int) -> T:
+        part, local = self._snapshot.locate(row)
+        return self._read(part.tables.tables, local)
 
     def __len__(self) -> int:
         return self._snapshot.size
@@ -116,8 +124,9 @@ class _RowView(Sequence[T]):
     def __getitem__(self, row: int | slice) -> T | list[T]:
         if isinstance(row, slice):
             return [self[r] for r in range(*row.indices(len(self)))]
-        part, local = self._snapshot.locate(row)
-        return self._read(part.tables.tables, local)
+        if row < 0:
+            row += self._snapshot.size
+        return self._row(int(row))
 
 
 class _Articles(Mapping[str, T]):
@@ -197,7 +206,7 @@ class Assembled:
             articles += t.count - len(dead_at)
         self.size = offset
         self.article_count = articles
-        self._offsets = np.array([p.offset for p in self.parts], dtype=np.int64)
+        self._offsets = [p.offset for p in self.parts]
         if len(live_ids) > 1:
             # An article is live in one segment at most; a vectorised check of the doc_ids, nothing built.
             width = max(ids.dtype.itemsize for ids in live_ids)
@@ -229,7 +238,7 @@ class Assembled:
         """The part holding snapshot row ``row`` and the row's number there."""
         if not 0 <= row < self.size:
             raise IndexError(f"row {row} of a snapshot of {self.size}")
-        part = self.parts[int(np.searchsorted(self._offsets, row, side="right")) - 1]
+        part = self.parts[bisect.bisect_right(self._offsets, row) - 1]
         local = row - part.offset
         return part, local if part.local is None else int(part.local[local])
 

@@ -143,6 +143,7 @@ class Tables:
         self.count = int(arrays["doc_ids"].size)  # articles
         self.article = lru_cache(maxsize=1024)(self._article)
         self.chunk = lru_cache(maxsize=8192)(self._chunk)
+        self.find = lru_cache(maxsize=65536)(self._find)
 
     # -- writing -------------------------------------------------------------------------------------
     @classmethod
@@ -352,7 +353,7 @@ class Tables:
     def hash(self, i: int) -> str:
         return bytes(self._a["hashes"][i]).decode("ascii")
 
-    def find(self, doc_id: str) -> int | None:
+    def _find(self, doc_id: str) -> int | None:
         """The position of the article ``doc_id``, or None (a binary search of the sorted doc_ids)."""
         key = doc_id.encode("utf-8", "surrogatepass")
         ids, order = self._a["doc_ids"], self._a["doc_order"]
