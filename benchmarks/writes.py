@@ -131,18 +131,21 @@ def serve_ready(tree: Path, corpus_dir: Path, index_dir: Path, port: int) -> dic
             env[f"QA_{section.upper()}__{key.upper()}"] = (
                 json.dumps(value) if not isinstance(value, str) else value
             )
+    # Its log goes to a file: a pipe nobody reads fills up and stops the server mid-start.
+    log_path = WORK / f"serve-{port}.log"
     started = time.time()
-    server = subprocess.Popen(
-        [sys.executable, "-c", "from qa.cli import main; main()", "serve", "--port", str(port)],
-        env=env,
-        cwd=tree,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with open(log_path, "wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-c", "from qa.cli import main; main()", "serve", "--port", str(port)],
+            env=env,
+            cwd=tree,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
     try:
         while True:
             if server.poll() is not None:
-                raise SystemExit(f"qa serve of {tree} stopped: {server.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                raise SystemExit(f"qa serve of {tree} stopped: {log_path.read_text()[-2000:]}")
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
                     if reply.status == 200:
