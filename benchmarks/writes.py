@@ -9,7 +9,16 @@ child process with that tree on ``PYTHONPATH`` builds the index, then times (med
 - ``POST /v1/documents`` as the engine does it: add one article until it is searchable (the call returns
   after the new snapshot is loaded), then delete it until it is never cited;
 - a re-index of the unchanged corpus (``qa index`` finding nothing to do);
-- a question (``Engine.ask``), to see that reads did not get slower.
+- a question (``Engine.ask``), to see that reads did not get slower;
+
+and then, on the index it built, in new processes:
+
+- start-up: from the process's start to a loaded engine (``Engine.open`` of the built index), its
+  resident memory (anonymous and file-backed) then and after ``--questions`` distinct questions (titles
+  and first lines of the corpus's articles, the same for every tree), and ``Engine.ask`` p50/p95 over
+  those (every passage new to the caches);
+- ``qa serve``: from spawning it to ``GET /readyz`` answering 200 (it syncs the index with the corpus
+  first: a re-index of the unchanged corpus), and its resident memory then.
 
 The encoder is the deterministic fake one at e5-small's width (384): what is measured is the index
 engine, not the model (one article's passages take the real model about 50 ms more). Writes a table and
@@ -55,19 +64,110 @@ def write_corpus(folder: Path, corpus: str, articles: int) -> None:
     write_corpus_files(folder, inews_articles()[:articles])
 
 
+# The settings of every child and server, as overrides of the tree's own config.toml (older trees know
+# fewer keys): the fake encoder at e5's width, and no abstention on its meaningless cosines.
+OVERRIDES: dict[str, dict[str, Any]] = {
+    "index": {"show_progress": False},
+    "model": {"name": "fake:384"},
+    "retrieval": {"min_dense_score": -1.0, "ranker": "hand", "abstention": "rules"},
+}
+
+
+def _settings(corpus_dir: Path, index_dir: Path) -> Any:
+    from qa.config import load_settings
+
+    return load_settings(
+        Path.cwd() / "config.toml",
+        corpus={"dir": corpus_dir},
+        index={"dir": index_dir, **OVERRIDES["index"]},
+        model=OVERRIDES["model"],
+        retrieval=OVERRIDES["retrieval"],
+    )
+
+
+def memory() -> dict[str, float]:
+    """This process's resident memory in GB: all of it, anonymous, and pages of mapped files."""
+    fields = {}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "RssAnon", "RssFile"):
+            fields[name] = int(value.split()[0]) / 1e6  # kB → GB
+    return {"rss_gb": fields["VmRSS"], "anon_gb": fields["RssAnon"], "file_gb": fields["RssFile"]}
+
+
+def startup_child(corpus_dir: Path, index_dir: Path, questions: Path, spawned: float) -> dict[str, Any]:
+    """A new process: time to a loaded engine (from ``spawned``, the parent's clock before it started
+    this process), memory then, and after every question of ``questions`` asked once."""
+    from qa.engine import Engine
+
+    engine = Engine(_settings(corpus_dir, index_dir)).open(build_if_missing=False)
+    loaded = time.time() - spawned
+    after_load = memory()
+    times = []
+    for question in json.loads(questions.read_text(encoding="utf-8")):
+        t = time.perf_counter()
+        engine.ask(question)
+        times.append(time.perf_counter() - t)
+    times.sort()
+    return {
+        "load_s": loaded,
+        "load_memory": after_load,
+        "questions": len(times),
+        "ask_p50_s": statistics.median(times),
+        "ask_p95_s": times[int(0.95 * (len(times) - 1))],
+        "asked_memory": memory(),
+    }
+
+
+def serve_ready(tree: Path, corpus_dir: Path, index_dir: Path, port: int) -> dict[str, Any]:
+    """Spawn ``qa serve`` of ``tree`` on the built index; seconds until /readyz answers 200, and its RSS."""
+    import urllib.error
+    import urllib.request
+
+    env = {**os.environ, "PYTHONPATH": str(tree), "QA_CONFIG": str(tree / "config.toml")}
+    env |= {"QA_CORPUS__DIR": str(corpus_dir), "QA_INDEX__DIR": str(index_dir), "QA_SERVER__PORT": str(port)}
+    for section, values in OVERRIDES.items():
+        for key, value in values.items():
+            env[f"QA_{section.upper()}__{key.upper()}"] = (
+                json.dumps(value) if not isinstance(value, str) else value
+            )
+    # Its log goes to a file: a pipe nobody reads fills up and stops the server mid-start.
+    log_path = WORK / f"serve-{port}.log"
+    started = time.time()
+    with open(log_path, "wb") as log_file:
+        server = subprocess.Popen(
+            [sys.executable, "-c", "from qa.cli import main; main()", "serve", "--port", str(port)],
+            env=env,
+            cwd=tree,
+            stdout=subprocess.DEVNULL,
+            stderr=log_file,
+        )
+    try:
+        while True:
+            if server.poll() is not None:
+                raise SystemExit(f"qa serve of {tree} stopped: {log_path.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as reply:
+                    if reply.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.05)
+        ready = time.time() - started
+        status = Path(f"/proc/{server.pid}/status").read_text().splitlines()
+        rss = next(int(line.split()[1]) for line in status if line.startswith("VmRSS")) / 1e6
+        return {"ready_s": ready, "rss_gb": rss}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
 def child(corpus_dir: Path, index_dir: Path, samples: int) -> dict[str, Any]:
     """Runs in the tree under test: whatever its ``qa`` is."""
-    from qa.config import load_settings
     from qa.documents import NewDocument
     from qa.engine import Engine
 
-    settings = load_settings(
-        Path.cwd() / "config.toml",  # the tree's own: older trees know fewer keys
-        corpus={"dir": corpus_dir},
-        index={"dir": index_dir, "show_progress": False},
-        model={"name": "fake:384"},
-        retrieval={"min_dense_score": -1.0, "ranker": "hand", "abstention": "rules"},
-    )
+    settings = _settings(corpus_dir, index_dir)
     engine = Engine(settings)
     started = time.perf_counter()
     report = engine.build(show_progress=False)
@@ -111,24 +211,55 @@ def child(corpus_dir: Path, index_dir: Path, samples: int) -> dict[str, Any]:
     }
 
 
-def run_tree(tree: Path, label: str, corpora: dict[str, Path], samples: int) -> dict[str, Any]:
+def questions_of(corpus_dir: Path, count: int) -> list[str]:
+    """``count`` distinct questions from the corpus: its articles' titles (JSONL) and first lines (.txt),
+    spread over the corpus, cut to 40 characters."""
+    found: list[str] = []
+    for path in sorted(corpus_dir.iterdir()):
+        if path.suffix == ".jsonl":
+            for line in path.read_text(encoding="utf-8").splitlines():
+                found.append(str(json.loads(line).get("title") or ""))
+        else:
+            found.extend(path.read_text(encoding="utf-8").splitlines())
+    found = list(dict.fromkeys(q.strip()[:40] for q in found if len(q.strip()) >= 6))
+    step = max(1, len(found) // count)
+    return found[::step][:count]
+
+
+def run_child(tree: Path, args: list[str]) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    command = [sys.executable, str(Path(__file__).resolve()), *args]
+    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{tree} {args[0]} failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run_tree(
+    tree: Path, label: str, corpora: dict[str, Path], samples: int, questions: dict[str, Path], port: int
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, corpus_dir in corpora.items():
         index_dir = WORK / f"index-{label}-{name}"
         shutil.rmtree(index_dir, ignore_errors=True)
-        env = {**os.environ, "PYTHONPATH": str(tree)}
-        command = [sys.executable, str(Path(__file__).resolve()), "child", str(corpus_dir), str(index_dir)]
-        done = subprocess.run(
-            [*command, "--samples", str(samples)],
-            env=env,
-            cwd=tree,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise SystemExit(f"{label} on {name} failed:\n{done.stderr[-3000:]}")
-        out[name] = json.loads(done.stdout.strip().splitlines()[-1])
+        out[name] = run_child(tree, ["child", str(corpus_dir), str(index_dir), "--samples", str(samples)])
+        starts = [
+            run_child(
+                tree, ["startup", str(corpus_dir), str(index_dir), str(questions[name]), repr(time.time())]
+            )
+            for _ in range(samples)
+        ]
+        serves = [serve_ready(tree, corpus_dir, index_dir, port) for _ in range(samples)]
+        out[name]["startup"] = starts
+        out[name]["serve"] = serves
+        out[name]["load_s"] = statistics.median(s["load_s"] for s in starts)
+        out[name]["ready_s"] = statistics.median(s["ready_s"] for s in serves)
+        out[name]["cold_ask_p50_s"] = statistics.median(s["ask_p50_s"] for s in starts)
+        out[name]["rss_load_gb"] = statistics.median(s["load_memory"]["rss_gb"] for s in starts)
+        out[name]["rss_asked_gb"] = statistics.median(s["asked_memory"]["rss_gb"] for s in starts)
+        out[name]["anon_asked_gb"] = statistics.median(s["asked_memory"]["anon_gb"] for s in starts)
+        out[name]["serve_rss_gb"] = statistics.median(s["rss_gb"] for s in serves)
         print(f"{label:>8} {name:>6}: {json.dumps(out[name])}", flush=True)
         shutil.rmtree(index_dir, ignore_errors=True)
     return out
@@ -136,14 +267,17 @@ def run_tree(tree: Path, label: str, corpora: dict[str, Path], samples: int) -> 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
     rows = [
-        "| code | corpus | passages | add | delete | re-index unchanged | ask |",
-        "|---|---|---|---|---|---|---|",
+        "| code | corpus | passages | add | delete | re-index unchanged | ask (warm) | start to loaded engine | "
+        "serve to /readyz | RSS loaded / after questions (anon) | serve RSS | ask p50, new process |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, corpora in results.items():
         for name, r in corpora.items():
             rows.append(
                 f"| {label} | {name} | {r['passages']:,} | {r['add_s'] * 1000:.0f} ms | "
-                f"{r['delete_s'] * 1000:.0f} ms | {r['reindex_s'] * 1000:.0f} ms | {r['ask_s'] * 1000:.1f} ms |"
+                f"{r['delete_s'] * 1000:.0f} ms | {r['reindex_s'] * 1000:.0f} ms | {r['ask_s'] * 1000:.1f} ms | "
+                f"{r['load_s']:.2f} s | {r['ready_s']:.2f} s | {r['rss_load_gb']:.2f} / {r['rss_asked_gb']:.2f} "
+                f"({r['anon_asked_gb']:.2f}) GB | {r['serve_rss_gb']:.2f} GB | {r['cold_ask_p50_s'] * 1000:.1f} ms |"
             )
     for label, corpora in results.items():
         if "seeds" in corpora and "inews" in corpora:
@@ -159,7 +293,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
             rows.append(
                 f"{labels[0]} / {other} on {name}: add ×{a['add_s'] / b['add_s']:.3f}, "
                 f"delete ×{a['delete_s'] / b['delete_s']:.3f}, re-index ×{a['reindex_s'] / b['reindex_s']:.3f}, "
-                f"ask ×{a['ask_s'] / b['ask_s']:.2f}"
+                f"ask ×{a['ask_s'] / b['ask_s']:.2f}, start ×{a['load_s'] / b['load_s']:.2f}, "
+                f"ready ×{a['ready_s'] / b['ready_s']:.2f}, RSS after questions "
+                f"×{a['rss_asked_gb'] / b['rss_asked_gb']:.2f}, new-process ask ×{a['cold_ask_p50_s'] / b['cold_ask_p50_s']:.2f}"
             )
     return "\n".join(rows)
 
@@ -174,20 +310,35 @@ def main() -> None:
         a = parser.parse_args()
         print(json.dumps(child(a.corpus, a.index, a.samples)))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "startup":
+        _, _, corpus, index, questions, spawned = sys.argv
+        print(json.dumps(startup_child(Path(corpus), Path(index), Path(questions), float(spawned))))
+        return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--articles", type=int, default=7353, help="inews articles (all: 7353)")
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--tree", type=Path, action="append", default=[], help="another checkout to compare")
+    parser.add_argument("--questions", type=int, default=200, help="distinct questions per start-up")
+    parser.add_argument("--port", type=int, default=8765, help="for qa serve")
+    parser.add_argument("--only", choices=["seeds", "inews"], help="one corpus only")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "writes.json")
     args = parser.parse_args()
     corpora = {"seeds": WORK / "corpus-seeds", "inews": WORK / f"corpus-inews-{args.articles}"}
     write_corpus(corpora["seeds"], "seeds", 0)
     write_corpus(corpora["inews"], "inews", args.articles)
-    results = {"this": run_tree(REPO, "this", corpora, args.samples)}
+    if args.only:
+        corpora = {args.only: corpora[args.only]}
+    questions = {}
+    for name, folder in corpora.items():
+        questions[name] = WORK / f"questions-{name}.json"
+        questions[name].write_text(json.dumps(questions_of(folder, args.questions), ensure_ascii=False))
+    results = {"this": run_tree(REPO, "this", corpora, args.samples, questions, args.port)}
     for i, tree in enumerate(args.tree, start=1):
-        results[f"tree{i}"] = run_tree(tree.resolve(), f"tree{i}", corpora, args.samples)
+        results[f"tree{i}"] = run_tree(
+            tree.resolve(), f"tree{i}", corpora, args.samples, questions, args.port
+        )
     text = table(results)
     print(text)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -85,6 +85,12 @@ class IndexFormatError(IndexStoreError):
     public = "the index was written by another version of the service; an operator must run `qa index`"
 
 
+class CorpusStaleError(IndexStoreError):
+    """Articles a build was told are stored unchanged are not (another writer published in between)."""
+
+    public = "the index changed during the update; try again"
+
+
 class IndexCorruptError(IndexStoreError):
     """A file of the index does not match the checksum in its manifest."""
 

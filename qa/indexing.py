@@ -11,6 +11,7 @@ whole snapshot.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import threading
 import time
@@ -28,14 +29,20 @@ from qa.documents import (
     write_document,
 )
 from qa.embeddings.encoder import Encoder, precision_of
-from qa.errors import DocumentNotFoundError, IndexFormatError, IndexStoreError, QuestionError
-from qa.index import builder, layout
+from qa.errors import (
+    CorpusStaleError,
+    DocumentNotFoundError,
+    IndexFormatError,
+    IndexStoreError,
+    QuestionError,
+)
+from qa.index import builder, layout, sources
 from qa.index.builder import BuildReport, MergePolicy, MergeReport
 from qa.index.manifest import Chunking, DenseKey, IndexKey, LexicalKey
 from qa.index.passages import PassageBackend, passage_backend
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
 from qa.ingest.chunker import chunk_article
-from qa.ingest.loader import LoadReport, load_corpus
+from qa.ingest.loader import Kept, LoadReport
 from qa.records import Article
 from qa.text.tokenize import ChineseTokenizer
 
@@ -43,6 +50,11 @@ log = logging.getLogger(__name__)
 
 PARSER_VERSION = "newspage-1"
 TOKENIZER_VERSION = "jieba-words+cjk-bigrams-1"
+
+
+def _kept(index: SearchIndex, but: str) -> list[Kept]:
+    """Every article of ``index`` but ``but``, as stored there: what a write leaves as it is."""
+    return [Kept(doc_id, digest, 0) for doc_id, digest in index.stored() if doc_id != but]
 
 
 class Prepared(Protocol):
@@ -132,18 +144,51 @@ class IndexService(Generic[S]):
 
     # -- index lifecycle ---------------------------------------------------------------------------
     def build(self, *, rebuild: bool = False, show_progress: bool | None = None) -> BuildReport:
-        """Bring the index up to date with the corpus folder and load it."""
+        """Bring the index up to date with the corpus folder and load it. Only the files that changed
+        since the last build are parsed (``qa.index.sources``); ``rebuild`` parses and embeds everything."""
         s = self.settings
         with self._write_lock, layout.build_lock(s.index_dir):
             # Under the lock every corpus writer holds: no add or delete of another engine is half done.
             remove_temp_files(s.corpus_dir)
             started = time.perf_counter()
-            corpus = load_corpus(s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes)
+            key = self._sources_key()
+            live = None if rebuild else self._live_or_none()
+            known = sources.Sources.read(s.index_dir, key) if live is not None else sources.Sources(key, {})
+            stored = dict(live.stored()) if live is not None else {}
+            read = sources.read_corpus(
+                s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes, known, stored
+            )
             parsed = time.perf_counter() - started
-            report = self._update(corpus, rebuild=rebuild, show_progress=show_progress)
+            try:
+                report = self._update(read.report, rebuild=rebuild, show_progress=show_progress)
+            except CorpusStaleError as exc:  # another writer published in between: read it all
+                log.info("%s", exc)
+                read = sources.read_corpus(
+                    s.corpus_dir, s.corpus.patterns, s.corpus.max_file_bytes, sources.Sources(key, {}), {}
+                )
+                report = self._update(read.report, rebuild=rebuild, show_progress=show_progress)
+            loaded = self._loaded()
+            if loaded is not None:
+                sources.record(s.index_dir, key, read, dict(loaded.stored()))
             report.timings = {"parse": parsed, **report.timings}
+            report.files_parsed, report.files_hashed = read.parsed, read.hashed
         self._merge_soon()
         return report
+
+    def _sources_key(self) -> str:
+        """What a file's articles depend on besides its bytes: the parser and the size limit."""
+        return json.dumps([PARSER_VERSION, self.settings.corpus.max_file_bytes])
+
+    def _live_or_none(self) -> SearchIndex | None:
+        """The live index, loaded if it is not yet; None when there is none this service can use."""
+        try:
+            return self.latest().index if self._snapshot is not None else self._reload_index()
+        except IndexStoreError:
+            return None
+
+    def _reload_index(self) -> SearchIndex:
+        self.reload()
+        return self.current().index
 
     def _update(
         self, corpus: LoadReport, *, rebuild: bool = False, show_progress: bool | None = None
@@ -177,30 +222,29 @@ class IndexService(Generic[S]):
                 f"the document has no passage of at least {s.chunking.min_chars} characters to index"
             )
         with self._write_lock, layout.build_lock(s.index_dir):
-            current = self.latest().index.articles
-            change = write_document(s.corpus_dir, staged, current.get(doc.doc_id))
-            articles = [a for a in current.values() if a.doc_id != doc.doc_id] + [staged.article]
-            self._apply(change, articles, current)
+            current = self.latest().index
+            change = write_document(s.corpus_dir, staged, current.articles.get(doc.doc_id))
+            self._apply(change, LoadReport([staged.article], kept=_kept(current, doc.doc_id)), current)
         self._merge_soon()
         return staged.article
 
     def delete_document(self, doc_id: str) -> None:
         """Remove an article from the corpus and the index; it is never cited again once this returns."""
         with self._write_lock, layout.build_lock(self.settings.index_dir):
-            current = self.latest().index.articles
-            article = current.get(doc_id)
+            current = self.latest().index
+            article = current.articles.get(doc_id)
             if article is None:
                 raise DocumentNotFoundError(doc_id)
             change = remove_from_corpus(self.settings.corpus_dir, article)
-            self._apply(change, [a for a in current.values() if a.doc_id != doc_id], current)
+            self._apply(change, LoadReport(kept=_kept(current, doc_id)), current)
         self._merge_soon()
 
-    def _apply(self, change: CorpusChange, articles: list[Article], before: dict[str, Article]) -> None:
-        """Index ``articles`` after the corpus ``change``; if that fails, undo the change, and put the
+    def _apply(self, change: CorpusChange, corpus: LoadReport, before: SearchIndex) -> None:
+        """Index ``corpus`` after the corpus ``change``; if that fails, undo the change, and put the
         index back too when the failure came after a new version was published."""
         live = layout.read_pointer(self.settings.index_dir)
         try:
-            self._update(LoadReport(articles=articles), show_progress=False)
+            self._update(corpus, show_progress=False)
         except BaseException:
             try:
                 change.restore()
@@ -208,7 +252,8 @@ class IndexService(Generic[S]):
                 log.exception("the corpus files could not be put back: %s", sorted(map(str, change.before)))
             if layout.read_pointer(self.settings.index_dir) != live:
                 try:
-                    self._update(LoadReport(articles=list(before.values())), show_progress=False)
+                    articles = [before.articles[d] for d, _ in before.stored()]
+                    self._update(LoadReport(articles=articles), show_progress=False)
                 except Exception:
                     log.exception("the index could not be put back; the next `qa index` syncs it")
             raise

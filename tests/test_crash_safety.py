@@ -26,7 +26,7 @@ from qa.config import Settings
 from qa.documents import NewDocument, prepare_document, write_document
 from qa.engine import Engine
 from qa.errors import IndexStoreError
-from qa.index import layout
+from qa.index import layout, sources
 from qa.index.builder import article_hash
 from qa.index.embed_cache import CACHE_DIR
 from qa.ingest.loader import load_corpus, load_file
@@ -109,6 +109,7 @@ def assert_clean(settings: Settings, engine: Engine) -> None:
         layout.LOCK,
         CACHE_DIR,
         layout.SEGMENTS,
+        sources.SOURCES,  # what the corpus files were at the last build (a cache; may be older)
         live.name,
     }
     named = layout.manifest_segments(layout.read_manifest(live, verify=False))

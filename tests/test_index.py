@@ -109,7 +109,7 @@ def test_a_crash_before_publishing_leaves_the_previous_index(
 
 
 def test_tampered_or_truncated_files_are_detected(engine: Engine, fake_settings: Settings) -> None:
-    chunks = _segment(fake_settings.index_dir) / "chunks.jsonl"
+    chunks = _segment(fake_settings.index_dir) / "table.bin"
     chunks.write_bytes(chunks.read_bytes()[:-40])
     with pytest.raises(IndexCorruptError, match="checksum"):
         Engine(fake_settings).open(build_if_missing=False)
@@ -334,9 +334,7 @@ def _file_damage(name: str) -> dict[str, Callable[[Path], None]]:
 
 
 INDEX_FILES = [
-    "articles.jsonl",
-    "chunks.jsonl",
-    "tokens.jsonl",
+    "table.bin",
     "vectors/vectors.npy",
     "vectors/store.json",
     "lexical/indptr.npy",
@@ -389,7 +387,7 @@ def test_a_damaged_index_is_repaired_by_the_build_its_message_names(
         "manifest not JSON",
         "lexical/terms.npy removed",
         "segment folder removed",
-        "tokens.jsonl truncated",
+        "table.bin truncated",
     ):
         DAMAGE[case](index_dir)
         with pytest.raises(IndexCorruptError):

@@ -143,7 +143,7 @@ def test_a_write_touches_only_its_own_segment(make_settings: Callable[..., Setti
     assert engine.index.segments[0] is seeds and len(engine.index.segments) == 2
     assert engine.index.passages.parts[0].store is parts[0].store  # type: ignore[attr-defined]
     assert (seeds.folder / layout.SEGMENT_FILE).read_bytes() == record
-    assert list(engine.index.segments[1].articles) == [doc.doc_id]
+    assert engine.index.segments[1].doc_ids() == [doc.doc_id]
 
     engine.delete_document(doc.doc_id)  # a tombstone: no new segment, the dead one dropped
     assert [t.name for t in engine.index.segments] == [seeds.name]
@@ -186,13 +186,13 @@ def test_inline_merges_and_mostly_dead_segments(
     for doc in documents(3):
         engine.add_document(doc)
         assert len(segments_of(engine)) <= 2
-    sizes = [len(t.chunks) for t in engine.index.segments]
+    sizes = [t.rows for t in engine.index.segments]
     engine.delete_document("doc-01")
     engine.delete_document("doc-02")
     # the segment holding them is now mostly dead: rewritten without them
-    assert sum(len(t.chunks) for t in engine.index.segments) < sum(sizes)
+    assert sum(t.rows for t in engine.index.segments) < sum(sizes)
     assert all(
-        not (r.dead & t.articles.keys()) or len(r.dead) / len(t.articles) <= 0.3
+        not (r.dead & set(t.doc_ids())) or len(r.dead) / len(t.doc_ids()) <= 0.3
         for r, t in zip(engine.index.manifest.segments, engine.index.segments, strict=True)  # type: ignore[union-attr]
     )
 

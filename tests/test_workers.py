@@ -48,7 +48,7 @@ def test_a_broken_live_version_leaves_the_loaded_one_serving(fake_settings: Sett
     live = writer.index.version
     assert live is not None and live != loaded
     newest = layout.manifest_segments(layout.read_manifest(live, verify=False))[-1]
-    (layout.segment_dir(fake_settings.index_dir, newest) / "chunks.jsonl").write_text("garbage\n")
+    (layout.segment_dir(fake_settings.index_dir, newest) / "table.bin").write_text("garbage\n")
     answer = reader.ask("胡志明市与中国多少个地方保持友好合作关系?")
     assert reader.index.version == loaded and answer.hits
 

@@ -6,7 +6,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -14,7 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from qa.embeddings.encoder import Encoder, Vectors
-from qa.errors import CorpusError, IndexStoreError
+from qa.errors import CorpusError, CorpusStaleError, IndexStoreError
 from qa.index import layout
 from qa.index.embed_cache import EmbeddingCache
 from qa.index.manifest import Counts, IndexKey, Manifest, SegmentRef
@@ -26,12 +26,12 @@ from qa.index.search_index import (
     assemble,
     passage_text,
     read_snapshot,
-    spans_of,
-    write_segment_tables,
 )
+from qa.index.tables import Tables
 from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import LoadReport
 from qa.records import Article, Chunk
+from qa.text.normalize import SENTENCE
 from qa.text.tokenize import ChineseTokenizer
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,8 @@ class BuildReport:
     seconds: float = 0.0
     version: str = ""
     timings: dict[str, float] = field(default_factory=dict)
+    files_parsed: int = 0  # corpus files read and parsed (the others were unchanged since the last build)
+    files_hashed: int = 0  # unchanged files read only to compare their hash (their stat had changed)
 
     @property
     def changed(self) -> bool:
@@ -63,6 +65,20 @@ def article_hash(article: Article) -> str:
         fields += [article.fetched_at, list(article.other_urls)]
     payload = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _stored(corpus: LoadReport, source: SearchIndex | None, *, expand: bool) -> LoadReport:
+    """``corpus`` with its kept articles (not parsed) checked against ``source``, the index they were
+    read from; with ``expand``, read from there into ``articles`` (a build that rewrites every article).
+    CorpusStaleError when ``source`` does not hold them as they were read."""
+    if not corpus.kept:
+        return corpus
+    stored = dict(source.stored()) if source is not None else {}
+    if source is None or any(stored.get(k.doc_id) != k.digest for k in corpus.kept):
+        raise CorpusStaleError("the index changed since the corpus was compared with it; read it again")
+    if not expand:
+        return corpus
+    return LoadReport(corpus.in_order(lambda k: source.articles[k.doc_id]), list(corpus.skipped))
 
 
 def _embed_new(
@@ -130,25 +146,45 @@ def _previous(
         return None, False
 
 
+def sentence_tokens(tokenizer: ChineseTokenizer, text: str) -> list[list[str]]:
+    """The tokens of each sentence of a passage's text, as the reranker splits and reads it."""
+    return [tokenizer.tokens(s) for s in SENTENCE.findall(text)]
+
+
+def write_segment_tables(folder: Path, tables: Tables) -> None:
+    """Write a new segment's tables into its folder (not yet sealed)."""
+    tables.save(folder)
+
+
 @dataclass
 class _Segment:
-    """A new segment as a write assembles it: its articles, rows, tokens, and where each row's vector
-    comes from (embedded now, or carried over from the previous snapshot)."""
+    """A new segment as a write assembles it: its articles, rows, tokens (the row's and its sentences'),
+    and where each row's vector comes from (embedded now, or carried over from the previous snapshot)."""
 
     articles: list[tuple[Article, str]] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
-    tokens: list[list[str]] = field(default_factory=list)
+    tokens: list[Sequence[str]] = field(default_factory=list)
+    sentences: list[Sequence[Iterable[str]]] = field(default_factory=list)
     carried: list[tuple[int, int]] = field(default_factory=list)  # (row here, row of the previous snapshot)
     pending: list[tuple[str, list[int]]] = field(default_factory=list)  # (article hash, rows to embed)
 
-    def carry(self, previous: SearchIndex, article: Article, tokens: list[list[str]] | None) -> None:
-        """Take an unchanged article's passages from ``previous``; ``tokens``: new tokens for them (when
-        the tokenizer changed), else the stored ones."""
+    def carry(self, previous: SearchIndex, article: Article, tokenizer: ChineseTokenizer | None) -> None:
+        """Take an unchanged article's passages from ``previous``; ``tokenizer``: tokenise them again
+        (when the tokenizer changed), else take the stored tokens."""
         self.articles.append((article, previous.hashes[article.doc_id]))
-        for i, row in enumerate(previous.rows_by_doc.get(article.doc_id, [])):
+        for row in previous.rows_by_doc.get(article.doc_id, []):
             self.carried.append((len(self.chunks), row))
-            self.chunks.append(previous.chunks[row])
-            self.tokens.append(previous.tokens[row] if tokens is None else tokens[i])
+            chunk = previous.chunks[row]
+            self.chunks.append(chunk)
+            if tokenizer is None:
+                self.tokens.append(previous.tokens[row])
+                self.sentences.append(previous.sentences[row])
+            else:
+                self.tokens.append(tokenizer.tokens(passage_text(chunk, article.title)))
+                self.sentences.append(sentence_tokens(tokenizer, chunk.text))
+
+    def tables(self) -> Tables:
+        return Tables.encode(self.articles, self.chunks, self.tokens, self.sentences)
 
 
 def _write(
@@ -170,23 +206,15 @@ def _write(
     tables = None
     if segment is not None and segment.articles:
         folder = layout.new_segment_dir(index_dir)
-        tables = SegmentTables(
-            folder.name,
-            "",  # sealed below
-            folder,
-            {a.doc_id: a for a, _ in segment.articles},
-            {a.doc_id: digest for a, digest in segment.articles},
-            segment.chunks,
-            segment.tokens,
-            spans_of(segment.chunks),
-        )
+        tables = SegmentTables(folder.name, "", folder, segment.tables())  # sealed below
         parts.insert(position, (tables, frozenset()))
     snapshot = assemble(parts)  # a seal is not part of the rows: this stays the snapshot's
     encoded = 0
     if segment is not None and tables is not None:
         first_row = sum(s.count for s in snapshot.segments[:position])
+        titles = {a.doc_id: a.title for a, _ in segment.articles}
         local = {
-            r: passage_text(segment.chunks[r], tables.articles[segment.chunks[r].doc_id].title)
+            r: passage_text(segment.chunks[r], titles[segment.chunks[r].doc_id])
             for _, rows in segment.pending
             for r in rows
         }
@@ -203,7 +231,7 @@ def _write(
             segment.carried,
         )
         backend.write(previous.passages if previous is not None else None, change)
-        write_segment_tables(tables.folder, segment.articles, segment.chunks, segment.tokens)
+        write_segment_tables(tables.folder, tables.tables)
         meta = {"rows": len(segment.chunks), "articles": len(segment.articles)}
         parts[position] = (replace(tables, seal=layout.seal_segment(tables.folder, meta)), frozenset())
     version = layout.new_version_dir(index_dir)
@@ -246,17 +274,17 @@ def build_index(
         layout.remove_stale(index_dir)
         previous, tokens_reusable = _previous(index_dir, key, rebuild, backend, live)
         t0 = time.perf_counter()
+        incremental = previous is not None and tokens_reusable
+        corpus = _stored(corpus, previous if incremental else (live or previous), expand=not incremental)
         fresh: list[tuple[Article, str]] = []  # new or changed, in corpus order
-        unchanged: list[Article] = []
-        seen: set[str] = set()
+        seen = {k.doc_id for k in corpus.kept}
+        report.unchanged = len(corpus.kept)
         for article in corpus.articles:
             seen.add(article.doc_id)
             old = previous.hashes.get(article.doc_id) if previous is not None else None
-            same = previous is not None and previous.articles.get(article.doc_id) is article
-            digest = old if same and old is not None else article_hash(article)
+            digest = article_hash(article)
             if old == digest:
                 report.unchanged += 1
-                unchanged.append(article)
                 continue
             (report.updated if old else report.added).append(article.doc_id)
             fresh.append((article, digest))
@@ -274,14 +302,13 @@ def build_index(
         segment = _Segment()
         kept: list[tuple[SegmentTables, frozenset[str]]] = []
         digests = {a.doc_id: d for a, d in fresh}
-        incremental = previous is not None and tokens_reusable
         if incremental:
             assert previous is not None and previous.manifest is not None
             gone = {a.doc_id for a, _ in fresh} | set(report.removed)
             refs = {r.name: r for r in previous.manifest.segments}
             for tables in previous.segments:
-                dead = refs[tables.name].dead | (gone & tables.articles.keys())
-                if dead != tables.articles.keys():  # a segment with no live article is dropped
+                dead = refs[tables.name].dead | {d for d in gone if tables.span(d) is not None}
+                if len(dead) < tables.tables.count:  # a segment with no live article is dropped
                     kept.append((tables, frozenset(dead)))
         tokenize = chunk_time = 0.0
         # A first build or a rebuild writes every article in the corpus's order; a write, the fresh ones.
@@ -290,12 +317,8 @@ def build_index(
             if fresh_digest is None:  # unchanged: its vectors are carried over, its tokens made again
                 assert previous is not None
                 t2 = time.perf_counter()
-                rows = previous.rows_by_doc.get(article.doc_id, [])
-                tokens = None
-                if not tokens_reusable:
-                    tokens = [tokenizer.tokens(passage_text(previous.chunks[r], article.title)) for r in rows]
+                segment.carry(previous, article, None if tokens_reusable else tokenizer)
                 tokenize += time.perf_counter() - t2
-                segment.carry(previous, article, tokens)
                 continue
             t1 = time.perf_counter()
             new_chunks = chunk_article(article, **chunking)
@@ -306,6 +329,7 @@ def build_index(
                 positions.append(len(segment.chunks))
                 segment.chunks.append(chunk)
                 segment.tokens.append(tokenizer.tokens(passage_text(chunk, article.title)))
+                segment.sentences.append(sentence_tokens(tokenizer, chunk.text))
             tokenize += time.perf_counter() - t2
             chunk_time += t2 - t1
             segment.pending.append((fresh_digest, positions))
@@ -390,8 +414,8 @@ def segment_sizes(index: SearchIndex) -> list[tuple[int, int]]:
     sizes = []
     for tables in index.segments:
         dead = refs.get(tables.name, frozenset())
-        stored, spans = len(tables.chunks), tables.spans
-        sizes.append((stored - sum(spans[d][1] for d in dead & spans.keys()), stored))
+        spans = [tables.span(d) for d in dead]
+        sizes.append((tables.rows - sum(s[1] for s in spans if s is not None), tables.rows))
     return sizes
 
 
@@ -425,9 +449,9 @@ def merge_index(
         parts = [(t, r.dead) for t, r in zip(previous.segments, refs, strict=True)]
         segment = _Segment()
         for tables, dead in parts[start:end]:
-            for doc_id, article in tables.articles.items():  # in row order, as they were written
+            for doc_id in tables.doc_ids():  # in row order, as they were written
                 if doc_id not in dead:
-                    segment.carry(previous, article, None)
+                    segment.carry(previous, previous.articles[doc_id], None)
         version, _, snapshot = _write(
             index_dir,
             key=key,

@@ -16,7 +16,7 @@ import hashlib
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,7 +58,7 @@ def passage_key(doc_id: str, digest: str, chunk: Chunk) -> str:
     return f"{owner}:{chunk.start}:{chunk.end}"
 
 
-def snapshot_keys(chunks: Sequence[Chunk], hashes: dict[str, str]) -> list[str]:
+def snapshot_keys(chunks: Sequence[Chunk], hashes: Mapping[str, str]) -> list[str]:
     return [passage_key(c.doc_id, hashes[c.doc_id], c) for c in chunks]
 
 

@@ -12,7 +12,7 @@ two implementations (``local_passages``, ``milvus_passages``) knows which one is
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -138,7 +138,7 @@ class SnapshotRows:
     The rows are the live rows of each segment in turn."""
 
     chunks: Sequence[Chunk]
-    hashes: dict[str, str]  # doc_id → the article version's hash
+    hashes: Mapping[str, str]  # doc_id → the article version's hash
     tokens: Sequence[Sequence[str]]
     segments: Sequence[SegmentRows]
 
@@ -155,7 +155,7 @@ class PassageWrite:
     rows: SnapshotRows
     segment: SegmentRows
     first_row: int
-    articles: dict[str, Article]
+    articles: Mapping[str, Article]
     texts: dict[int, str]  # snapshot row → the passage text that was embedded (context line and text)
     vectors: Vectors
     carried: Sequence[tuple[int, int]]

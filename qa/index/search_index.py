@@ -1,18 +1,20 @@
 """The loaded index: articles, passages and their tokens (the snapshot's tables), and the passages' vectors
 and lexical index (a ``PassageIndex`` of the configured backend), kept in one consistent snapshot.
 
-The tables are stored per segment (``layout``); a snapshot is the live rows of its segments in turn.
-Segments are immutable, so a snapshot read after a write takes the segments it shares with the one
-before from memory and reads only the new one."""
+The tables are stored per segment (``layout``, ``tables``) as memory-mapped arrays; a snapshot is the
+live rows of its segments in turn, put together from per-segment arrays (its dead rows masked), and an
+article, a passage or its tokens become Python objects only when a question asks for them. Segments are
+immutable, so a snapshot read after a write shares the segments it has in common with the one before
+and maps only the new one."""
 
 from __future__ import annotations
 
-import itertools
-import json
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+import bisect
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -21,11 +23,9 @@ from qa.errors import IndexCorruptError, IndexStoreError
 from qa.index import layout
 from qa.index.manifest import Counts, IndexKey, Manifest, SegmentRef
 from qa.index.passages import PassageBackend, PassageIndex, SegmentRows, SnapshotRows
-from qa.records import Article, Chunk, Section, Segment
+from qa.index.tables import NO_DATE, Tables
+from qa.records import Article, Chunk, Section
 
-ARTICLES = "articles.jsonl"
-CHUNKS = "chunks.jsonl"
-TOKENS = "tokens.jsonl"
 PASSAGE_CONTEXT = "title-or-heading-v1"
 LOAD_ATTEMPTS = 5
 
@@ -36,28 +36,300 @@ def passage_text(chunk: Chunk, title: str) -> str:
     return f"{context}\n{chunk.text}" if context else chunk.text
 
 
+@dataclass(frozen=True)
+class SegmentTables:
+    """One sealed (or being sealed) segment: its name, seal, folder and tables (every row it stores, live
+    in a snapshot or not)."""
+
+    name: str
+    seal: str
+    folder: Path
+    tables: Tables
+
+    @property
+    def rows(self) -> int:
+        return self.tables.rows
+
+    def span(self, doc_id: str) -> tuple[int, int] | None:
+        """The article's rows here (first, how many), None when the segment does not hold it."""
+        i = self.tables.find(doc_id)
+        return None if i is None else self.tables.span(i)
+
+    def doc_ids(self) -> list[str]:
+        return self.tables.doc_ids()
+
+
+def read_segment_tables(index_dir: Path, ref: SegmentRef, *, verify: bool) -> SegmentTables:
+    folder = layout.segment_dir(index_dir, ref.name)
+    meta = layout.read_segment(folder, ref.seal, verify=verify)
+    try:
+        tables = Tables.load(folder)
+    except (OSError, ValueError) as exc:
+        raise IndexCorruptError(f"segment {folder} cannot be read: {exc}; run `qa index --rebuild`") from exc
+    if meta.get("rows") != tables.rows or meta.get("articles", tables.count) != tables.count:
+        raise IndexCorruptError(f"segment {folder} is inconsistent; run `qa index --rebuild`")
+    return SegmentTables(ref.name, ref.seal, folder, tables)
+
+
+@dataclass(frozen=True)
+class _Part:
+    """One segment in one snapshot: its tables, its dead articles and where its live rows go."""
+
+    tables: SegmentTables
+    dead: frozenset[str]
+    offset: int  # the snapshot row of its first live row
+    local: npt.NDArray[np.int64] | None  # its live rows in order (None: every row is live)
+    before: npt.NDArray[np.int64] | None  # live rows ahead of each of its rows (None: every row is live)
+    live: npt.NDArray[np.bool_] | None
+
+    @property
+    def count(self) -> int:
+        return self.tables.rows if self.local is None else int(self.local.size)
+
+    def holds(self, doc_id: str) -> int | None:
+        """The article's position in the segment when it is live here."""
+        if doc_id in self.dead:
+            return None
+        return self.tables.tables.find(doc_id)
+
+    def rows_of(self, i: int) -> range:
+        first, count = self.tables.tables.span(i)
+        start = self.offset + (first if self.before is None else int(self.before[first]))
+        return range(start, start + count)
+
+
+T = TypeVar("T")
+
+
+class _RowView(Sequence[T]):
+    """A snapshot's rows of one table (chunks, tokens, sentence token sets), each read when asked for."""
+
+    def __init__(self, snapshot: Assembled, read: Callable[[Tables, int], T]) -> None:
+        self._snapshot = snapshot
+        self._read = read
+        # A question reads its candidates' rows many times over (features, grounding, the answer).
+        self._row = lru_cache(maxsize=16384)(self._read_row)
+
+    def _read_row(self, row: int) -> T:
+        part, local = self._snapshot.locate(row)
+        return self._read(part.tables.tables, local)
+
+    def __len__(self) -> int:
+        return self._snapshot.size
+
+    @overload
+    def __getitem__(self, row: int) -> T: ...
+    @overload
+    def __getitem__(self, row: slice) -> list[T]: ...
+    def __getitem__(self, row: int | slice) -> T | list[T]:
+        if isinstance(row, slice):
+            return [self[r] for r in range(*row.indices(len(self)))]
+        if row < 0:
+            row += self._snapshot.size
+        return self._row(int(row))
+
+
+class _Articles(Mapping[str, T]):
+    """The live articles of a snapshot by doc_id (the records, or their hashes), each read when asked for."""
+
+    def __init__(self, snapshot: Assembled, read: Callable[[Tables, int], T]) -> None:
+        self._snapshot = snapshot
+        self._read = read
+
+    def __getitem__(self, doc_id: str) -> T:
+        if isinstance(doc_id, str):
+            for part in self._snapshot.parts:
+                i = part.holds(doc_id)
+                if i is not None:
+                    return self._read(part.tables.tables, i)
+        raise KeyError(doc_id)
+
+    def __iter__(self) -> Iterator[str]:
+        for part in self._snapshot.parts:
+            for doc_id in part.tables.doc_ids():
+                if doc_id not in part.dead:
+                    yield doc_id
+
+    def __len__(self) -> int:
+        return self._snapshot.article_count
+
+
+class _RowsByDoc(Mapping[str, Sequence[int]]):
+    """Each live article's rows in the snapshot, in order (they are consecutive)."""
+
+    def __init__(self, snapshot: Assembled) -> None:
+        self._snapshot = snapshot
+
+    def __getitem__(self, doc_id: str) -> Sequence[int]:
+        if isinstance(doc_id, str):
+            for part in self._snapshot.parts:
+                i = part.holds(doc_id)
+                if i is not None:
+                    rows = part.rows_of(i)
+                    if rows:
+                        return rows
+        raise KeyError(doc_id)
+
+    def __iter__(self) -> Iterator[str]:
+        return (d for d in self._snapshot.articles if d in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class Assembled:
+    """A snapshot's rows put together from its segments' tables: the live rows of each in turn. Built
+    from per-segment arrays only; an article or a row becomes a Python object when it is asked for."""
+
+    def __init__(self, parts: Sequence[tuple[SegmentTables, frozenset[str]]]) -> None:
+        self.parts: list[_Part] = []
+        self.segments: list[SegmentRows] = []
+        offset = articles = 0
+        live_ids = []
+        for tables, dead in parts:
+            t = tables.tables
+            dead_at = [i for i in (t.find(d) for d in dead) if i is not None]
+            local = before = live = None
+            if dead_at:
+                live = np.ones(t.rows, dtype=bool)
+                for i in dead_at:
+                    first, count = t.span(i)
+                    live[first : first + count] = False
+                local = np.flatnonzero(live).astype(np.int64)
+                before = np.cumsum(live) - live  # live rows ahead of each row
+            part = _Part(tables, frozenset(dead), offset, local, before, live)
+            self.parts.append(part)
+            self.segments.append(SegmentRows(tables.name, tables.folder, t.rows, live))
+            ids = t.doc_ids_array()
+            live_ids.append(np.delete(ids, dead_at) if dead_at else ids)
+            offset += part.count
+            articles += t.count - len(dead_at)
+        self.size = offset
+        self.article_count = articles
+        self._offsets = [p.offset for p in self.parts]
+        if len(live_ids) > 1:
+            # An article is live in one segment at most; a vectorised check of the doc_ids, nothing built.
+            width = max(ids.dtype.itemsize for ids in live_ids)
+            everything = np.concatenate([ids.astype(f"S{width}") for ids in live_ids])
+            unique, counts = np.unique(everything, return_counts=True)
+            if np.any(counts > 1):
+                twice = bytes(unique[np.argmax(counts > 1)]).decode("utf-8")
+                raise IndexCorruptError(
+                    f"article {twice!r} is live in two segments; run `qa index --rebuild`"
+                )
+        self.articles: Mapping[str, Article] = _Articles(self, lambda t, i: t.article(i)[0])
+        self.hashes: Mapping[str, str] = _Articles(self, Tables.hash)
+        self.chunks: Sequence[Chunk] = _RowView(self, lambda t, r: t.chunk(r))
+        self.tokens: Sequence[Sequence[str]] = _RowView(self, Tables.tokens)
+        self.sentences: Sequence[tuple[frozenset[str], ...]] = _RowView(self, Tables.sentences)
+        self.rows_by_doc: Mapping[str, Sequence[int]] = _RowsByDoc(self)
+
+    def stored(self) -> list[tuple[str, str]]:
+        """Every live article's doc_id and hash, in snapshot order (read in bulk, no article is read)."""
+        out = []
+        for part in self.parts:
+            t = part.tables.tables
+            for doc_id, digest in zip(t.doc_ids(), t.hashes(), strict=True):
+                if doc_id not in part.dead:
+                    out.append((doc_id, digest))
+        return out
+
+    def locate(self, row: int) -> tuple[_Part, int]:
+        """The part holding snapshot row ``row`` and the row's number there."""
+        if not 0 <= row < self.size:
+            raise IndexError(f"row {row} of a snapshot of {self.size}")
+        part = self.parts[bisect.bisect_right(self._offsets, row) - 1]
+        local = row - part.offset
+        return part, local if part.local is None else int(part.local[local])
+
+    def rows(self) -> SnapshotRows:
+        return SnapshotRows(self.chunks, self.hashes, self.tokens, self.segments)
+
+    def mask(
+        self, doc_ids: Iterable[str] | None, date_from: str | None, date_to: str | None
+    ) -> npt.NDArray[np.bool_]:
+        """Which rows belong to the articles ``doc_ids`` (every article when None) dated in the range."""
+        allowed = np.zeros(self.size, dtype=bool)
+        wanted = set(doc_ids) if doc_ids is not None else None
+        low = date_from.encode() if date_from else None
+        high = date_to.encode() if date_to else None
+        for part in self.parts:
+            t = part.tables.tables
+            keep = np.ones(t.count, dtype=bool)
+            if wanted is not None:
+                keep[:] = False
+                for doc_id in wanted:
+                    i = part.holds(doc_id)
+                    if i is not None:
+                        keep[i] = True
+            for doc_id in part.dead:
+                i = t.find(doc_id)
+                if i is not None:
+                    keep[i] = False
+            if low is not None or high is not None:
+                dates = t.dates()
+                keep &= dates != NO_DATE
+                if low is not None:
+                    keep &= (dates == b"") | (dates >= low)
+                if high is not None:
+                    keep &= (dates == b"") | (dates <= high)
+            rows = keep[t.row_articles()]  # every stored row of the segment
+            if part.live is not None:
+                rows = rows[part.live]
+            allowed[part.offset : part.offset + part.count] = rows
+        return allowed
+
+
+def assemble(parts: Sequence[tuple[SegmentTables, frozenset[str]]]) -> Assembled:
+    """The snapshot made of ``parts`` (each segment's tables and its dead articles), in order.
+    IndexCorruptError when an article is live in two segments."""
+    return Assembled(parts)
+
+
 @dataclass
 class SearchIndex:
     manifest: Manifest | None  # None while a build assembles it
-    articles: dict[str, Article]
-    hashes: dict[str, str]
-    chunks: list[Chunk]
-    tokens: list[list[str]]
+    snapshot: Assembled
     passages: PassageIndex
     version: Path | None = None
-    segments: tuple[SegmentTables, ...] = ()  # the tables of the segments the snapshot is made of
-    rows_by_doc: dict[str, Sequence[int]] = field(default_factory=dict)  # an article's rows, in order
 
-    def __post_init__(self) -> None:
-        if self.rows_by_doc or not self.chunks:
-            return
-        rows: dict[str, list[int]] = {}
-        for row, chunk in enumerate(self.chunks):
-            rows.setdefault(chunk.doc_id, []).append(row)
-        self.rows_by_doc = dict(rows)
+    @property
+    def articles(self) -> Mapping[str, Article]:
+        return self.snapshot.articles
+
+    @property
+    def hashes(self) -> Mapping[str, str]:
+        return self.snapshot.hashes
+
+    @property
+    def chunks(self) -> Sequence[Chunk]:
+        return self.snapshot.chunks
+
+    @property
+    def tokens(self) -> Sequence[Sequence[str]]:
+        return self.snapshot.tokens
+
+    @property
+    def sentences(self) -> Sequence[tuple[frozenset[str], ...]]:
+        """The token set of each sentence of each passage, as the build's tokenizer made them."""
+        return self.snapshot.sentences
+
+    @property
+    def rows_by_doc(self) -> Mapping[str, Sequence[int]]:
+        """An article's rows, in order."""
+        return self.snapshot.rows_by_doc
+
+    @property
+    def segments(self) -> tuple[SegmentTables, ...]:
+        """The tables of the segments the snapshot is made of."""
+        return tuple(p.tables for p in self.snapshot.parts)
 
     def __len__(self) -> int:
-        return len(self.chunks)
+        return self.snapshot.size
+
+    def stored(self) -> list[tuple[str, str]]:
+        """Every live article's doc_id and hash, in snapshot order."""
+        return self.snapshot.stored()
 
     def sections_of(self, doc_id: str) -> dict[str, int]:
         """How many of the article's passages are body text and how many related-news teasers."""
@@ -77,189 +349,7 @@ class SearchIndex:
         """Which passages a filter allows; None when there is no filter."""
         if doc_ids is None and date_from is None and date_to is None:
             return None
-        allowed = np.zeros(len(self.chunks), dtype=bool)
-        wanted = set(doc_ids) if doc_ids is not None else set(self.rows_by_doc)
-        for doc_id in wanted:
-            article = self.articles.get(doc_id)
-            if article is None:
-                continue
-            if (date_from or date_to) and article.date is None:
-                continue
-            if date_from and article.date and article.date < date_from:
-                continue
-            if date_to and article.date and article.date > date_to:
-                continue
-            allowed[self.rows_by_doc.get(doc_id, [])] = True
-        return allowed
-
-
-def article_to_json(article: Article, digest: str) -> dict[str, Any]:
-    return {
-        "doc_id": article.doc_id,
-        "title": article.title,
-        "date": article.date,
-        "source": article.source,
-        "url": article.url,
-        "hash": digest,
-        "dropped": article.dropped,
-        "fetched_at": article.fetched_at,
-        "other_urls": list(article.other_urls),
-        "segments": [[s.section.value, s.start, s.end, s.heading] for s in article.segments],
-        "text": article.text,
-    }
-
-
-def article_from_json(record: dict[str, Any]) -> tuple[Article, str]:
-    segments = tuple(
-        Segment(Section(sec), start, end, heading) for sec, start, end, heading in record["segments"]
-    )
-    article = Article(
-        doc_id=record["doc_id"],
-        title=record["title"],
-        date=record["date"],
-        source=record["source"],
-        text=record["text"],
-        segments=segments,
-        url=record.get("url"),
-        dropped=record.get("dropped", 0),
-        fetched_at=record.get("fetched_at"),
-        other_urls=tuple(record.get("other_urls", ())),
-    )
-    return article, record["hash"]
-
-
-@dataclass(frozen=True)
-class SegmentTables:
-    """The tables of one sealed segment as read: every row it stores, live in a snapshot or not."""
-
-    name: str
-    seal: str
-    folder: Path
-    articles: dict[str, Article]
-    hashes: dict[str, str]
-    chunks: list[Chunk]
-    tokens: list[list[str]]
-    spans: dict[str, tuple[int, int]]  # doc_id → (first row, rows): an article's rows are consecutive
-
-
-def spans_of(chunks: Sequence[Chunk]) -> dict[str, tuple[int, int]]:
-    """Each article's rows in a segment, which are consecutive: (first row, how many)."""
-    spans: dict[str, tuple[int, int]] = {}
-    for row, chunk in enumerate(chunks):
-        first, count = spans.get(chunk.doc_id, (row, 0))
-        if first + count != row:
-            raise IndexCorruptError(f"the passages of {chunk.doc_id!r} are not consecutive in a segment")
-        spans[chunk.doc_id] = (first, count + 1)
-    return spans
-
-
-def write_segment_tables(
-    folder: Path,
-    articles: Sequence[tuple[Article, str]],
-    chunks: Sequence[Chunk],
-    tokens: Sequence[Sequence[str]],
-) -> None:
-    """Write a new segment's tables into its folder (not yet sealed): its articles with their hashes,
-    and its passages with their BM25 tokens, in row order."""
-    with open(folder / ARTICLES, "w", encoding="utf-8") as out:
-        for article, digest in articles:
-            out.write(json.dumps(article_to_json(article, digest), ensure_ascii=False))
-            out.write("\n")
-    with open(folder / CHUNKS, "w", encoding="utf-8") as out:
-        for c in chunks:
-            out.write(json.dumps([c.doc_id, c.section.value, c.start, c.end, c.heading], ensure_ascii=False))
-            out.write("\n")
-    with open(folder / TOKENS, "w", encoding="utf-8") as out:
-        for row in tokens:
-            out.write(json.dumps(list(row), ensure_ascii=False))
-            out.write("\n")
-
-
-def _read_jsonl(path: Path) -> list[Any]:
-    with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
-
-
-def read_segment_tables(index_dir: Path, ref: SegmentRef, *, verify: bool) -> SegmentTables:
-    folder = layout.segment_dir(index_dir, ref.name)
-    meta = layout.read_segment(folder, ref.seal, verify=verify)
-    try:
-        articles: dict[str, Article] = {}
-        hashes: dict[str, str] = {}
-        for record in _read_jsonl(folder / ARTICLES):
-            article, digest = article_from_json(record)
-            articles[article.doc_id] = article
-            hashes[article.doc_id] = digest
-        chunks = []
-        for doc_id, section, start, end, heading in _read_jsonl(folder / CHUNKS):
-            text = articles[doc_id].text[start:end]
-            chunks.append(Chunk(doc_id, Section(section), start, end, text, heading))
-        tokens = _read_jsonl(folder / TOKENS)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise IndexCorruptError(f"segment {folder} cannot be read: {exc}; run `qa index --rebuild`") from exc
-    if (
-        len(chunks) != len(tokens)
-        or meta.get("rows") != len(chunks)
-        or not all(0 <= c.start < c.end <= len(articles[c.doc_id].text) for c in chunks)
-        or not all(isinstance(t, list) for t in tokens)
-    ):
-        raise IndexCorruptError(f"segment {folder} is inconsistent; run `qa index --rebuild`")
-    return SegmentTables(ref.name, ref.seal, folder, articles, hashes, chunks, tokens, spans_of(chunks))
-
-
-@dataclass
-class Assembled:
-    """A snapshot's rows put together from its segments' tables: the live rows of each in turn."""
-
-    articles: dict[str, Article]
-    hashes: dict[str, str]
-    chunks: list[Chunk]
-    tokens: list[list[str]]
-    segments: list[SegmentRows]
-    rows_by_doc: dict[str, Sequence[int]]
-
-    def rows(self) -> SnapshotRows:
-        return SnapshotRows(self.chunks, self.hashes, self.tokens, self.segments)
-
-
-def assemble(parts: Sequence[tuple[SegmentTables, frozenset[str]]]) -> Assembled:
-    """The snapshot made of ``parts`` (each segment's tables and its dead articles), in order.
-    IndexCorruptError when an article is live in two segments."""
-    out = Assembled({}, {}, [], [], [], {})
-    for tables, dead in parts:
-        offset = len(out.chunks)
-        for doc_id, article in tables.articles.items():
-            if doc_id in dead:
-                continue
-            if doc_id in out.articles:
-                raise IndexCorruptError(
-                    f"article {doc_id!r} is live in two segments; run `qa index --rebuild`"
-                )
-            out.articles[doc_id] = article
-            out.hashes[doc_id] = tables.hashes[doc_id]
-        spans = tables.spans
-        if dead:
-            live = np.ones(len(tables.chunks), dtype=bool)
-            for doc_id in dead & spans.keys():
-                first, count = spans[doc_id]
-                live[first : first + count] = False
-            keep = live.tolist()
-            out.chunks.extend(itertools.compress(tables.chunks, keep))
-            out.tokens.extend(itertools.compress(tables.tokens, keep))
-            before = np.cumsum(live) - live  # live rows ahead of each row
-            for doc_id, (first, count) in spans.items():
-                if doc_id not in dead:
-                    start = offset + int(before[first])
-                    out.rows_by_doc[doc_id] = range(start, start + count)
-            mask: npt.NDArray[np.bool_] | None = live
-        else:
-            out.chunks.extend(tables.chunks)
-            out.tokens.extend(tables.tokens)
-            for doc_id, (first, count) in spans.items():
-                out.rows_by_doc[doc_id] = range(offset + first, offset + first + count)
-            mask = None
-        out.segments.append(SegmentRows(tables.name, tables.folder, len(tables.chunks), mask))
-    return out
+        return self.snapshot.mask(doc_ids, date_from, date_to)
 
 
 def read_snapshot(
@@ -294,17 +384,7 @@ def read_snapshot(
         len(snapshot.articles), len(snapshot.chunks)
     ):
         raise IndexCorruptError(f"index at {version} is inconsistent; run `qa index --rebuild`")
-    return SearchIndex(
-        manifest,
-        snapshot.articles,
-        snapshot.hashes,
-        snapshot.chunks,
-        snapshot.tokens,
-        passages,
-        version,
-        tuple(t for t, _ in parts),
-        snapshot.rows_by_doc,
-    )
+    return SearchIndex(manifest, snapshot, passages, version)
 
 
 def load_index(

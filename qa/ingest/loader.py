@@ -11,7 +11,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,10 +26,35 @@ DOC_ID = re.compile(r"^[\w][\w.\-]{0,199}$")
 _BINARY_SNIFF = 8192
 
 
+@dataclass(frozen=True)
+class Kept:
+    """An article known to be stored unchanged in the live index, not parsed again (its file is as it
+    was, or a write vouches for it): its doc_id, the hash the index holds, and its place in the corpus
+    (how many parsed articles come before it)."""
+
+    doc_id: str
+    digest: str
+    before: int
+
+
 @dataclass
 class LoadReport:
     articles: list[Article] = field(default_factory=list)
     skipped: list[CorpusError] = field(default_factory=list)
+    kept: list[Kept] = field(default_factory=list)
+
+    def in_order(self, stored: Callable[[Kept], Article]) -> list[Article]:
+        """Every article in corpus order, the kept ones read by ``stored``."""
+        out: list[Article] = []
+        kept = iter(self.kept)
+        nxt = next(kept, None)
+        for i, article in enumerate([*self.articles, None]):
+            while nxt is not None and nxt.before <= i:
+                out.append(stored(nxt))
+                nxt = next(kept, None)
+            if article is not None:
+                out.append(article)
+        return out
 
 
 def valid_doc_id(doc_id: str) -> bool:

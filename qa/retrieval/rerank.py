@@ -269,8 +269,9 @@ class Reranker:
         return tuple(SENTENCE.findall(self.index.chunks[row].text))
 
     def _sentence_tokens(self, row: int) -> tuple[frozenset[str], ...]:
-        """The token set of each sentence of a passage (cached: popular passages recur across questions)."""
-        return tuple(frozenset(self.tokenizer.tokens(s)) for s in self._sentence_texts(row))
+        """The token set of each sentence of a passage, as the build's tokenizer (the same words and
+        names as this one's: the index key records them) stored it; cached, popular passages recur."""
+        return self.index.sentences[row]
 
     def _token_set(self, row: int) -> frozenset[str]:
         return frozenset(self.index.tokens[row])

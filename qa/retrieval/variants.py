@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
 from pypinyin import lazy_pinyin
@@ -38,38 +38,36 @@ def _pairs(token_lists: Iterable[Sequence[str]]) -> Counter[str]:
 
 
 class _SegmentPairs:
-    """One segment's pairs, counted once: a segment never changes, so a new snapshot reuses this."""
+    """One segment's pairs, as its tables count them (every row); a segment never changes, so a new
+    snapshot reuses this."""
 
     def __init__(self, tables: SegmentTables) -> None:
         self.seal = tables.seal
         self.tables = tables
-        self.counts = _pairs(tables.tokens)
-        self.chars = frozenset(c for c in set("".join(self.counts)) if is_cjk(c))
+        self.chars = frozenset(c for c in tables.tables.pair_chars() if is_cjk(c))
         self._dead: tuple[frozenset[str], Counter[str]] = (frozenset(), Counter())
 
     def live(self, dead: frozenset[str]) -> _LivePairs:
         """The pairs some live row holds, when ``dead`` are the segment's dead articles."""
         if dead != self._dead[0]:
-            spans = self.tables.spans  # each article's rows are consecutive: no scan of the segment
+            spans = [s for s in map(self.tables.span, dead) if s is not None]
             rows = (
-                tokens
-                for first, count in (spans[d] for d in dead & spans.keys())
-                for tokens in self.tables.tokens[first : first + count]
+                self.tables.tables.tokens(r) for first, count in spans for r in range(first, first + count)
             )
             self._dead = (dead, _pairs(rows))
-        return _LivePairs(self.counts, self._dead[1])
+        return _LivePairs(self.tables.tables.pair_count, self._dead[1])
 
 
 @dataclasses.dataclass(frozen=True)
 class _LivePairs:
-    counts: Counter[str]
-    dead: Counter[str]
+    counts: Callable[[str], int]  # rows holding a pair
+    dead: Counter[str]  # dead rows holding it
 
     def __contains__(self, pair: str) -> bool:
-        return self.counts.get(pair, 0) > self.dead.get(pair, 0)
+        return self.counts(pair) > self.dead.get(pair, 0)
 
     def count(self, pair: str) -> int:
-        return self.counts.get(pair, 0) - self.dead.get(pair, 0)
+        return self.counts(pair) - self.dead.get(pair, 0)
 
 
 class CorpusPairs:
@@ -105,7 +103,10 @@ class CorpusPairs:
     def of_tokens(cls, tokens: Iterable[str]) -> CorpusPairs:
         """The pairs of a plain vocabulary (BM25 tokens), as if one live row held them all."""
         counts = _pairs([list(tokens)])
-        return cls([_LivePairs(counts, Counter())], {c for c in set("".join(counts)) if is_cjk(c)})
+        return cls(
+            [_LivePairs(lambda pair: counts.get(pair, 0), Counter())],
+            {c for c in set("".join(counts)) if is_cjk(c)},
+        )
 
     def __contains__(self, pair: str) -> bool:
         return any(pair in live for live in self._live)

@@ -1,0 +1,426 @@
+"""One segment's tables as plain numpy arrays, memory-mapped on load: nothing per row or per article is
+built as a Python object until a question needs that row.
+
+A segment stores, in one file ``table.bin`` (one-dimensional arrays, then a small JSON footer naming
+them; listed and checksummed by the segment's seal like its other files, and one file, so that a write
+fsyncs it once):
+
+- its articles: each one's JSON record (``article_json`` and ``article_offsets``), its ``doc_id`` (a
+  sorted copy with the order for a binary search), its hash and the length of its text;
+- its rows (passages): the article each belongs to, its section, its span of the article's text and its
+  heading (a string table); an article's rows are consecutive (``article_rows``);
+- the BM25 tokens of each row and the token set of each sentence of each row (what the reranker reads),
+  as ids into one vocabulary (a UTF-8 string table);
+- how many rows hold each character pair (the ``#XY`` tokens), for the name variants.
+
+``encode`` turns a write's lists into these arrays (a segment being built is the same object, over
+arrays in memory); ``save`` writes them; ``load`` maps them. A row is materialised (``chunk``,
+``tokens``) when it is asked for, and recently asked rows and articles are cached.
+"""
+
+from __future__ import annotations
+
+import json
+import mmap
+import os
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from qa.records import Article, Chunk, Section, Segment
+
+TABLE_FILE = "table.bin"
+_MAGIC = b"QATABLE1"
+_ALIGN = 64
+_MAP_AT = 1 << 20  # smaller table files are read whole, larger ones mapped
+SECTIONS = tuple(Section)
+NO_DATE = b"~"  # an article's date when it states none (never a date: they are ISO digits)  # a row's section is its position here
+
+Array = npt.NDArray[Any]
+
+# Every file of a table and its dtype kind ("S": fixed-width bytes, "U": fixed-width text).
+_FILES: dict[str, str] = {
+    "article_json": "u1",
+    "article_offsets": "i8",
+    "doc_ids": "S",
+    "doc_order": "i8",
+    "hashes": "S",
+    "dates": "S",  # ISO yyyy-mm-dd, NO_DATE when the article states none
+    "text_lengths": "i8",
+    "article_rows": "i8",
+    "row_article": "i4",
+    "row_section": "u1",
+    "row_start": "i8",
+    "row_end": "i8",
+    "headings": "u1",
+    "heading_offsets": "i8",
+    "vocab": "u1",
+    "vocab_offsets": "i8",
+    "token_ids": "i4",
+    "token_rows": "i8",
+    "sentence_rows": "i8",
+    "sentence_ids": "i4",
+    "sentence_tokens": "i8",
+    "pairs": "U",
+    "pair_rows": "i8",
+}
+
+
+def article_to_json(article: Article, digest: str) -> dict[str, Any]:
+    return {
+        "doc_id": article.doc_id,
+        "title": article.title,
+        "date": article.date,
+        "source": article.source,
+        "url": article.url,
+        "hash": digest,
+        "dropped": article.dropped,
+        "fetched_at": article.fetched_at,
+        "other_urls": list(article.other_urls),
+        "segments": [[s.section.value, s.start, s.end, s.heading] for s in article.segments],
+        "text": article.text,
+    }
+
+
+def article_from_json(record: dict[str, Any]) -> tuple[Article, str]:
+    segments = tuple(
+        Segment(Section(sec), start, end, heading) for sec, start, end, heading in record["segments"]
+    )
+    article = Article(
+        doc_id=record["doc_id"],
+        title=record["title"],
+        date=record["date"],
+        source=record["source"],
+        text=record["text"],
+        segments=segments,
+        url=record.get("url"),
+        dropped=record.get("dropped", 0),
+        fetched_at=record.get("fetched_at"),
+        other_urls=tuple(record.get("other_urls", ())),
+    )
+    return article, record["hash"]
+
+
+def _strings(values: Sequence[bytes]) -> tuple[Array, Array]:
+    """A string table: the bytes of every value in turn, and where each starts (one more offset at the end)."""
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, values), dtype=np.int64, count=len(values)), out=offsets[1:])
+    return np.frombuffer(b"".join(values), dtype=np.uint8).copy(), offsets
+
+
+def _ragged(lists: Sequence[Sequence[int]]) -> tuple[Array, Array]:
+    """Lists of ints as one flat array and the offsets of each list."""
+    offsets = np.zeros(len(lists) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, lists), dtype=np.int64, count=len(lists)), out=offsets[1:])
+    flat = np.fromiter((i for ids in lists for i in ids), dtype=np.int32, count=int(offsets[-1]))
+    return flat, offsets
+
+
+def _pair_counts(token_lists: Sequence[Sequence[str]]) -> Counter[str]:
+    """In how many rows each character pair (the BM25 tokens written ``#XY``) occurs."""
+    counts: Counter[str] = Counter()
+    for tokens in token_lists:
+        counts.update({t[1:] for t in tokens if len(t) == 3 and t.startswith("#")})
+    return counts
+
+
+def _bytes_array(values: Sequence[bytes]) -> Array:
+    width = max((len(v) for v in values), default=1) or 1
+    return np.array(values, dtype=f"S{width}")
+
+
+class Tables:
+    """One segment's tables: arrays in memory (a segment being written) or mapped from its folder."""
+
+    def __init__(self, arrays: dict[str, Array]) -> None:
+        self._a = arrays
+        self.rows = int(arrays["row_article"].size)
+        self.count = int(arrays["doc_ids"].size)  # articles
+        self.article = lru_cache(maxsize=1024)(self._article)
+        self.chunk = lru_cache(maxsize=8192)(self._chunk)
+        self.find = lru_cache(maxsize=65536)(self._find)
+
+    # -- writing -------------------------------------------------------------------------------------
+    @classmethod
+    def encode(
+        cls,
+        articles: Sequence[tuple[Article, str]],
+        chunks: Sequence[Chunk],
+        tokens: Sequence[Sequence[str]],
+        sentences: Sequence[Sequence[Iterable[str]]],
+    ) -> Tables:
+        """The tables of a new segment: ``articles`` with their hashes, in row order; ``chunks``, their
+        BM25 ``tokens`` and the tokens of each of their sentences, row by row."""
+        if not len(chunks) == len(tokens) == len(sentences):
+            raise ValueError("every row needs its chunk, its tokens and its sentences' tokens")
+        position = {article.doc_id: i for i, (article, _) in enumerate(articles)}
+        row_article = np.fromiter((position[c.doc_id] for c in chunks), dtype=np.int32, count=len(chunks))
+        if row_article.size and np.any(np.diff(row_article) < 0):
+            raise ValueError("the rows of a segment must follow its articles' order")
+        article_rows = np.zeros(len(articles) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(row_article, minlength=len(articles)), out=article_rows[1:])
+        vocab: dict[str, int] = {}
+
+        def ids(words: Sequence[str]) -> list[int]:
+            return [vocab.setdefault(w, len(vocab)) for w in words]
+
+        token_ids, token_rows = _ragged([ids(t) for t in tokens])
+        # A sentence's set, in first-seen order: the reranker makes a frozenset of it again.
+        per_sentence = [ids(list(dict.fromkeys(s))) for row in sentences for s in row]
+        sentence_ids, sentence_tokens = _ragged(per_sentence)
+        sentence_rows = np.zeros(len(chunks) + 1, dtype=np.int64)
+        np.cumsum(
+            np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences)), out=sentence_rows[1:]
+        )
+        records = [json.dumps(article_to_json(a, d), ensure_ascii=False).encode("utf-8") for a, d in articles]
+        article_json, article_offsets = _strings(records)
+        doc_ids = _bytes_array([a.doc_id.encode("utf-8") for a, _ in articles])
+        headings, heading_offsets = _strings([c.heading.encode("utf-8") for c in chunks])
+        words, word_offsets = _strings([w.encode("utf-8", "surrogatepass") for w in vocab])
+        pairs = _pair_counts(tokens)
+        names = sorted(pairs)
+        arrays: dict[str, Array] = {
+            "article_json": article_json,
+            "article_offsets": article_offsets,
+            "doc_ids": doc_ids,
+            "doc_order": np.argsort(doc_ids, kind="stable").astype(np.int64),
+            "hashes": _bytes_array([d.encode("ascii") for _, d in articles]),
+            "dates": _bytes_array([NO_DATE if a.date is None else a.date.encode() for a, _ in articles]),
+            "text_lengths": np.array([len(a.text) for a, _ in articles], dtype=np.int64),
+            "article_rows": article_rows,
+            "row_article": row_article,
+            "row_section": np.array([SECTIONS.index(c.section) for c in chunks], dtype=np.uint8),
+            "row_start": np.array([c.start for c in chunks], dtype=np.int64),
+            "row_end": np.array([c.end for c in chunks], dtype=np.int64),
+            "headings": headings,
+            "heading_offsets": heading_offsets,
+            "vocab": words,
+            "vocab_offsets": word_offsets,
+            "token_ids": token_ids,
+            "token_rows": token_rows,
+            "sentence_rows": sentence_rows,
+            "sentence_ids": sentence_ids,
+            "sentence_tokens": sentence_tokens,
+            "pairs": np.array(names, dtype="U2"),
+            "pair_rows": np.array([pairs[p] for p in names], dtype=np.int64),
+        }
+        tables = cls(arrays)
+        tables.check()
+        return tables
+
+    def save(self, folder: Path) -> None:
+        """Write the tables into a segment's folder (not yet sealed) as one file: the arrays, each at a
+        multiple of 64 bytes, then a JSON footer naming each one's dtype, offset and length, then the
+        footer's length and a magic number (as Parquet lays out its footer)."""
+        footer: dict[str, list[Any]] = {}
+        with open(folder / TABLE_FILE, "wb") as out:
+            for name in _FILES:
+                data = np.ascontiguousarray(self._a[name])
+                footer[name] = [data.dtype.str, out.tell(), int(data.size)]
+                out.write(data.tobytes())
+                out.write(b"\0" * (-out.tell() % _ALIGN))
+            raw = json.dumps(footer).encode("ascii")
+            out.write(raw + len(raw).to_bytes(8, "little") + _MAGIC)
+
+    # -- reading -------------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, folder: Path) -> Tables:
+        """The tables of a sealed segment, mapped. ValueError when the file is missing or does not fit."""
+        path = folder / TABLE_FILE
+        tail = 8 + len(_MAGIC)
+        try:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size < tail:
+                    raise ValueError("too short")
+                handle.seek(size - tail)
+                end = handle.read(tail)
+                length = int.from_bytes(end[:8], "little")
+                if not end.endswith(_MAGIC) or length > size - tail:
+                    raise ValueError("not a table file")
+                handle.seek(size - tail - length)
+                footer = json.loads(handle.read(length).decode("ascii"))
+                handle.seek(0)
+                # A map holds a file descriptor while it lives: small tables (most writes' segments) are
+                # read instead, so that many segments never run a process out of descriptors.
+                data: bytes | mmap.mmap = (
+                    handle.read()
+                    if size < _MAP_AT
+                    else mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+                )
+        except FileNotFoundError as error:
+            raise ValueError(f"segment table {path} is missing") from error
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise ValueError(f"segment table {path} is unreadable: {error}") from error
+        if not isinstance(footer, dict) or set(footer) != set(_FILES):
+            raise ValueError(f"segment table {path} does not hold the arrays of this version")
+        arrays: dict[str, Array] = {}
+        for name, kind in _FILES.items():
+            try:
+                code, offset, count = footer[name]
+                dtype = np.dtype(str(code))
+                offset, count = int(offset), int(count)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"segment table {path}: {name} is described wrongly") from error
+            if dtype.kind != kind[0] or (len(kind) > 1 and dtype.str[1:] != kind) or dtype.hasobject:
+                raise ValueError(f"segment table {path}: {name} is a {dtype} array")
+            if offset < 0 or count < 0 or offset + count * dtype.itemsize > size - tail - length:
+                raise ValueError(f"segment table {path}: {name} lies outside the file")
+            arrays[name] = np.frombuffer(data, dtype=dtype, count=count, offset=offset)
+        tables = cls(arrays)
+        tables.check()
+        return tables
+
+    def check(self) -> None:
+        """Sizes and offsets that agree, every row inside its article's text: vectorised, so that
+        loading touches only the small per-row arrays, never the text or the tokens."""
+        a, rows, count = self._a, self.rows, self.count
+
+        def fits(offsets: Array, size: int, blob: Array) -> bool:
+            return bool(
+                offsets.size == size + 1
+                and offsets[0] == 0
+                and offsets[-1] == blob.size
+                and np.all(np.diff(offsets) >= 0)
+            )
+
+        sentences = int(a["sentence_rows"][-1]) if a["sentence_rows"].size else -1
+        ok = (
+            count > 0
+            and all(a[n].size == count for n in ("doc_order", "hashes", "dates", "text_lengths"))
+            and all(a[n].size == rows for n in ("row_section", "row_start", "row_end"))
+            and a["pairs"].size == a["pair_rows"].size
+            and fits(a["article_offsets"], count, a["article_json"])
+            and fits(a["heading_offsets"], rows, a["headings"])
+            and fits(a["token_rows"], rows, a["token_ids"])
+            and fits(a["sentence_rows"], rows, np.empty(max(sentences, 0)))
+            and fits(a["sentence_tokens"], max(sentences, 0), a["sentence_ids"])
+            and a["article_rows"].size == count + 1
+            and a["article_rows"][0] == 0
+            and a["article_rows"][-1] == rows
+            and np.array_equal(np.sort(a["doc_order"]), np.arange(count))
+        )
+        if ok and rows:
+            article = a["row_article"]
+            words = a["vocab_offsets"].size - 1
+            ok = bool(
+                article.min() >= 0
+                and article.max() < count
+                and np.all(np.diff(article) >= 0)
+                and np.array_equal(np.bincount(article, minlength=count), np.diff(a["article_rows"]))
+                and a["row_section"].max() < len(SECTIONS)
+                and np.all(a["row_start"] >= 0)
+                and np.all(a["row_start"] < a["row_end"])
+                and np.all(a["row_end"] <= a["text_lengths"][article])
+                and words >= 0
+                and (a["token_ids"].size == 0 or (a["token_ids"].min() >= 0 and a["token_ids"].max() < words))
+                and (
+                    a["sentence_ids"].size == 0
+                    or (a["sentence_ids"].min() >= 0 and a["sentence_ids"].max() < words)
+                )
+            )
+        if not ok:
+            raise ValueError("the segment's tables do not agree with each other")
+
+    def _article(self, i: int) -> tuple[Article, str]:
+        offsets = self._a["article_offsets"]
+        raw = self._a["article_json"][int(offsets[i]) : int(offsets[i + 1])].tobytes()
+        article, digest = article_from_json(json.loads(raw.decode("utf-8")))
+        if article.doc_id != self.doc_id(i) or len(article.text) != int(self._a["text_lengths"][i]):
+            raise ValueError(f"article {i} of the segment does not match its doc_id or length")
+        return article, digest
+
+    def doc_id(self, i: int) -> str:
+        return bytes(self._a["doc_ids"][i]).decode("utf-8")
+
+    def doc_ids_array(self) -> Array:
+        """Every article's doc_id as UTF-8, in row order (the mapped array)."""
+        return self._a["doc_ids"]
+
+    def doc_ids(self) -> list[str]:
+        """Every article's doc_id, in row order."""
+        return [bytes(v).decode("utf-8") for v in self._a["doc_ids"].tolist()]
+
+    def hashes(self) -> list[str]:
+        """Every article's hash, in row order."""
+        return [bytes(v).decode("ascii") for v in self._a["hashes"].tolist()]
+
+    def hash(self, i: int) -> str:
+        return bytes(self._a["hashes"][i]).decode("ascii")
+
+    def _find(self, doc_id: str) -> int | None:
+        """The position of the article ``doc_id``, or None (a binary search of the sorted doc_ids)."""
+        key = doc_id.encode("utf-8", "surrogatepass")
+        ids, order = self._a["doc_ids"], self._a["doc_order"]
+        if len(key) > ids.dtype.itemsize or key.endswith(b"\0"):
+            return None
+        lo, hi = 0, self.count
+        while lo < hi:  # over the order, not a sorted copy: nothing is built at load
+            mid = (lo + hi) // 2
+            if bytes(ids[order[mid]]) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < self.count and bytes(ids[order[lo]]) == key:
+            return int(order[lo])
+        return None
+
+    def dates(self) -> Array:
+        """Every article's date as UTF-8 (``NO_DATE`` when it states none), in row order (the mapped array)."""
+        return self._a["dates"]
+
+    def span(self, i: int) -> tuple[int, int]:
+        """The article's rows: (first, how many)."""
+        first, end = self._a["article_rows"][i : i + 2].tolist()
+        return int(first), int(end - first)
+
+    def row_articles(self) -> Array:
+        """The article of every row (the mapped array)."""
+        return self._a["row_article"]
+
+    def _chunk(self, row: int) -> Chunk:
+        a = self._a
+        article, _ = self.article(int(a["row_article"][row]))
+        start, end = int(a["row_start"][row]), int(a["row_end"][row])
+        h = a["heading_offsets"]
+        heading = a["headings"][int(h[row]) : int(h[row + 1])].tobytes().decode("utf-8")
+        section = SECTIONS[int(a["row_section"][row])]
+        return Chunk(article.doc_id, section, start, end, article.text[start:end], heading)
+
+    def _words(self, ids: Array) -> list[str]:
+        blob, offsets = self._a["vocab"], self._a["vocab_offsets"]
+        return [
+            blob[int(offsets[i]) : int(offsets[i + 1])].tobytes().decode("utf-8", "surrogatepass")
+            for i in ids.tolist()
+        ]
+
+    def tokens(self, row: int) -> list[str]:
+        """The row's BM25 tokens, in order."""
+        bounds = self._a["token_rows"]
+        return self._words(self._a["token_ids"][int(bounds[row]) : int(bounds[row + 1])])
+
+    def sentences(self, row: int) -> tuple[frozenset[str], ...]:
+        """The token set of each sentence of the row, in order."""
+        first, end = self._a["sentence_rows"][row : row + 2].tolist()
+        bounds, ids = self._a["sentence_tokens"], self._a["sentence_ids"]
+        return tuple(
+            frozenset(self._words(ids[int(bounds[s]) : int(bounds[s + 1])])) for s in range(first, end)
+        )
+
+    def pair_count(self, pair: str) -> int:
+        """In how many of the segment's rows (dead ones too) the character pair occurs."""
+        pairs = self._a["pairs"]
+        at = int(np.searchsorted(pairs, pair))
+        return int(self._a["pair_rows"][at]) if at < pairs.size and pairs[at] == pair else 0
+
+    def pair_chars(self) -> frozenset[str]:
+        """The characters of every pair the segment holds."""
+        pairs = self._a["pairs"]
+        if not pairs.size:
+            return frozenset()
+        return frozenset(np.unique(pairs.view("U1")).tolist()) - {""}
