@@ -246,22 +246,7 @@ def lean_postings(corpus: Corpus, n: int) -> Postings:
     tf = np.diff(np.append(starts, key.size)).astype(np.int32)
     pairs = key[starts]
     del key, starts
-    term, row = np.divmod(pairs, max(n, 1))
-    del pairs
-    indptr = np.zeros(order.size + 1, dtype=np.int64)
-    np.cumsum(np.bincount(term, minlength=order.size), out=indptr[1:])
-    blob = [encoded[i] for i in order.tolist()]
-    offsets = np.zeros(order.size + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, blob), dtype=np.int64, count=len(blob)), out=offsets[1:])
-    return Postings(
-        indptr=indptr,
-        rows=row.astype(np.int32),
-        tf=tf,
-        lengths=np.maximum(counts, 1).astype(np.int32),
-        term_hashes=hashes[order],
-        terms=np.frombuffer(b"".join(blob), dtype=np.uint8),
-        term_offsets=offsets,
-    )
+    return Postings.from_pairs(pairs, tf, counts, [encoded[i] for i in order.tolist()], hashes[order])
 
 
 class Ours:

@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -113,19 +113,32 @@ class Postings:
         term_of[order] = np.arange(order.size)
         # One key per (term, row) sorts the postings by term, then row, and counts their frequencies.
         pairs, tf = np.unique(term_of[flat] * max(n, 1) + owner, return_counts=True)
+        return cls.from_pairs(pairs, tf, counts, [encoded[i] for i in order.tolist()], hashes[order])
+
+    @classmethod
+    def from_pairs(
+        cls,
+        pairs: npt.NDArray[np.int64],
+        tf: npt.NDArray[np.integer[Any]],
+        counts: npt.NDArray[np.int64],
+        terms: Sequence[bytes],
+        term_hashes: npt.NDArray[np.uint64],
+    ) -> Postings:
+        """The postings of sorted unique keys ``term * rows + row`` with their frequencies ``tf``, for
+        rows of ``counts`` tokens and the encoded ``terms`` in hash order (``term_hashes``)."""
+        n = len(counts)
         term, row = np.divmod(pairs, max(n, 1))
-        indptr = np.zeros(order.size + 1, dtype=np.int64)
-        np.cumsum(np.bincount(term, minlength=order.size), out=indptr[1:])
-        blob = [encoded[i] for i in order.tolist()]
-        offsets = np.zeros(order.size + 1, dtype=np.int64)
-        np.cumsum(np.fromiter(map(len, blob), dtype=np.int64, count=len(blob)), out=offsets[1:])
+        indptr = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(term, minlength=len(terms)), out=indptr[1:])
+        offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, terms), dtype=np.int64, count=len(terms)), out=offsets[1:])
         return cls(
             indptr=indptr,
             rows=row.astype(np.int32),
             tf=tf.astype(np.int32),
             lengths=np.maximum(counts, 1).astype(np.int32),
-            term_hashes=hashes[order],
-            terms=np.frombuffer(b"".join(blob), dtype=np.uint8),
+            term_hashes=term_hashes,
+            terms=np.frombuffer(b"".join(terms), dtype=np.uint8),
             term_offsets=offsets,
         )
 
