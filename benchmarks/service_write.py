@@ -15,7 +15,7 @@ segment writer functions (``layout.new_segment_dir``, ``write_segment_tables``, 
   recombined), reused from its cache when it has built them for the same N;
 - vectors: random unit vectors at e5-small's width (384), HNSW above ``flat_max_passages``, the fake
   encoder for the written articles (what is measured is the index engine, not the model);
-- the big segment's ``tokens.jsonl`` holds an empty list per row: the real token lists of 1M passages
+- the big segment's tables hold no tokens and no sentence tokens for its rows: the real token lists of 1M passages
   would be ~160M Python strings (well over 8 GB) in the process; no write reads them (a write's
   segment has its own tokens), but questions' passage reranking does, so no answer quality is measured.
 
@@ -45,9 +45,10 @@ from qa.documents import NewDocument
 from qa.embeddings.vector_store import build_store
 from qa.engine import Engine
 from qa.index import layout
+from qa.index.builder import write_segment_tables
 from qa.index.local_passages import LEXICAL_DIR, VECTORS_DIR
 from qa.index.manifest import Counts, Manifest, SegmentRef
-from qa.index.search_index import write_segment_tables
+from qa.index.tables import Tables
 from qa.ingest.chunker import chunk_article
 from qa.ingest.loader import load_corpus
 from qa.text.segment_bm25 import Postings
@@ -124,7 +125,8 @@ def build_big(engine: Engine, n: int, work: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     digests = [(a, f"{i:064x}") for i, (a, _) in enumerate(chunked)]
     chunks = [c for _, cs in chunked for c in cs]
-    write_segment_tables(folder, digests, chunks, [[] for _ in chunks])
+    empty: list[list[str]] = [[] for _ in chunks]  # no tokens, no sentences: see the module's docstring
+    write_segment_tables(folder, Tables.encode(digests, chunks, empty, empty))
     seal = layout.seal_segment(folder, {"rows": len(chunks), "articles": len(digests)})
     version = layout.new_version_dir(s.index_dir)
     manifest = Manifest(
