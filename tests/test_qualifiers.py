@@ -216,11 +216,12 @@ def test_a_farther_passage_does_not_answer_for_a_closer_near_miss(
 def test_the_measure_a_how_many_question_asks_in() -> None:
     from qa.retrieval.categories import asked_measure
     from qa.retrieval.rerank import Reranker
+    from qa.text.normalize import fold
 
     def holds(question: str, text: str) -> bool:
         measure = asked_measure(question)
         assert measure is not None, question
-        return Reranker._measured(measure, text, question)
+        return Reranker._measured(measure, text, fold(question))
 
     assert holds("沙霞新村一区总共住着多少户人家?", "一区共有21户人家") and not holds(
         "沙霞新村一区总共住着多少户人家?", "共有21人受伤"

@@ -41,6 +41,7 @@ from qa.retrieval.qualifiers import Qualifier, conflicting, qualifiers
 from qa.retrieval.query import Query
 from qa.retrieval.rerank import focus
 from qa.text.normalize import fold
+from qa.text.tokenize import pair_tokens
 
 # A place written with its administrative suffix in the question and without it in the text, or the
 # other way round (景宁县 / 景宁, 惠州 / 惠州市).
@@ -194,8 +195,7 @@ class Grounding:
                 continue
             if self.known is not None and not self.known(word):
                 continue  # a fragment of two words (锅时, 判曹), not a word the corpus lacks
-            pairs = ["#" + word[i : i + 2] for i in range(len(word) - 1)]
-            if not any(lexical.knows(p) for p in pairs):
+            if not any(lexical.knows(p) for p in pair_tokens(word)):
                 novel.append(word)
         return novel
 
@@ -242,14 +242,15 @@ class Grounding:
             names = "、".join(dict.fromkeys(n for j in judged[:3] for n in j.missing))
             return Decision(False, f"检索到的文章没有提到{names}", ordered)
         best = supported[0]
-        if judged.index(best) >= s.rank_window:
+        at = judged.index(best)
+        if at >= s.rank_window:
             names = "、".join(dict.fromkeys(n for j in judged[: s.rank_window] for n in j.missing))
             return Decision(False, f"最相关的段落没有提到{names}", ordered)
         # The passages closest to the question tell of another year or edition, or give no such answer: a
         # passage further from it that happens to pass every check is not about the asked thing either.
         closer = [
             j
-            for j in judged[: judged.index(best)]
+            for j in judged[:at]
             if j.near_miss and j.candidate.dense_score >= best.candidate.dense_score + s.near_miss_margin
         ]
         if closer:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from qa.index.passages import PassageIndex
 from qa.retrieval.query import Query
+from qa.text.tokenize import pair_tokens
 
 log = logging.getLogger(__name__)
 
@@ -177,5 +178,5 @@ class Translation:
             return query
         tokens = list(query.tokens)
         for word in extra:
-            tokens += [word] + ["#" + word[i : i + 2] for i in range(len(word) - 1)]
+            tokens += [word, *pair_tokens(word)]
         return dataclasses.replace(query, tokens=tokens)

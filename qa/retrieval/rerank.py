@@ -385,7 +385,8 @@ class Reranker:
         focus_words = [
             w for w in self.tokenizer.words(asked) if len(w) > 1 and not _ASKS.search(w) and _focus_chars(w)
         ]
-        measure = asked_measure(fold(question))
+        folded = fold(question)
+        measure = asked_measure(folded)
         out = np.zeros((len(candidates), len(FEATURES)), dtype=np.float64)
         for i, cand in enumerate(candidates):
             chunk = self.index.chunks[cand.row]
@@ -415,9 +416,9 @@ class Reranker:
             beside = kind is not None and f_type and self.adjacent(cand.row, kind, question, focus_words)
             unit = unit_near = False
             if measure is not None:
-                unit = self._measured(measure, fold(chunk.text), question)
+                unit = self._measured(measure, fold(chunk.text), folded)
                 if unit:
-                    unit_near = self._measured(measure, fold("".join(sentences[f_at : f_at + 2])), question)
+                    unit_near = self._measured(measure, fold("".join(sentences[f_at : f_at + 2])), folded)
             context = fold(self.index.articles[chunk.doc_id].title + chunk.text)
             names = query.entities
             present = sum(any(n in context for n in group) for group in names) / len(names) if names else 1.0
@@ -449,9 +450,9 @@ class Reranker:
         return out
 
     @staticmethod
-    def _measured(measure: re.Pattern[str], text: str, question: str) -> bool:
-        """``text`` holds a number written as ``measure`` that the question does not itself give."""
-        asked = fold(question)
+    def _measured(measure: re.Pattern[str], text: str, asked: str) -> bool:
+        """``text`` holds a number written as ``measure`` that the (folded) question ``asked`` does not
+        itself give."""
         return any(m.group().strip() not in asked for m in measure.finditer(text))
 
     def rerank(self, query: Query, candidates: list[Candidate]) -> list[Candidate]:

@@ -27,6 +27,7 @@ from pypinyin.pinyin_dict import pinyin_dict
 from qa.retrieval.query import Query
 from qa.retrieval.variants import CorpusPairs
 from qa.text.normalize import fold
+from qa.text.tokenize import pair_tokens
 
 MAX_CANDIDATES = 6  # the corpus strings a name adds, most frequent first
 BEAM = 48  # strings kept while a name is read syllable by syllable
@@ -200,7 +201,7 @@ class Transliteration:
             return query
         tokens = list(query.tokens)
         for name in (n for n in names if n not in query.tokens):  # the gazetteer may have added it
-            tokens += [name] + ["#" + name[i : i + 2] for i in range(len(name) - 1)]
+            tokens += [name, *pair_tokens(name)]
         return dataclasses.replace(query, tokens=tokens)
 
 

@@ -19,6 +19,7 @@ from pypinyin import lazy_pinyin
 from qa.index.search_index import SearchIndex, SegmentTables
 from qa.retrieval.query import Query
 from qa.text.normalize import is_cjk
+from qa.text.tokenize import pair_tokens
 
 MAX_CANDIDATES = 64
 
@@ -154,7 +155,7 @@ class NameVariants:
             derived = [v for v in self.of(group[0]) if v not in group]
             groups.append(group + tuple(derived))
             for variant in derived:
-                tokens += [variant] + ["#" + variant[i : i + 2] for i in range(len(variant) - 1)]
+                tokens += [variant, *pair_tokens(variant)]
         if len(tokens) == len(query.tokens):
             return query
         return dataclasses.replace(query, entities=groups, tokens=tokens)

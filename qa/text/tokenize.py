@@ -168,6 +168,11 @@ _QUESTION_WORD = re.compile(r"[哪何几]|什么")
 _ORGANISATION = re.compile(r"..(?:公司|集团|银行|大学|学院|医院|协会|基金会|交易所|研究院)$")
 
 
+def pair_tokens(run: str) -> list[str]:
+    """The BM25 tokens of a CJK run's character pairs, as the index stores them ("#" + pair)."""
+    return ["#" + run[i : i + 2] for i in range(len(run) - 1)]
+
+
 class ChineseTokenizer:
     """Thread-safe wrapper around one jieba dictionary with the names users configure."""
 
@@ -222,7 +227,7 @@ class ChineseTokenizer:
                 if run not in STOPWORDS:
                     out.append(run)
             elif len(run) > 1:
-                out.extend("#" + run[i : i + 2] for i in range(len(run) - 1))
+                out.extend(pair_tokens(run))
         return out
 
     def tagged(self, text: str) -> list[tuple[str, str]]:
