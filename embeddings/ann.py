@@ -32,6 +32,19 @@ MAX_EF = 8192
 
 Hits = list[list[tuple[int, float]]]
 
+# faiss's OpenMP threads as the process started (every core it may use, or OMP_NUM_THREADS).
+ALL_THREADS = faiss.omp_get_max_threads()
+
+
+def use_threads(threads: int) -> None:
+    """OpenMP threads for the calling thread's next faiss calls; 0: every core (``ALL_THREADS``).
+
+    OpenMP keeps this per thread, and a service searches from many threads, so every search and build
+    sets its own. One thread per search is right for a server: its requests already keep every core
+    busy, and a second OpenMP thread that must wait for a busy core makes one exact search over 75k
+    passages six times slower (28 against 4.9 ms on this 2-core machine)."""
+    faiss.omp_set_num_threads(threads if threads > 0 else ALL_THREADS)
+
 
 @dataclass(frozen=True)
 class HnswParams:
@@ -89,9 +102,17 @@ class HnswStore:
 
     kind = "hnsw"
 
-    def __init__(self, dim: int, params: HnswParams, index: Any = None, f16: Vectors | None = None) -> None:
+    def __init__(
+        self,
+        dim: int,
+        params: HnswParams,
+        index: Any = None,
+        f16: Vectors | None = None,
+        threads: int = 1,
+    ) -> None:
         self._dim = dim
         self.params = params
+        self.threads = threads  # OpenMP threads per search (use_threads)
         if index is None:
             index = faiss.index_factory(dim, f"HNSW{params.m},SQ8", faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efConstruction = params.ef_construction
@@ -109,6 +130,7 @@ class HnswStore:
         vectors = as_rows(vectors, self._dim)
         if not len(vectors):
             return
+        use_threads(0)  # a build uses every core
         if not self._index.is_trained:
             step = max(1, len(vectors) // TRAIN_SAMPLE)
             self._index.train(np.ascontiguousarray(vectors[::step]))
@@ -157,6 +179,7 @@ class HnswStore:
         params = faiss.SearchParametersHNSW(efSearch=ef)  # type: ignore[attr-defined]
         if selector is not None:
             params.sel = selector
+        use_threads(self.threads)
         _, ids = self._index.search(queries, fetch, params=params)
         hits = [self._refine(q, row_ids, k) for q, row_ids in zip(queries, ids, strict=True)]
         # The graph may miss allowed rows behind a filter: exact search is what users expect then.
@@ -173,7 +196,7 @@ class HnswStore:
         write_json_atomic(directory / STORE_FILE, meta)
 
     @classmethod
-    def load(cls, directory: Path, dim: int, count: int, params: HnswParams) -> HnswStore:
+    def load(cls, directory: Path, dim: int, count: int, params: HnswParams, threads: int = 1) -> HnswStore:
         f16 = load_npy(directory / F16_FILE, mmap_mode="r")
         if f16.dtype != np.float16 or f16.shape != (count, dim):
             raise ValueError(
@@ -187,4 +210,4 @@ class HnswStore:
             raise ValueError(
                 f"{directory / HNSW_FILE} holds {index.ntotal} × {index.d}, expected {count} × {dim}"
             )
-        return cls(dim, params, index, f16)
+        return cls(dim, params, index, f16, threads)

@@ -23,6 +23,7 @@ from qa.embeddings.ann import (
     HnswParams,
     HnswStore,
     as_rows,
+    use_threads,
     write_json_atomic,
     write_npy_atomic,
 )
@@ -56,6 +57,7 @@ class StoreParams:
     flat_max_passages: int = 200_000
     ann: Literal["hnsw"] = "hnsw"
     hnsw: HnswParams = field(default_factory=HnswParams)
+    search_threads: int = 1  # OpenMP threads per search; 0: every core (ann.use_threads)
 
 
 class FaissFlatStore:
@@ -63,8 +65,9 @@ class FaissFlatStore:
 
     kind = "flat"
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, threads: int = 1) -> None:
         self._dim = dim
+        self.threads = threads  # OpenMP threads per search (ann.use_threads)
         self._index = faiss.IndexFlatIP(dim)
         self._rows: list[Vectors] = []
 
@@ -101,6 +104,7 @@ class FaissFlatStore:
             if ids.size == 0:
                 return [[] for _ in range(len(queries))]
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))  # type: ignore[call-arg]
+        use_threads(self.threads)
         scores, rows = self._index.search(
             np.ascontiguousarray(queries, np.float32), min(k, total), params=params
         )
@@ -115,11 +119,11 @@ class FaissFlatStore:
         write_json_atomic(directory / STORE_FILE, {"kind": self.kind, "dim": self.dim, "count": len(self)})
 
     @classmethod
-    def load(cls, directory: Path, dim: int) -> FaissFlatStore:
+    def load(cls, directory: Path, dim: int, threads: int = 1) -> FaissFlatStore:
         vectors = load_npy(directory / VECTORS_FILE, mmap_mode="r")
         if vectors.ndim != 2 or vectors.shape[1] != dim:
             raise ValueError(f"{directory / VECTORS_FILE} holds shape {vectors.shape}, expected (n, {dim})")
-        store = cls(dim)
+        store = cls(dim, threads)
         store.add(np.asarray(vectors))
         return store
 
@@ -132,7 +136,8 @@ def build_store(vectors: Vectors, dim: int, params: StoreParams | None = None) -
     """A store holding ``vectors``: exact when they are few, approximate above the threshold."""
     params = params or StoreParams()
     exact = len(vectors) <= params.flat_max_passages
-    store: AnyStore = FaissFlatStore(dim) if exact else HnswStore(dim, params.hnsw)
+    threads = params.search_threads
+    store: AnyStore = FaissFlatStore(dim, threads) if exact else HnswStore(dim, params.hnsw, threads=threads)
     store.add(vectors)
     return store
 
@@ -143,13 +148,14 @@ def load_store(directory: Path, dim: int, params: StoreParams | None = None) -> 
     config change applies without a rebuild; the graph's own (``m``, ``ef_construction``) are the
     build's. ValueError when a file is missing, truncated or does not match the others."""
     path = directory / STORE_FILE
+    threads = params.search_threads if params is not None else StoreParams.search_threads
     if not path.exists():
-        return FaissFlatStore.load(directory, dim)
+        return FaissFlatStore.load(directory, dim, threads)
     meta = json.loads(path.read_text(encoding="utf-8"))
     if meta.get("dim") != dim:
         raise ValueError(f"{path} says dimension {meta.get('dim')}, expected {dim}")
     if meta.get("kind") == "flat":
-        store = FaissFlatStore.load(directory, dim)
+        store = FaissFlatStore.load(directory, dim, threads)
         if len(store) != meta.get("count"):
             raise ValueError(
                 f"{directory / VECTORS_FILE} holds {len(store)} rows, {path} says {meta.get('count')}"
@@ -161,5 +167,5 @@ def load_store(directory: Path, dim: int, params: StoreParams | None = None) -> 
             built = replace(
                 built, ef_search=params.hnsw.ef_search, exact_filter_rows=params.hnsw.exact_filter_rows
             )
-        return HnswStore.load(directory, dim, int(meta["count"]), built)
+        return HnswStore.load(directory, dim, int(meta["count"]), built, threads)
     raise ValueError(f"{path}: unknown store kind {meta.get('kind')!r}")

@@ -128,3 +128,36 @@ def test_search_settings_come_from_the_config_at_load(
     assert isinstance(loaded, HnswStore)
     assert loaded.params.ef_search == wanted.ef_search and loaded.params.exact_filter_rows == 7
     assert loaded.params.m == ann.params.m  # the graph is as it was built
+
+
+def test_a_search_uses_the_configured_threads_in_its_own_thread(tmp_path: Path) -> None:
+    """OpenMP keeps its thread count per calling thread: each search (in whichever request thread runs
+    it) sets the configured one, a build takes every core again, and the setting is read from the config."""
+    import threading
+
+    import faiss
+
+    from qa.embeddings.ann import ALL_THREADS
+
+    x, q = clustered(300), clustered(2, seed=1)
+    one = StoreParams(search_threads=1)
+    assert load_settings(vector_store={"search_threads": 3}).vector_store.store_params().search_threads == 3
+    flat, ann = build_store(x, DIM, one), build_store(x, DIM, replace(ANN, search_threads=1))
+    flat.save(tmp_path / "flat")
+    loaded = load_store(tmp_path / "flat", DIM, StoreParams(search_threads=2))
+    seen: dict[str, int] = {}
+
+    def run() -> None:
+        flat.search(q, 5)
+        seen["flat"] = faiss.omp_get_max_threads()
+        loaded.search(q, 5)
+        seen["loaded"] = faiss.omp_get_max_threads()
+        ann.search(q, 5)
+        seen["ann"] = faiss.omp_get_max_threads()
+        ann.add(clustered(10, seed=2))
+        seen["build"] = faiss.omp_get_max_threads()
+
+    worker = threading.Thread(target=run)
+    worker.start()
+    worker.join()
+    assert seen == {"flat": 1, "loaded": 2, "ann": 1, "build": ALL_THREADS}
