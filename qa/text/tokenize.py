@@ -22,6 +22,7 @@ with warnings.catch_warnings():
     import jieba.posseg
 
 from qa.text.normalize import fold, is_cjk
+from qa.text.postag import POSTokenizer
 
 log = logging.getLogger(__name__)
 jieba.setLogLevel(logging.WARNING)
@@ -182,7 +183,7 @@ class ChineseTokenizer:
         self._names = sorted({fold(n) for n in names if n.strip()})
         self._userdict = userdict
         self._ready = False
-        self._pos: jieba.posseg.POSTokenizer | None = None
+        self._pos: POSTokenizer | None = None
 
     def _init(self) -> None:
         with self._lock:
@@ -194,7 +195,7 @@ class ChineseTokenizer:
                 self._jieba.load_userdict(str(self._userdict))
             for name in self._names:
                 self._jieba.add_word(name, freq=200, tag="nr")
-            self._pos = jieba.posseg.POSTokenizer(self._jieba)
+            self._pos = POSTokenizer(self._jieba)  # jieba's tagger, its decoder in numpy
             self._ready = True
 
     def words(self, text: str) -> list[str]:
