@@ -26,6 +26,7 @@ import os
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ TABLE_FILE = "table.bin"
 _MAGIC = b"QATABLE1"
 _ALIGN = 64
 _MAP_AT = 1 << 20  # smaller table files are read whole, larger ones mapped
+WORD_CACHE = 1 << 18  # decoded words a segment keeps (a few tens of MB at most)
 SECTIONS = tuple(Section)
 NO_DATE = b"~"  # an article's date when it states none (never a date: they are ISO digits)  # a row's section is its position here
 
@@ -144,6 +146,9 @@ class Tables:
         self.article = lru_cache(maxsize=1024)(self._article)
         self.chunk = lru_cache(maxsize=8192)(self._chunk)
         self.find = lru_cache(maxsize=65536)(self._find)
+        # Words recur across candidate passages: each is decoded from the blob once, then looked up (a
+        # plain dict, emptied when it reaches WORD_CACHE words: an lru_cache costs what decoding does).
+        self._word_cache: dict[int, str] = {}
 
     # -- writing -------------------------------------------------------------------------------------
     @classmethod
@@ -392,12 +397,22 @@ class Tables:
         section = SECTIONS[int(a["row_section"][row])]
         return Chunk(article.doc_id, section, start, end, article.text[start:end], heading)
 
+    def _decode_word(self, i: int) -> str:
+        offsets = self._a["vocab_offsets"]
+        raw = self._a["vocab"][int(offsets[i]) : int(offsets[i + 1])].tobytes()
+        return raw.decode("utf-8", "surrogatepass")
+
     def _words(self, ids: Array) -> list[str]:
-        blob, offsets = self._a["vocab"], self._a["vocab_offsets"]
-        return [
-            blob[int(offsets[i]) : int(offsets[i + 1])].tobytes().decode("utf-8", "surrogatepass")
-            for i in ids.tolist()
-        ]
+        cache = self._word_cache
+        if len(cache) > WORD_CACHE:
+            cache.clear()
+        out = []
+        for i in ids.tolist():
+            word = cache.get(i)
+            if word is None:
+                word = cache[i] = self._decode_word(i)
+            out.append(word)
+        return out
 
     def tokens(self, row: int) -> list[str]:
         """The row's BM25 tokens, in order."""
@@ -407,10 +422,12 @@ class Tables:
     def sentences(self, row: int) -> tuple[frozenset[str], ...]:
         """The token set of each sentence of the row, in order."""
         first, end = self._a["sentence_rows"][row : row + 2].tolist()
-        bounds, ids = self._a["sentence_tokens"], self._a["sentence_ids"]
-        return tuple(
-            frozenset(self._words(ids[int(bounds[s]) : int(bounds[s + 1])])) for s in range(first, end)
-        )
+        bounds = self._a["sentence_tokens"][first : end + 1].tolist()
+        if len(bounds) < 2:
+            return ()
+        base = bounds[0]
+        words = self._words(self._a["sentence_ids"][base : bounds[-1]])  # the row's words in one read
+        return tuple(frozenset(words[b - base : e - base]) for b, e in pairwise(bounds))
 
     def pair_count(self, pair: str) -> int:
         """In how many of the segment's rows (dead ones too) the character pair occurs."""
