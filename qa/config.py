@@ -194,6 +194,8 @@ class ServerSettings(_Section):
     timeout_keep_alive: int = Field(default=5, ge=1, le=3600)  # seconds an idle connection stays open
     timeout_headers: float = Field(default=10.0, gt=0, le=600)  # seconds to send a request's head
     limit_concurrency: int = Field(default=0, ge=0)  # connections + requests at once; 0 = no limit
+    # questions searched and ranked at once per process; more wait in arrival order; 0 = no limit
+    questions_at_once: int = Field(default=2, ge=0, le=1024)
 
     @field_validator("allowed_hosts", mode="after")
     @classmethod

@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qa.config import RetrievalSettings
-from qa.embeddings.encoder import Encoder
+from qa.embeddings.encoder import Encoder, Vectors
 from qa.index.passages import FusedHit, LexicalQuery, PassageFilter
 from qa.index.search_index import SearchIndex
 from qa.records import Section
@@ -57,23 +57,37 @@ class HybridSearcher:
         self.settings = settings
         self.fuse_in_engine = fuse_in_engine
 
+    @staticmethod
+    def _texts(query: Query) -> list[str]:
+        """What is embedded: the question, and with history the earlier turns before it."""
+        texts = [query.dense_text]
+        if query.history_text:
+            texts.append(f"{query.history_text} {query.dense_text}")
+        return texts
+
+    def encode(self, query: Query) -> Vectors:
+        """The query's vectors, as :meth:`search` takes them (encoded once, batched with other threads')."""
+        return self.encoder.encode_queries(self._texts(query))
+
     def search(
         self,
         query: Query,
         limit: int,
         allowed: npt.NDArray[np.bool_] | None = None,
         where: PassageFilter | None = None,
+        vectors: Vectors | None = None,
     ) -> list[Candidate]:
         """``allowed`` is the filter as a row mask; ``where`` the same filter as fields, for a backend
-        that filters inside its search (the mask then only re-checks the hits)."""
+        that filters inside its search (the mask then only re-checks the hits). ``vectors``: the query's
+        from :meth:`encode`, when the caller encoded it already."""
         s = self.settings
         n = s.candidates
-        texts = [query.dense_text]
+        texts = self._texts(query)
         lexical_queries = [LexicalQuery(query.dense_text, tuple(query.tokens))]
         if query.history_text:
-            texts.append(f"{query.history_text} {query.dense_text}")
             lexical_queries.append(LexicalQuery(texts[1], tuple(query.history_tokens + query.tokens)))
-        vectors = self.encoder.encode_queries(texts)
+        if vectors is None:
+            vectors = self.encoder.encode_queries(texts)
         passages = self.index.passages
         # An engine's own fusion (Milvus's RRFRanker) has no weights and takes one question: unequal
         # weights, or history lists, are fused here.
