@@ -24,13 +24,15 @@ bearer_scheme = HTTPBearer(
 )
 
 
-def get_engine(request: Request) -> Engine:
+# The dependencies are async: FastAPI runs a plain ``def`` dependency in the thread pool, two thread
+# hops per question queued behind the pipeline's threads, for what is an attribute read.
+async def get_engine(request: Request) -> Engine:
     engine = request.app.state.engine
     assert isinstance(engine, Engine)
     return engine
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings = request.app.state.settings
     assert isinstance(settings, Settings)
     return settings
@@ -54,7 +56,7 @@ def is_json(media: str) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
-def require_json(request: Request) -> None:
+async def require_json(request: Request) -> None:
     """415 unless the body is declared as JSON (FastAPI would otherwise not parse it)."""
     if not is_json(media_type(request)):
         raise ApiError(
