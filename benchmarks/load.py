@@ -1,0 +1,197 @@
+"""Questions under load, for this checkout and older ones side by side in one run.
+
+    python benchmarks/load.py [--articles 7353] [--tree /path/to/old/checkout] [--workers 1 2] ...
+
+One index of ``--articles`` inews articles (the whole package is about 75k passages), built once by this
+checkout with the fake encoder at e5's width (what is measured is the service, not the model; the model
+adds its question encoding, about 4-6 ms of int8 on this machine, batched across waiting questions under
+load). Every tree reads that same index (they must share its format), and for each tree, taking turns
+(``--rounds`` times, so that a change in the machine's load falls on every tree alike):
+
+- in process: a new process opens the engine, asks one English question (the dictionary it loads on first
+  use is not in the figures) and five warm-up questions, then ``Engine.ask`` p50 / p95 / mean over
+  ``--asked`` distinct questions;
+- over HTTP: ``qa serve --workers W`` for every ``--workers``, ``--clients`` concurrent clients (each
+  sends its next question when answered) for ``--seconds``: answered/s and latency percentiles.
+
+Questions: the training questions (``benchmarks/data/inews_train_questions*.jsonl``, without history)
+interleaved with the corpus's titles, all distinct, so that every answer is computed (no encoding or
+passage is in a cache the first time). Writes a table and JSON into ``benchmarks/results/``. Not a test:
+run it on purpose, and say how busy the machine was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+REPO = ROOT.parent
+sys.path.insert(0, str(ROOT))
+
+import perf  # noqa: E402
+import writes  # noqa: E402
+
+WORK = ROOT / ".cache" / "load"
+ENGLISH = "What did Vietnam export to China?"
+
+
+def questions(corpus_dir: Path, count: int) -> list[str]:
+    """Distinct questions: the training questions (no history) interleaved with the corpus's titles."""
+    asked: list[str] = []
+    for path in sorted((ROOT / "data").glob("inews_train_questions*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            record = json.loads(line)
+            if not record.get("history"):
+                asked.append(str(record["question"]))
+    asked = list(dict.fromkeys(asked))
+    titles = [t for t in writes.questions_of(corpus_dir, count) if t not in asked]
+    mixed = [q for pair in zip(asked, titles, strict=False) for q in pair]
+    return list(dict.fromkeys(mixed + titles[len(asked) :] + asked[len(titles) :]))[:count]
+
+
+def environment(tree: Path, corpus_dir: Path, index_dir: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(tree), "QA_CONFIG": str(tree / "config.toml")}
+    env |= {"QA_CORPUS__DIR": str(corpus_dir), "QA_INDEX__DIR": str(index_dir)}
+    for section, values in writes.OVERRIDES.items():
+        for key, value in values.items():
+            env[f"QA_{section.upper()}__{key.upper()}"] = (
+                json.dumps(value) if not isinstance(value, str) else value
+            )
+    return env
+
+
+def in_process_child(asked: Path) -> dict[str, Any]:
+    """Runs in the tree under test (its ``qa`` on PYTHONPATH, settings from the environment)."""
+    from qa.config import load_settings
+    from qa.engine import Engine
+
+    engine = Engine(load_settings()).open(build_if_missing=False)
+    todo = json.loads(asked.read_text(encoding="utf-8"))
+    engine.ask(ENGLISH)
+    for question in todo[:5]:
+        engine.ask(question)
+    times = []
+    for question in todo[5:]:
+        t = time.perf_counter()
+        engine.ask(question)
+        times.append(time.perf_counter() - t)
+    ordered = sorted(times)
+    return {
+        "n": len(times),
+        "p50_ms": statistics.median(times) * 1000,
+        "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000,
+        "mean_ms": statistics.mean(times) * 1000,
+    }
+
+
+def in_process(tree: Path, env: dict[str, str], asked: Path) -> dict[str, Any]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(asked)]
+    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"{tree}: the in-process child failed:\n{done.stderr[-3000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def over_http(
+    env: dict[str, str], asked: list[str], clients: int, seconds: float, workers: int
+) -> dict[str, Any]:
+    port = perf.free_port()
+    server, _ = perf.start_server(env, port, ENGLISH, workers)
+    try:
+        level = asyncio.run(perf.load_level(port, asked, clients, seconds, [0]))
+        level["rss_mib"] = perf.tree_rss(server)
+        return level
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = [
+        "| code | in process p50 / p95 / mean | "
+        + " | ".join(
+            f"HTTP, {w} worker{'s' if w > 1 else ''}: answered/s, p50 / p99" for w in results["workers"]
+        )
+        + " |",
+        "|---|---|" + "---|" * len(results["workers"]),
+    ]
+    for label, runs in results["trees"].items():
+        ask = runs["in_process"]
+        cells = [
+            f"{statistics.median(r['p50_ms'] for r in ask):.1f} / {statistics.median(r['p95_ms'] for r in ask):.1f} / "
+            f"{statistics.median(r['mean_ms'] for r in ask):.1f} ms"
+        ]
+        for workers in results["workers"]:
+            levels = runs["http"][str(workers)]
+            cells.append(
+                f"{statistics.median(v['answered_per_s'] for v in levels):.1f}/s, "
+                f"{statistics.median(v['latency_ms']['p50'] for v in levels):.0f} / "
+                f"{statistics.median(v['latency_ms']['p99'] for v in levels):.0f} ms"
+            )
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(in_process_child(Path(sys.argv[2]))))
+        return
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--articles", type=int, default=7353, help="inews articles (all: 7353)")
+    parser.add_argument("--tree", type=Path, action="append", default=[], help="another checkout to compare")
+    parser.add_argument("--asked", type=int, default=205, help="questions asked in process (5 warm up)")
+    parser.add_argument("--questions", type=int, default=4000, help="distinct questions for HTTP")
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--seconds", type=float, default=20.0, help="per HTTP level")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rebuild", action="store_true", help="build the index again")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "load.json")
+    args = parser.parse_args()
+
+    corpus_dir = writes.WORK / f"corpus-inews-{args.articles}"
+    writes.write_corpus(corpus_dir, "inews", args.articles)
+    index_dir = WORK / f"index-inews-{args.articles}"
+    here = environment(REPO, corpus_dir, index_dir)
+    if args.rebuild or not (index_dir / "CURRENT").exists():
+        subprocess.run([perf.QA, "index", "--rebuild"], env=here, cwd=REPO, check=True, capture_output=True)
+    asked = questions(corpus_dir, max(args.questions, args.asked))
+    WORK.mkdir(parents=True, exist_ok=True)
+    asked_file = WORK / "asked.json"
+    asked_file.write_text(json.dumps(asked[: args.asked], ensure_ascii=False), encoding="utf-8")
+
+    trees = {"this checkout": REPO} | {str(t): t.resolve() for t in args.tree}
+    results: dict[str, Any] = {"articles": args.articles, "workers": args.workers, "clients": args.clients}
+    results["trees"] = {
+        label: {"in_process": [], "http": {str(w): [] for w in args.workers}} for label in trees
+    }
+    for _ in range(args.rounds):
+        for label, tree in trees.items():
+            env = environment(tree, corpus_dir, index_dir)
+            results["trees"][label]["in_process"].append(in_process(tree, env, asked_file))
+            for workers in args.workers:
+                level = over_http(env, asked, args.clients, args.seconds, workers)
+                results["trees"][label]["http"][str(workers)].append(level)
+            print(label, json.dumps(results["trees"][label], default=str)[:400], flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
