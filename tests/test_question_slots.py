@@ -12,8 +12,17 @@ from qa.engine import Engine
 from qa.pipeline import _Slots
 
 
-def test_slots_let_n_in_at_once_and_the_rest_in_arrival_order() -> None:
-    slots = _Slots(2)
+def _arrived(slots: _Slots, entered: list[int], count: int) -> None:
+    """Wait until ``count`` threads are inside or in line (so the next one arrives after them)."""
+    deadline = time.monotonic() + 10
+    while len(entered) + len(slots._waiting) < count:
+        assert time.monotonic() < deadline, "a thread never arrived"
+        time.sleep(0.001)
+
+
+def _crowd(slots: _Slots, count: int) -> tuple[list[int], int]:
+    """``count`` threads arriving one by one (each waiting before the next comes) and held inside until
+    all have arrived: the order they got in, and the most that were inside at once."""
     inside, most, entered = 0, 0, []
     lock = threading.Lock()
     hold = threading.Event()
@@ -29,15 +38,44 @@ def test_slots_let_n_in_at_once_and_the_rest_in_arrival_order() -> None:
             with lock:
                 inside -= 1
 
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(6)]
-    for thread in threads:  # one by one, so that each is waiting before the next arrives
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for i, thread in enumerate(threads):
         thread.start()
-        time.sleep(0.05)
-    assert entered == [0, 1]  # two inside, four waiting
+        _arrived(slots, entered, i + 1)
+    first = list(entered)
     hold.set()
     for thread in threads:
         thread.join(5)
-    assert most == 2 and entered == [0, 1, 2, 3, 4, 5]
+    assert not any(thread.is_alive() for thread in threads)
+    return first, most
+
+
+def test_slots_let_n_in_at_once() -> None:
+    first, most = _crowd(_Slots(2), 6)
+    assert first == [0, 1] and most == 2  # two inside, four waiting, never more than two
+
+
+def test_the_waiting_get_in_in_arrival_order() -> None:
+    """One slot: each leaving thread hands it to the first in line, so the order is the arrival order
+    however the threads are scheduled."""
+    slots = _Slots(1)
+    entered: list[int] = []
+    hold = threading.Event()
+
+    def run(i: int) -> None:
+        with slots:
+            entered.append(i)
+            if i == 0:
+                hold.wait(5)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for i, thread in enumerate(threads):
+        thread.start()
+        _arrived(slots, entered, i + 1)
+    hold.set()
+    for thread in threads:
+        thread.join(5)
+    assert entered == list(range(8))
 
 
 def test_no_limit_with_zero() -> None:
