@@ -23,7 +23,6 @@ run it on purpose, and say how busy the machine was.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import statistics
@@ -94,29 +93,17 @@ def in_process_child(asked: Path) -> dict[str, Any]:
 
 
 def in_process(tree: Path, env: dict[str, str], asked: Path) -> dict[str, Any]:
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", str(asked)]
-    done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"{tree}: the in-process child failed:\n{done.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return writes.run_child(tree, ["--child", str(asked)], env, Path(__file__))
 
 
 def over_http(
     env: dict[str, str], asked: list[str], clients: int, seconds: float, workers: int
 ) -> dict[str, Any]:
-    port = perf.free_port()
-    server, _ = perf.start_server(env, port, ENGLISH, workers)
-    try:
-        level = asyncio.run(perf.load_level(port, asked, clients, seconds, [0]))
-        level["rss_mib"] = perf.tree_rss(server)
-        return level
-    finally:
-        server.terminate()
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    """One load level against a new ``qa serve``; its first question (asked before the level starts)
+    is the English one, so the dictionary it loads is not in the figures."""
+    result = perf.measure_http(env, [ENGLISH, *asked], [clients], seconds, workers)
+    level: dict[str, Any] = result["levels"][0]
+    return level
 
 
 def table(results: dict[str, Any]) -> str:

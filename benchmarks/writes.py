@@ -226,9 +226,12 @@ def questions_of(corpus_dir: Path, count: int) -> list[str]:
     return found[::step][:count]
 
 
-def run_child(tree: Path, args: list[str]) -> dict[str, Any]:
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    command = [sys.executable, str(Path(__file__).resolve()), *args]
+def run_child(
+    tree: Path, args: list[str], env: dict[str, str] | None = None, script: Path | None = None
+) -> dict[str, Any]:
+    """Run ``script`` (this file) with ``args`` in a new process with ``tree``'s ``qa``; its last line's JSON."""
+    env = {**os.environ, "PYTHONPATH": str(tree)} if env is None else env
+    command = [sys.executable, str((script or Path(__file__)).resolve()), *args]
     done = subprocess.run(command, env=env, cwd=tree, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{tree} {args[0]} failed:\n{done.stderr[-3000:]}")
