@@ -76,11 +76,13 @@ bench-quality: install
 	$(BIN)/python benchmarks/quality.py index --sets inews_dev,train
 	$(BIN)/python benchmarks/quality.py score --txtai
 
-## Flat vs HNSW at 1M synthetic passages (needs benchmarks/.cache from `make bench`; PASSAGES=… to shrink).
+## HNSW graphs and efSearch against exact search at 1M synthetic passages, made from the passages of a
+## real index the service built (SCALE_INDEX: the configured index by default; PASSAGES=… to shrink).
 PASSAGES ?= 1000000
+SCALE_INDEX ?= .qa/index
 .PHONY: bench-scale
 bench-scale: install
-	$(BIN)/python benchmarks/scale.py --passages $(PASSAGES)
+	$(BIN)/python benchmarks/scale.py --passages $(PASSAGES) --index $(SCALE_INDEX)
 
 ## Lexical engines at 1M synthetic passages (ours, tantivy, SQLite FTS5; bm25s at 75k), then the service's
 ## own write at 1M (benchmarks/lexical_engines.py, service_write.py; the first run tokenises inews, ~2 min).

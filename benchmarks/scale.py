@@ -1,25 +1,32 @@
-"""Scale-up: exact Flat vs the HNSW store at up to 1M passages, built from the real inews index.
+"""Scale-up: HNSW graphs and search efforts against exact search at up to 1M passages, from a real index.
 
-    python benchmarks/scale.py [--passages 1000000] [--queries 300] [--ef 64,128,256,512]
+    python benchmarks/scale.py [--index DIR ...] [--passages 1000000] [--queries 200]
+                               [--graphs 32/40,48/80] [--ef 1024,2048]
 
-Passage vectors: pairs of real e5 passage vectors of the cached inews index (run
-benchmarks/retrieval_inews.py once) mixed with noise and renormalised; BM25 tokens: the first half of
-one real passage's tokens and the second half of another's. Queries: real inews titles, encoded with the
-real model in this run. Measured side by side: build time, recall@10 of HNSW against Flat (several
-efSearch), resident memory of each store + memory-mapped BM25 (each in its own process), and per-query
-latency (encode + dense search + BM25 search + candidate vectors) with both stores loaded, interleaved.
-Writes a table and JSON (benchmarks/results/).
+Passage vectors: pairs of the real e5 passage vectors of an index the service built (format 3: every
+live row of its segments' vector stores) mixed with noise and renormalised; BM25 tokens: the first half
+of one real passage's tokens (its segment tables) and the second half of another's. Queries: real inews
+titles, encoded in this run with the query encoder the service loads.
+
+Cached in benchmarks/.cache/scale-N/ between runs: the synthetic vectors and tokens, BM25, the exact
+(Flat) top 10 of the queries, and one HNSW store per graph (M/efConstruction) with its build time, so a
+graph is built once. Measured, side by side: build time per graph; recall@10 against Flat per graph and
+efSearch (also behind filters allowing 10% / 1% of rows); resident memory of each graph's store with
+memory-mapped BM25, each in a process of its own; latency per question with every graph loaded, the
+variants interleaved question by question (their order rotating): encode + BM25 + dense search +
+candidate vectors. Writes a table and JSON (benchmarks/results/).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import hashlib
 import json
 import logging
+import os
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,15 +36,23 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psutil
 
 from qa.embeddings.ann import HnswStore
-from qa.embeddings.vector_store import build_store, load_store
+from qa.embeddings.vector_store import FaissFlatStore, StoreParams, build_store, load_store
+from qa.errors import IndexFormatError
+from qa.index import layout
+from qa.index.local_passages import VECTORS_DIR
+from qa.index.manifest import Manifest
+from qa.index.search_index import assemble, read_segment_tables
 from qa.text.segment_bm25 import Postings, SegmentedBM25
 
 ROOT = Path(__file__).resolve().parent
-SOURCE = ROOT / ".cache" / "inews-3000-1000-13"
 CANDIDATES = 50  # what the service asks of each list (retrieval.candidates)
+FILTERED_QUERIES = 100
+Vectors = npt.NDArray[np.float32]
+Hits = list[list[tuple[int, float]]]
 
 
 def rss_mb() -> float:
@@ -48,32 +63,103 @@ def pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) * 1000
 
 
-def source_index() -> Path:
-    index = SOURCE / "index"
-    version = index / (index / "CURRENT").read_text().split()[0]
-    if not (version / "vectors.npy").exists():
-        raise SystemExit(f"no real index at {version}: run benchmarks/retrieval_inews.py first")
-    return version
+def parse_graphs(text: str) -> list[tuple[int, int]]:
+    """``"32/40,48/80"``: (M, efConstruction) pairs."""
+    out = []
+    for part in text.split(","):
+        m, efc = part.split("/")
+        out.append((int(m), int(efc)))
+    return out
 
 
-def synthesize(n: int, seed: int) -> tuple[np.ndarray, list[list[str]]]:
-    version = source_index()
-    base = np.load(version / "vectors.npy")
-    with open(version / "tokens.jsonl", encoding="utf-8") as handle:
-        real = [json.loads(line) for line in handle if line.strip()]
-    rng = np.random.default_rng(seed)
-    out = np.empty((n, base.shape[1]), np.float32)
+def graph_dir(work: Path, m: int, efc: int) -> Path:
+    return work / f"hnsw-m{m}-efc{efc}"
+
+
+# -- the real passages -----------------------------------------------------------------------------
+
+
+def source_passages(index_dirs: list[Path]) -> tuple[Vectors, list[list[str]]]:
+    """Every live passage of the live version of each index: its vector and its BM25 tokens."""
+    vectors: list[Vectors] = []
     tokens: list[list[str]] = []
+    for index_dir in index_dirs:
+        pointer = layout.read_pointer(index_dir)
+        if pointer is None:
+            raise SystemExit(f"no index in {index_dir}")
+        version = layout.pointed_version(index_dir, pointer)
+        try:
+            manifest = Manifest.from_json(layout.read_manifest(version, verify=True))
+            parts = [
+                (read_segment_tables(index_dir, ref, verify=True), ref.dead) for ref in manifest.segments
+            ]
+        except IndexFormatError as exc:
+            raise SystemExit(f"{index_dir}: {exc}") from exc
+        snapshot = assemble(parts)
+        for part in snapshot.parts:
+            store = load_store(part.tables.folder / VECTORS_DIR, manifest.key.dense.dim)
+            rows = range(len(store)) if part.local is None else part.local.tolist()
+            vectors.append(store.vectors(rows))
+        tokens.extend(list(snapshot.tokens[r]) for r in range(snapshot.size))
+    out = np.concatenate(vectors)
+    if len(out) != len(tokens):
+        raise SystemExit(f"{len(out)} vectors but {len(tokens)} token lists")
+    return out, tokens
+
+
+def synthesize(work: Path, index_dirs: list[Path], n: int, seed: int) -> dict[str, Any]:
+    """``vectors.npy`` and the token ids of the BM25 corpus (``tokens/``, as lexical_engines.Corpus)."""
+    base, real = source_passages(index_dirs)
+    vocab: dict[str, int] = {}
+    rows = [np.asarray([vocab.setdefault(t, len(vocab)) for t in r], dtype=np.int32) for r in real]
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    starts = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    flat = np.concatenate(rows)
+    rng = np.random.default_rng(seed)
+    dim = base.shape[1]
+    out = np.lib.format.open_memmap(work / "vectors.tmp.npy", mode="w+", dtype=np.float32, shape=(n, dim))
+    pieces, row_lengths = [], []
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
         a, b = rng.integers(0, len(base), m), rng.integers(0, len(base), m)
         w = rng.uniform(0.55, 1.0, (m, 1)).astype(np.float32)
-        v = w * base[a] + (1 - w) * base[b] + rng.normal(0, 0.02, (m, base.shape[1])).astype(np.float32)
+        v = w * base[a] + (1 - w) * base[b] + rng.normal(0, 0.02, (m, dim)).astype(np.float32)
         out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
-        for i, j in zip(a.tolist(), b.tolist(), strict=True):
-            ta, tb = real[i], real[j]
-            tokens.append(ta[: len(ta) // 2 + 1] + tb[len(tb) // 2 :])
-    return out, tokens
+        # tokens[a][: len // 2 + 1] + tokens[b][len // 2 :], gathered from the flat ids
+        a_len = np.minimum(lengths[a] // 2 + 1, lengths[a])
+        b_from = lengths[b] // 2
+        b_len = lengths[b] - b_from
+        seg_start = np.stack([starts[a], starts[b] + b_from], axis=1).ravel()
+        seg_len = np.stack([a_len, b_len], axis=1).ravel()
+        ends = np.cumsum(seg_len)
+        gather = np.arange(ends[-1], dtype=np.int64) - np.repeat(ends - seg_len - seg_start, seg_len)
+        pieces.append(flat[gather])
+        row_lengths.append(a_len + b_len)
+    out.flush()
+    del out
+    folder = work / "tokens"
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "ids.npy", np.concatenate(pieces))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.concatenate(row_lengths), out=offsets[1:])
+    np.save(folder / "offsets.npy", offsets)
+    (folder / "vocab.json").write_text(json.dumps(list(vocab), ensure_ascii=False), encoding="utf-8")
+    (folder / "queries.json").write_text("[]", encoding="utf-8")
+    os.replace(work / "vectors.tmp.npy", work / "vectors.npy")
+    return {"real_passages": len(base), "tokens_per_passage": float(offsets[-1] / n)}
+
+
+def build_bm25(work: Path, n: int) -> None:
+    """The service's postings, built from token ids (lexical_engines.lean_postings: the same arrays as
+    ``Postings.build``, which would peak near 11 GB at 1M passages)."""
+    sys.path.insert(0, str(ROOT))
+    from lexical_engines import Corpus, lean_postings
+
+    lean_postings(Corpus(work / "tokens"), n).save(work / "bm25")
+
+
+# -- queries and the exact answers -----------------------------------------------------------------
 
 
 def queries(count: int, seed: int) -> list[str]:
@@ -84,15 +170,71 @@ def queries(count: int, seed: int) -> list[str]:
     return random.Random(seed).sample(pool, count)
 
 
-def child(kind: str, work: Path, n: int) -> None:
+def masks(n: int, seed: int) -> dict[str, npt.NDArray[np.bool_]]:
+    rng = np.random.default_rng(seed)
+    return {"10%": rng.random(n) < 0.10, "1%": rng.random(n) < 0.01}
+
+
+def exact_top10(work: Path, qv: Vectors, n: int, seed: int) -> dict[str, Hits]:
+    """Flat's top 10 of every query, and of the first FILTERED_QUERIES behind each mask (cached)."""
+    key = hashlib.sha256(qv.tobytes()).hexdigest()[:16]
+    path = work / f"truth-{key}.json"
+    if path.exists():
+        cached: dict[str, Hits] = json.loads(path.read_text())
+        return cached
+    flat = FaissFlatStore(qv.shape[1])
+    flat.add(np.load(work / "vectors.npy", mmap_mode="r"))
+    truth = {"all": flat.search(qv, 10)}
+    for name, mask in masks(n, seed).items():
+        truth[name] = flat.search(qv[:FILTERED_QUERIES], 10, mask)
+    path.write_text(json.dumps(truth))
+    return truth
+
+
+def recall(truth: Hits, got: Hits, k: int = 10) -> float:
+    return statistics.mean(
+        len({r for r, _ in t[:k]} & {r for r, _ in g[:k]}) / max(1, min(k, len(t)))
+        for t, g in zip(truth, got, strict=True)
+    )
+
+
+# -- graphs ----------------------------------------------------------------------------------------
+
+
+def build_graph(work: Path, m: int, efc: int, base: StoreParams) -> dict[str, Any]:
+    folder = graph_dir(work, m, efc)
+    record = folder / "build.json"
+    if record.exists():
+        cached: dict[str, Any] = json.loads(record.read_text())
+        return cached | {"cached": True}
+    vectors = np.load(work / "vectors.npy")
+    params = replace(base, flat_max_passages=0, hnsw=replace(base.hnsw, m=m, ef_construction=efc))
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    store = build_store(vectors, vectors.shape[1], params)
+    store.save(folder)
+    info = {
+        "build_s": time.perf_counter() - t0,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg()[0],
+        "built_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    record.write_text(json.dumps(info))
+    del store, vectors
+    gc.collect()
+    return info | {"cached": False}
+
+
+def child(folder: Path, work: Path, ef: int) -> None:
     """Resident memory of one store + BM25, loaded as the service loads them, before and after queries."""
     from qa.config import load_settings
 
     params = load_settings().vector_store.store_params()
+    params = replace(params, hnsw=replace(params.hnsw, ef_search=ef))
     qv = np.load(work / "queries.npy")
     qtokens = json.loads((work / "queries.json").read_text(encoding="utf-8"))["tokens"]
     before = rss_mb()
-    store = load_store(work / kind, qv.shape[1], params)
+    store = load_store(folder, qv.shape[1], params)
     lexical = SegmentedBM25([(Postings.load(work / "bm25"), None)])
     loaded = rss_mb()
     for vec, toks in zip(qv, qtokens, strict=True):
@@ -107,34 +249,30 @@ def child(kind: str, work: Path, n: int) -> None:
     print(json.dumps({"rss_load_mb": loaded - before, "rss_after_queries_mb": rss_mb() - before} | split))
 
 
-def measure_rss(kind: str, work: Path, n: int) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", kind, "--work", str(work), "--passages", str(n)]
+def measure_rss(folder: Path, work: Path, ef: int) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", str(folder), "--work", str(work), "--child-ef", str(ef)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     return dict(json.loads(out.strip().splitlines()[-1]))
 
 
-def recall(truth: list[list[tuple[int, float]]], got: list[list[tuple[int, float]]], k: int = 10) -> float:
-    return statistics.mean(
-        len({r for r, _ in t[:k]} & {r for r, _ in g[:k]}) / max(1, min(k, len(t)))
-        for t, g in zip(truth, got, strict=True)
-    )
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--index", type=Path, action="append", help="a format-3 index (repeatable)")
     parser.add_argument("--passages", type=int, default=1_000_000)
-    parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--ef", default="64,128,256,512", help="efSearch values to measure recall at")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--graphs", default="32/40,48/80", help="M/efConstruction of each HNSW graph")
+    parser.add_argument("--ef", default="1024,2048", help="efSearch values measured on every graph")
+    parser.add_argument("--rounds", type=int, default=2, help="measured rounds of the latency loop")
     parser.add_argument("--seed", type=int, default=13)
-    parser.add_argument("--reuse", action="store_true", help="measure the stores of an earlier run again")
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--child-ef", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     n = args.passages
     work = args.work or ROOT / ".cache" / f"scale-{n}"
     if args.child:
-        child(args.child, work, n)
+        child(Path(args.child), work, args.child_ef)
         return
     logging.basicConfig(level=logging.WARNING)
     from qa.config import load_settings
@@ -142,105 +280,136 @@ def main() -> None:
 
     settings = load_settings()
     params = settings.vector_store.store_params()
-    engine = Engine(settings)
-    reuse = args.reuse and all((work / part).is_dir() for part in ("bm25", "flat", "hnsw"))
-    if not reuse:
-        shutil.rmtree(work, ignore_errors=True)
-        work.mkdir(parents=True)
-    res: dict[str, Any] = {"passages": n, "queries": args.queries, "hnsw": {}, "reused_build": reuse}
-    if not reuse:
-        t0 = time.perf_counter()
-        vectors, tokens = synthesize(n, args.seed)
-        res["synthesize_s"] = time.perf_counter() - t0
-        print(f"{n} synthetic passages in {res['synthesize_s']:.0f} s", flush=True)
+    index_dirs = args.index or [settings.index_dir]
+    graphs = parse_graphs(args.graphs)
+    efs = [int(e) for e in args.ef.split(",")]
+    work.mkdir(parents=True, exist_ok=True)
+    res: dict[str, Any] = {"passages": n, "queries": args.queries, "graphs": {}, "variants": {}}
+    res["sources"] = [str(p) for p in index_dirs]
+    res["load_average_at_start"] = os.getloadavg()
 
+    if not (work / "vectors.npy").exists():
+        t0 = time.perf_counter()
+        res["synthesize"] = synthesize(work, index_dirs, n, args.seed)
+        res["synthesize"]["seconds"] = time.perf_counter() - t0
+        print(f"{n} synthetic passages in {res['synthesize']['seconds']:.0f} s", flush=True)
+    if not (work / "bm25").is_dir():
+        t0 = time.perf_counter()
+        build_bm25(work, n)
+        res["build_bm25_s"] = time.perf_counter() - t0
+        print(f"BM25 built in {res['build_bm25_s']:.0f} s", flush=True)
+    gc.collect()
+
+    engine = Engine(settings)
     titles = queries(args.queries, args.seed)
     built = [engine.queries.build(t) for t in titles]
     encoder = engine.encoder
     qv = encoder.encode_queries([q.dense_text for q in built])
     np.save(work / "queries.npy", qv)
     (work / "queries.json").write_text(json.dumps({"tokens": [q.tokens for q in built]}, ensure_ascii=False))
-
-    if reuse:  # the stores and BM25 of an earlier run with the same --passages: only measure again
-        flat = load_store(work / "flat", qv.shape[1])
-        hnsw = load_store(work / "hnsw", qv.shape[1], params)
-    else:
-        t0 = time.perf_counter()
-        Postings.build(tokens).save(work / "bm25")
-        res["build_bm25_s"] = time.perf_counter() - t0
-        del tokens
-        gc.collect()
-        print(f"BM25 built in {res['build_bm25_s']:.0f} s", flush=True)
-        t0 = time.perf_counter()
-        flat = build_store(vectors, vectors.shape[1], replace(params, flat_max_passages=n))
-        flat.save(work / "flat")
-        res["build_flat_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        hnsw = build_store(vectors, vectors.shape[1], replace(params, flat_max_passages=0))
-        hnsw.save(work / "hnsw")
-        res["build_hnsw_s"] = time.perf_counter() - t0
-        print(f"Flat built in {res['build_flat_s']:.0f} s, HNSW in {res['build_hnsw_s']:.0f} s", flush=True)
-        del vectors
-    assert isinstance(hnsw, HnswStore)
-
-    truth = flat.search(qv, 10)
-    rng = np.random.default_rng(args.seed)
-    masks = {"10%": rng.random(n) < 0.10, "1%": rng.random(n) < 0.01}
-    for ef in [int(e) for e in args.ef.split(",")]:
-        hnsw.params = replace(params.hnsw, ef_search=ef)
-        lat = []
-        got = []
-        for vec in qv:
-            t = time.perf_counter()
-            got.append(hnsw.search(vec[None, :], CANDIDATES)[0])
-            lat.append(time.perf_counter() - t)
-        row = {"recall@10": recall(truth, got), "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99)}
-        for name, mask in masks.items():
-            got = [hnsw.search(vec[None, :], CANDIDATES, mask)[0] for vec in qv[:100]]
-            row[f"recall@10 filter {name}"] = recall(flat.search(qv[:100], 10, mask), got)
-        res["hnsw"][ef] = row
-        print(f"ef {ef}: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items()), flush=True)
-    del flat, hnsw
+    t0 = time.perf_counter()
+    truth = exact_top10(work, qv, n, args.seed)
+    print(f"exact top 10 in {time.perf_counter() - t0:.0f} s", flush=True)
     gc.collect()
 
-    res["rss_mb"] = {kind: measure_rss(kind, work, n) for kind in ("hnsw", "flat")}
-    print(f"RSS (store + BM25): {res['rss_mb']}", flush=True)
+    for m, efc in graphs:
+        info = build_graph(work, m, efc, params)
+        res["graphs"][f"{m}/{efc}"] = info
+        print(
+            f"HNSW M {m} efC {efc}: built in {info['build_s']:.0f} s (cached: {info['cached']})", flush=True
+        )
 
-    stores = {kind: load_store(work / kind, qv.shape[1], params) for kind in ("flat", "hnsw")}
+    # Recall, one graph at a time (the dense search alone, unfiltered and filtered).
+    filters = masks(n, args.seed)
+    for m, efc in graphs:
+        store = load_store(graph_dir(work, m, efc), qv.shape[1], params)
+        assert isinstance(store, HnswStore)
+        for ef in efs:
+            store.params = replace(store.params, ef_search=ef)
+            got = [store.search(vec[None, :], CANDIDATES)[0] for vec in qv]
+            row: dict[str, Any] = {
+                "graph": f"{m}/{efc}",
+                "ef_search": ef,
+                "recall@10": recall(truth["all"], got),
+            }
+            for name, mask in filters.items():
+                got = [store.search(vec[None, :], CANDIDATES, mask)[0] for vec in qv[:FILTERED_QUERIES]]
+                row[f"recall@10 filter {name}"] = recall(truth[name], got)
+            res["variants"][f"{m}/{efc}/{ef}"] = row
+            print(", ".join(f"{k} {v}" for k, v in row.items()), flush=True)
+        del store
+        gc.collect()
+
+    for m, efc in graphs:
+        key = f"{m}/{efc}"
+        res["graphs"][key]["rss_mb"] = measure_rss(graph_dir(work, m, efc), work, max(efs))
+        print(f"RSS {key} (store + BM25, efSearch {max(efs)}): {res['graphs'][key]['rss_mb']}", flush=True)
+
+    # Latency: every graph loaded, the variants interleaved per question, their order rotating.
+    stores: dict[str, HnswStore] = {}
+    for m, efc in graphs:
+        store = load_store(graph_dir(work, m, efc), qv.shape[1], params)
+        assert isinstance(store, HnswStore)
+        stores[f"{m}/{efc}"] = store
     lexical = SegmentedBM25([(Postings.load(work / "bm25"), None)])
-    parts: dict[str, list[float]] = {p: [] for p in ("encode", "bm25", "flat", "hnsw", "vectors")}
-    for _ in range(2):
+    variants = [(f"{m}/{efc}", ef) for m, efc in graphs for ef in efs]
+    parts: dict[str, list[float]] = {"encode": [], "bm25": []}
+    dense: dict[str, list[float]] = {f"{g}/{ef}": [] for g, ef in variants}
+    fetch: dict[str, list[float]] = {f"{g}/{ef}": [] for g, ef in variants}
+    turn = 0
+    for measured in [False] + [True] * args.rounds:  # a warm-up round first
         for q in built:
             t = time.perf_counter()
             vec = encoder.encode_queries([q.dense_text])
-            parts["encode"].append(time.perf_counter() - t)
+            encode_s = time.perf_counter() - t
             t = time.perf_counter()
             lex = lexical.search(q.tokens, CANDIDATES)
-            parts["bm25"].append(time.perf_counter() - t)
-            for kind, store in stores.items():
+            bm25_s = time.perf_counter() - t
+            if measured:
+                parts["encode"].append(encode_s)
+                parts["bm25"].append(bm25_s)
+            turn += 1
+            for graph, ef in variants[turn % len(variants) :] + variants[: turn % len(variants)]:
+                store = stores[graph]
+                store.params = replace(store.params, ef_search=ef)
                 t = time.perf_counter()
-                dense = store.search(vec, CANDIDATES)[0]
-                parts[kind].append(time.perf_counter() - t)
-            t = time.perf_counter()
-            stores["hnsw"].vectors([r for r, _ in dense] + [r for r, _ in lex])
-            parts["vectors"].append(time.perf_counter() - t)
-    res["latency_ms"] = {
-        p: {"p50": pct(v, 50), "p95": pct(v, 95), "p99": pct(v, 99)} for p, v in parts.items()
-    }
-    for kind in ("flat", "hnsw"):
-        total = [
-            sum(x) for x in zip(parts["encode"], parts["bm25"], parts[kind], parts["vectors"], strict=True)
-        ]
-        res["latency_ms"][f"total {kind}"] = {
-            "p50": pct(total, 50),
-            "p95": pct(total, 95),
-            "p99": pct(total, 99),
+                hits = store.search(vec, CANDIDATES)[0]
+                search_s = time.perf_counter() - t
+                t = time.perf_counter()
+                store.vectors([r for r, _ in hits] + [r for r, _ in lex])
+                if measured:
+                    dense[f"{graph}/{ef}"].append(search_s)
+                    fetch[f"{graph}/{ef}"].append(time.perf_counter() - t)
+    res["latency_ms"] = {p: {"p50": pct(v, 50), "p99": pct(v, 99)} for p, v in parts.items()}
+    for name, row in res["variants"].items():
+        total = [sum(x) for x in zip(parts["encode"], parts["bm25"], dense[name], fetch[name], strict=True)]
+        row |= {
+            "hnsw_p50_ms": pct(dense[name], 50),
+            "hnsw_p99_ms": pct(dense[name], 99),
+            "vectors_p50_ms": pct(fetch[name], 50),
+            "total_p50_ms": pct(total, 50),
+            "total_p95_ms": pct(total, 95),
+            "total_p99_ms": pct(total, 99),
         }
+    res["load_average_at_end"] = os.getloadavg()
 
-    print(f"\n{n} passages, {args.queries} real title queries (×2), HNSW {params.hnsw}\n")
-    print(f"{'':22s} {'p50 ms':>8s} {'p95 ms':>8s} {'p99 ms':>8s}")
-    for name, v in res["latency_ms"].items():
-        print(f"{name:22s} {v['p50']:8.2f} {v['p95']:8.2f} {v['p99']:8.2f}")
+    print(f"\n{n} passages, {args.queries} real title queries (×{args.rounds}, interleaved), shared machine")
+    print(
+        f"encode p50 {res['latency_ms']['encode']['p50']:.2f} ms, BM25 p50 {res['latency_ms']['bm25']['p50']:.2f} ms\n"
+    )
+    print(
+        f"{'M/efC':8s} {'build s':>8s} {'efS':>5s} {'R@10':>6s} {'R 10%':>6s} {'R 1%':>6s} "
+        f"{'hnsw p50':>9s} {'p99':>6s} {'total p50':>10s} {'p99':>6s} {'RSS load/after MB':>18s}"
+    )
+    for row in res["variants"].values():
+        g = res["graphs"][row["graph"]]
+        rss = f"{g['rss_mb']['rss_load_mb']:.0f} / {g['rss_mb']['rss_after_queries_mb']:.0f}"
+        print(
+            f"{row['graph']:8s} {g['build_s']:8.0f} {row['ef_search']:5d} {row['recall@10']:6.3f} "
+            f"{row['recall@10 filter 10%']:6.3f} {row['recall@10 filter 1%']:6.3f} "
+            f"{row['hnsw_p50_ms']:9.2f} {row['hnsw_p99_ms']:6.2f} {row['total_p50_ms']:10.2f} "
+            f"{row['total_p99_ms']:6.2f} {rss:>18s}"
+        )
     out = args.out or ROOT / "results" / f"scale_{n}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1, default=str), encoding="utf-8")

@@ -65,7 +65,7 @@ class VectorStoreSettings(_Section):
     ann: Literal["hnsw"] = "hnsw"
     hnsw_m: int = Field(default=32, ge=4, le=128)
     hnsw_ef_construction: int = Field(default=40, ge=8, le=2048)
-    hnsw_ef_search: int = Field(default=1024, ge=8, le=8192)
+    hnsw_ef_search: int = Field(default=2048, ge=8, le=8192)
     exact_filter_rows: int = Field(default=50_000, ge=0)  # filters allowing fewer rows are searched exactly
     search_threads: int = Field(default=1, ge=0, le=256)  # OpenMP threads per faiss search; 0: every core
 

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from qa.config import load_settings
+from qa.config import VectorStoreSettings, load_settings
 from qa.errors import ConfigError
 from tests.conftest import CONFIG, ROOT
 
@@ -25,6 +26,17 @@ def test_defaults_load_and_paths_are_relative_to_the_config_file() -> None:
     assert s.server.host == "127.0.0.1"
     assert s.retrieval.top_k == 5
     assert ("范明政", "范明正", "范明真") in s.aliases.groups
+
+
+def test_vector_store_defaults_agree_with_config_toml() -> None:
+    """A config file that leaves a [vector_store] key out gets what config.toml says, and so does a store
+    built without settings (StoreParams())."""
+    from qa.embeddings.vector_store import StoreParams
+
+    shipped = tomllib.loads(CONFIG.read_text(encoding="utf-8"))["vector_store"]
+    defaults = VectorStoreSettings(backend=shipped["backend"])
+    assert {key: getattr(defaults, key) for key in shipped} == shipped
+    assert defaults.store_params() == StoreParams()
 
 
 def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
