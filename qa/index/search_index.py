@@ -77,6 +77,7 @@ class _Part:
 
     tables: SegmentTables
     dead: frozenset[str]
+    dead_at: npt.NDArray[np.int64]  # the positions of its dead articles (those it holds), ascending
     offset: int  # the snapshot row of its first live row
     local: npt.NDArray[np.int64] | None  # its live rows in order (None: every row is live)
     before: npt.NDArray[np.int64] | None  # live rows ahead of each of its rows (None: every row is live)
@@ -188,7 +189,7 @@ class Assembled:
         live_ids = []
         for tables, dead in parts:
             t = tables.tables
-            dead_at = [i for i in (t.find(d) for d in dead) if i is not None]
+            dead_at = sorted(i for i in (t.find(d) for d in dead) if i is not None)
             local = before = live = None
             if dead_at:
                 live = np.ones(t.rows, dtype=bool)
@@ -197,7 +198,8 @@ class Assembled:
                     live[first : first + count] = False
                 local = np.flatnonzero(live).astype(np.int64)
                 before = np.cumsum(live) - live  # live rows ahead of each row
-            part = _Part(tables, frozenset(dead), offset, local, before, live)
+            at = np.array(dead_at, dtype=np.int64)
+            part = _Part(tables, frozenset(dead), at, offset, local, before, live)
             self.parts.append(part)
             self.segments.append(SegmentRows(tables.name, tables.folder, t.rows, live))
             ids = t.doc_ids_array()
@@ -233,6 +235,32 @@ class Assembled:
                 if doc_id not in part.dead:
                     out.append((doc_id, digest))
         return out
+
+    def live_hashes(self) -> set[str]:
+        """Every live article's hash, read in bulk from each segment's array (no article is read)."""
+        out: set[str] = set()
+        for part in self.parts:
+            hashes = part.tables.tables.hashes_array()
+            if part.dead_at.size:
+                hashes = np.delete(hashes, part.dead_at)
+            out.update(bytes(v).decode("ascii") for v in hashes.tolist())
+        return out
+
+    def holding(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` that some live article has: a vectorised scan of each segment's hashes
+        per digest (a write asks about the few it replaced or removed), no article is read."""
+        found: set[str] = set()
+        for digest in set(digests):
+            key = digest.encode("ascii")
+            for part in self.parts:
+                hashes = part.tables.tables.hashes_array()
+                if len(key) > hashes.dtype.itemsize:
+                    continue
+                at = np.flatnonzero(hashes == key)
+                if at.size and not np.all(np.isin(at, part.dead_at)):
+                    found.add(digest)
+                    break
+        return found
 
     def locate(self, row: int) -> tuple[_Part, int]:
         """The part holding snapshot row ``row`` and the row's number there."""
