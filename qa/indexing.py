@@ -220,7 +220,7 @@ class IndexService(Generic[S]):
             live=self._loaded(),
             delta=delta,
         )
-        self.reload()
+        self.reload(report.index)
         return report
 
     # -- documents ---------------------------------------------------------------------------------
@@ -349,13 +349,25 @@ class IndexService(Generic[S]):
             merger.join(timeout)
 
     # -- snapshots ---------------------------------------------------------------------------------
-    def reload(self) -> None:
-        """Load the live version of the index and swap it in for the questions asked from now on."""
+    def reload(self, written: SearchIndex | None = None) -> None:
+        """Load the live version of the index and swap it in for the questions asked from now on.
+        ``written``: the version this service's build has just published, as the build assembled and
+        opened it; taken as it is while ``CURRENT`` names it (nothing is read or assembled again)."""
         with self._reload_lock:  # two reloads never race: an older version never replaces a newer one
+            if written is not None and written.version is not None:
+                pointer = layout.read_pointer(self.settings.index_dir)
+                if pointer is not None and pointer[0] == written.version.name:
+                    self._swap(written)
+                    return
             # The segments the loaded snapshot shares with the live version are not read again.
             index = load_index(
                 self.settings.index_dir, self.index_key(), self.backend, previous=self._loaded()
             )
+            self._swap(index)
+
+    def _swap(self, index: SearchIndex) -> None:
+        """Prepare and warm ``index`` for questions, then swap it in (under the reload lock)."""
+        with self._reload_lock:
             snapshot = self._prepare(index, self._snapshot)
             snapshot.warm()
             with self._lock:

@@ -216,3 +216,20 @@ def test_live_pair_counts_follow_tombstones_added_one_write_at_a_time(
         reused = engine.indexing.current().pairs
         fresh = CorpusPairs.of_index(engine.index)
         assert {p: reused.count(p) for p in every} == {p: fresh.count(p) for p in every}
+
+
+def test_the_snapshot_a_write_swaps_in_is_the_one_a_reader_loads(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """After a write the engine answers from the snapshot its build assembled (not read again): the
+    same rows, tokens, vectors and tombstones as a new engine reading the published version."""
+    settings = settings_for(make_settings, tmp_path)
+    bulk(settings, documents(8))
+    engine = Engine(settings).open()
+    for doc in documents(2, offset=10):
+        engine.add_document(doc)
+    engine.delete_document("doc-03")
+    engine.add_document(NewDocument(doc_id="doc-10", title="改写", text=documents(1, offset=20)[0].text))
+    version = layout.current_version(settings.index_dir)
+    assert engine.index.version == version
+    assert content(engine.index) == content(Engine(settings).open().index)

@@ -20,7 +20,6 @@ from qa.index.embed_cache import EmbeddingCache
 from qa.index.manifest import Counts, IndexKey, Manifest, SegmentRef
 from qa.index.passages import PassageBackend, PassageWrite
 from qa.index.search_index import (
-    Assembled,
     SearchIndex,
     SegmentTables,
     assemble,
@@ -53,6 +52,9 @@ class BuildReport:
     timings: dict[str, float] = field(default_factory=dict)
     files_parsed: int = 0  # corpus files read and parsed (the others were unchanged since the last build)
     files_hashed: int = 0  # unchanged files read only to compare their hash (their stat had changed)
+    # The version published, as the build assembled and opened it (None when nothing was published):
+    # the caller loads it as it is instead of reading it again.
+    index: SearchIndex | None = field(default=None, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:
@@ -221,11 +223,11 @@ def _write(
     position: int,
     segment: _Segment | None,
     fill: Callable[[dict[int, str], Vectors], int],
-) -> tuple[Path, int, Assembled]:
+) -> tuple[Path, int, SearchIndex]:
     """Seal ``segment`` (if any) at ``position`` among the ``kept`` segments (each with its dead
     articles), then publish the version they make. ``fill`` embeds the segment's pending rows (given
     their texts by row of the segment) into its vectors and returns how many it embedded. Returns the
-    version, that count and the published snapshot's rows."""
+    version, that count and the published snapshot (its new segment's tables read back from disk)."""
     parts = list(kept)
     tables = None
     if segment is not None and segment.articles:
@@ -257,7 +259,11 @@ def _write(
         backend.write(previous.passages if previous is not None else None, change)
         write_segment_tables(tables.folder, tables.tables)
         meta = {"rows": len(segment.chunks), "articles": len(segment.articles)}
-        parts[position] = (replace(tables, seal=layout.seal_segment(tables.folder, meta)), frozenset())
+        seal = layout.seal_segment(tables.folder, meta)
+        # Served from its file, as a reader would (mapped, not the lists it was encoded from).
+        sealed = replace(tables, seal=seal, tables=Tables.load(tables.folder))
+        parts[position] = (sealed, frozenset())
+        snapshot = snapshot.with_segment(position, sealed)
     version = layout.new_version_dir(index_dir)
     manifest = Manifest(
         key=key,
@@ -270,7 +276,7 @@ def _write(
     layout.seal_version(version, manifest.to_json())
     layout.publish(index_dir, version, [t.name for t, _ in parts])
     backend.published(was, passages)
-    return version, encoded, snapshot
+    return version, encoded, SearchIndex(manifest, snapshot, passages, version)
 
 
 def build_index(
@@ -385,7 +391,7 @@ def build_index(
             return done
 
         t0 = time.perf_counter()
-        version, report.encoded, snapshot = _write(
+        version, report.encoded, published = _write(
             index_dir,
             key=key,
             backend=backend,
@@ -395,6 +401,7 @@ def build_index(
             segment=segment,
             fill=fill,
         )
+        report.index, snapshot = published, published.snapshot
         if delta is not None and previous is not None:
             # A write drops the vectors of the article versions it replaced or removed, unless a live
             # article has the same content (the same hash); a build prunes the whole cache.
@@ -496,7 +503,7 @@ def merge_index(
             for doc_id in tables.doc_ids():  # in row order, as they were written
                 if doc_id not in dead:
                     segment.carry(previous, previous.articles[doc_id], None)
-        version, _, snapshot = _write(
+        version, _, merged_index = _write(
             index_dir,
             key=key,
             backend=backend,
@@ -506,6 +513,7 @@ def merge_index(
             segment=segment,
             fill=lambda texts, vectors: 0,
         )
+        snapshot = merged_index.snapshot
     merged = sizes[start:end]
     report = MergeReport(
         merged=end - start,

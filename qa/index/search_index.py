@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar, overload
@@ -219,12 +219,29 @@ class Assembled:
                 raise IndexCorruptError(
                     f"article {twice!r} is live in two segments; run `qa index --rebuild`"
                 )
+        self._views()
+
+    def _views(self) -> None:
         self.articles: Mapping[str, Article] = _Articles(self, lambda t, i: t.article(i)[0])
         self.hashes: Mapping[str, str] = _Articles(self, Tables.hash)
         self.chunks: Sequence[Chunk] = _RowView(self, lambda t, r: t.chunk(r))
         self.tokens: Sequence[Sequence[str]] = _RowView(self, Tables.tokens)
         self.sentences: Sequence[tuple[frozenset[str], ...]] = _RowView(self, Tables.sentences)
         self.rows_by_doc: Mapping[str, Sequence[int]] = _RowsByDoc(self)
+
+    def with_segment(self, position: int, tables: SegmentTables) -> Assembled:
+        """This snapshot with segment ``position``'s tables replaced by ``tables``, which hold the same
+        rows (the segment as sealed and read back after a write made it): nothing is computed again."""
+        part = self.parts[position]
+        old = part.tables.tables
+        if tables.name != part.tables.name or (tables.rows, tables.tables.count) != (old.rows, old.count):
+            raise ValueError(f"segment {tables.name} does not hold the rows of segment {part.tables.name}")
+        other = object.__new__(Assembled)
+        other.parts = [*self.parts[:position], replace(part, tables=tables), *self.parts[position + 1 :]]
+        other.segments = list(self.segments)
+        other.size, other.article_count, other._offsets = self.size, self.article_count, self._offsets
+        other._views()
+        return other
 
     def stored(self) -> list[tuple[str, str]]:
         """Every live article's doc_id and hash, in snapshot order (read in bulk, no article is read)."""
