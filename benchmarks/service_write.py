@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+import qa
 from qa.config import load_settings
 from qa.documents import NewDocument
 from qa.embeddings.vector_store import build_store
@@ -186,6 +187,7 @@ def main() -> None:
     )
     engine = Engine(settings)
     res: dict[str, Any] = {"passages": n, "date": time.strftime("%Y-%m-%d"), "reused_build": reuse}
+    res["code"] = str(Path(qa.__file__).parent.parent)  # the tree on PYTHONPATH
     if not reuse:
         res["build"] = build_big(engine, n, work)
         print(f"big segment: {json.dumps(res['build'])}", flush=True)
