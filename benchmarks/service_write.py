@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+import qa
 from qa.config import load_settings
 from qa.documents import NewDocument
 from qa.embeddings.vector_store import build_store
@@ -151,16 +152,30 @@ def profile_top(call: Any, lines: int = 18) -> str:
     return text.getvalue()
 
 
+def fresh_sample(engine: Engine) -> int:
+    """The first sample number whose probe is not in the index and whose victim is: an index measured
+    before (``--reuse``, or a copy of one) holds the probes and lacks the victims of the runs before."""
+    articles = engine.indexing.current().index.articles
+    i = 0
+    while f"probe-{i}" in articles or f"syn-{i}" not in articles:
+        i += 1
+    return i
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--reuse", action="store_true", help="measure the index of an earlier run again")
+    parser.add_argument(
+        "--work", type=Path, default=None, help="the corpus and index folder (default .cache/service-write-N)"
+    )
+    parser.add_argument("--build-only", action="store_true", help="build the index, measure nothing")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     n = args.passages
-    work = ROOT / ".cache" / f"service-write-{n}"
+    work = args.work or ROOT / ".cache" / f"service-write-{n}"
     reuse = args.reuse and (work / "index" / "CURRENT").exists()
     if not reuse:
         shutil.rmtree(work, ignore_errors=True)
@@ -172,18 +187,23 @@ def main() -> None:
     )
     engine = Engine(settings)
     res: dict[str, Any] = {"passages": n, "date": time.strftime("%Y-%m-%d"), "reused_build": reuse}
+    res["code"] = str(Path(qa.__file__).parent.parent)  # the tree on PYTHONPATH
     if not reuse:
         res["build"] = build_big(engine, n, work)
         print(f"big segment: {json.dumps(res['build'])}", flush=True)
+    if args.build_only:
+        return
     t0 = time.perf_counter()
     engine.indexing.open(build_if_missing=False)
     res["open_s"] = time.perf_counter() - t0
     res["rss_open_mb"] = psutil.Process().memory_info().rss / 1e6
     print(f"opened in {res['open_s']:.1f} s, RSS {res['rss_open_mb']:.0f} MB", flush=True)
     engine.ask(QUESTION)  # warm
+    first = fresh_sample(engine)
+    res["first_sample"] = first
 
     adds, deletes = [], []
-    for i in range(args.samples):
+    for i in range(first, first + args.samples):
         engine.indexing.wait_for_merges()
         t = time.perf_counter()
         engine.add_document(NewDocument(doc_id=f"probe-{i}", text=PROBE.format(day=i + 1)))
@@ -202,7 +222,7 @@ def main() -> None:
     res["add_all_s"], res["delete_all_s"] = adds, deletes
     res["segments_after"] = len(engine.indexing.current().index.segments)
     res["rss_after_mb"] = psutil.Process().memory_info().rss / 1e6
-    k = args.samples
+    k = first + args.samples
     res["profile_add"] = profile_top(
         lambda: engine.add_document(NewDocument(doc_id=f"probe-{k}", text=PROBE.format(day=k + 1)))
     )

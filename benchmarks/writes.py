@@ -1,6 +1,8 @@
 """What one write costs, against corpus size and between two versions of the code, measured in one run.
 
     python benchmarks/writes.py [--articles 7353] [--samples 5] [--tree /path/to/old/checkout] ...
+    python benchmarks/writes.py --writes-only --samples 15 [--tree ...]
+    python benchmarks/writes.py --bulk 1000 [--bulk-base 2000] [--samples 3]
 
 For each code tree (this checkout, plus every ``--tree``: e.g. a ``git worktree`` of an older commit) and
 each corpus (the five seeds, and ``--articles`` inews articles: the whole package is about 75k passages), a
@@ -21,8 +23,17 @@ and then, on the index it built, in new processes:
   first: a re-index of the unchanged corpus), and its resident memory then.
 
 The encoder is the deterministic fake one at e5-small's width (384): what is measured is the index
-engine, not the model (one article's passages take the real model about 50 ms more). Writes a table and
-JSON into ``benchmarks/results/``. Not a test: run it on purpose on a quiet machine.
+engine, not the model (one article's passages take the real model about 50 ms more). With
+``--writes-only`` only the writes, re-index and question are timed (no new processes), and each write is
+split into fsyncs, ``build_index``, the reload and the rest (the corpus file, locks).
+
+``--bulk N`` measures instead a bulk add with the real encoder (the service's default model, int8 where
+it is faster): ``N`` inews articles from ``--bulk-first`` on, as one JSONL file dropped into the corpus
+of an index of the first ``--bulk-base`` articles (built once and kept), then ``Engine.build`` (what
+``qa index`` runs), against encoding the same passages alone, as the build batches them, in the same
+process, the two alternating sample by sample.
+
+Writes a table and JSON into ``benchmarks/results/``. Not a test: run it on purpose on a quiet machine.
 """
 
 from __future__ import annotations
@@ -73,9 +84,18 @@ OVERRIDES: dict[str, dict[str, Any]] = {
 }
 
 
-def _settings(corpus_dir: Path, index_dir: Path) -> Any:
+def _settings(corpus_dir: Path, index_dir: Path, *, real_model: bool = False) -> Any:
+    """``real_model``: the tree's own model settings (e5, int8 where it is faster), from this checkout's
+    model folder, and its own retrieval settings."""
     from qa.config import load_settings
 
+    if real_model:
+        return load_settings(
+            Path.cwd() / "config.toml",
+            corpus={"dir": corpus_dir},
+            index={"dir": index_dir, **OVERRIDES["index"]},
+            model={"cache_dir": str(REPO / ".qa" / "models")},
+        )
     return load_settings(
         Path.cwd() / "config.toml",
         corpus={"dir": corpus_dir},
@@ -162,6 +182,59 @@ def serve_ready(tree: Path, corpus_dir: Path, index_dir: Path, port: int) -> dic
         server.wait(timeout=30)
 
 
+class Split:
+    """Where one write's time goes: fsyncs, the build (``builder.build_index``, fsyncs included) and the
+    reload of the new version, timed by wrapping them (every tree has them under these names)."""
+
+    def __init__(self) -> None:
+        from qa.index import builder
+        from qa.indexing import IndexService
+
+        self.seconds = {"fsync": 0.0, "build_index": 0.0, "reload": 0.0}
+        self.fsyncs = 0
+
+        def timed(name: str, call: Any) -> Any:
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                t = time.perf_counter()
+                try:
+                    return call(*args, **kwargs)
+                finally:
+                    self.seconds[name] += time.perf_counter() - t
+                    if name == "fsync":
+                        self.fsyncs += 1
+
+            return wrapper
+
+        os.fsync = timed("fsync", os.fsync)
+        builder.build_index = timed("build_index", builder.build_index)  # type: ignore[assignment]
+        IndexService.reload = timed("reload", IndexService.reload)  # type: ignore[method-assign]
+
+    def start(self) -> None:
+        self.seconds = dict.fromkeys(self.seconds, 0.0)
+        self.fsyncs = 0
+
+    def taken(self, total: float) -> dict[str, float]:
+        s = self.seconds
+        return {
+            "total": total,
+            "nofsync": total - s["fsync"],
+            "fsync": s["fsync"],
+            "fsyncs": self.fsyncs,
+            "build_index": s["build_index"],
+            "reload": s["reload"],
+            "rest": total - s["build_index"] - s["reload"],  # the corpus file, locks, the old-version check
+        }
+
+
+def median_sample(splits: list[dict[str, float]]) -> dict[str, float]:
+    """The split of the sample whose total is the median (the lower one of an even count), so that its
+    parts add up; with the median of each part over every sample (``median_*``)."""
+    if not splits:
+        return {}
+    middle = sorted(splits, key=lambda s: s["total"])[(len(splits) - 1) // 2]
+    return {**middle, **{f"median_{k}": statistics.median(s[k] for s in splits) for k in splits[0]}}
+
+
 def child(corpus_dir: Path, index_dir: Path, samples: int) -> dict[str, Any]:
     """Runs in the tree under test: whatever its ``qa`` is."""
     from qa.documents import NewDocument
@@ -172,6 +245,8 @@ def child(corpus_dir: Path, index_dir: Path, samples: int) -> dict[str, Any]:
     started = time.perf_counter()
     report = engine.build(show_progress=False)
     build = time.perf_counter() - started
+    split = Split()
+    add_splits, delete_splits = [], []
 
     def settle() -> None:
         wait = getattr(engine.indexing, "wait_for_merges", None)
@@ -181,14 +256,18 @@ def child(corpus_dir: Path, index_dir: Path, samples: int) -> dict[str, Any]:
     adds, deletes, reindex, asks = [], [], [], []
     for i in range(samples):
         settle()
+        split.start()
         t = time.perf_counter()
         engine.add_document(NewDocument(doc_id=f"probe-{i}", text=PROBE))
         adds.append(time.perf_counter() - t)
+        add_splits.append(split.taken(adds[-1]))
         assert any(h.chunk.doc_id == f"probe-{i}" for h in engine.ask(QUESTIONS[0], top_k=10).hits)
         settle()
+        split.start()
         t = time.perf_counter()
         engine.delete_document(f"probe-{i}")
         deletes.append(time.perf_counter() - t)
+        delete_splits.append(split.taken(deletes[-1]))
         assert all(h.chunk.doc_id != f"probe-{i}" for h in engine.ask(QUESTIONS[0], top_k=10).hits)
         settle()
         t = time.perf_counter()
@@ -208,7 +287,101 @@ def child(corpus_dir: Path, index_dir: Path, samples: int) -> dict[str, Any]:
         "reindex_s": statistics.median(reindex),
         "ask_s": statistics.median(asks),
         "samples": samples,
+        "add_all_s": adds,
+        "delete_all_s": deletes,
+        "add_split": median_sample(add_splits),
+        "delete_split": median_sample(delete_splits),
     }
+
+
+def bulk_child(base_dir: Path, first: int, count: int, samples: int) -> dict[str, Any]:
+    """A bulk add with the real encoder (the service's default model and precision): ``count`` inews
+    articles from ``first`` on, as one JSONL file dropped into the corpus of ``base_dir`` (an index built
+    there before, restored from its copy before each sample), then ``Engine.build`` (what ``qa index``
+    runs). Each sample also encodes the same passages alone, as the build batches them, in this process;
+    the order of the two alternates."""
+    from qa.engine import Engine
+    from qa.index.builder import ENCODE_BATCH
+    from qa.index.search_index import passage_text
+    from qa.ingest.chunker import chunk_article
+    from qa.ingest.loader import load_file
+
+    sys.path.insert(0, str(ROOT))
+    from inews import articles as inews_articles
+
+    corpus_dir, index_dir, pristine = base_dir / "corpus", base_dir / "index", base_dir / "index-base"
+    settings = _settings(corpus_dir, index_dir, real_model=True)
+    bulk = corpus_dir / "bulk.jsonl"
+    picked = inews_articles()[first : first + count]
+    payload = "".join(
+        json.dumps({"id": f"inews-{i}", "title": t, "text": c}, ensure_ascii=False) + "\n"
+        for i, (t, c) in enumerate(picked, start=first)
+    )
+    staging = base_dir / "bulk.jsonl"  # written once, then copied in: the same bytes every sample
+    staging.write_text(payload, encoding="utf-8")
+    articles = [a for a in load_file(staging, settings.corpus.max_file_bytes) if not isinstance(a, Exception)]
+    batches: list[list[str]] = [[]]
+    for article in articles:  # the build's batches: whole articles, at least ENCODE_BATCH passages each
+        if len(batches[-1]) >= ENCODE_BATCH:
+            batches.append([])
+        chunks = chunk_article(article, **settings.chunking.kwargs())
+        batches[-1].extend(passage_text(c, article.title) for c in chunks)
+    passages = sum(map(len, batches))
+    engine = Engine(settings)
+    engine.encoder.encode_passages(batches[0][:32])  # the model loaded and warm before any timing
+    out: dict[str, Any] = {"articles": len(articles), "passages": passages, "samples": []}
+    for i in range(samples):
+        timed: dict[str, Any] = {}
+        for step in ("encode", "bulk") if i % 2 == 0 else ("bulk", "encode"):
+            if step == "encode":
+                t = time.perf_counter()
+                for batch in batches:
+                    engine.encoder.encode_passages(batch)
+                timed["encode_alone_s"] = time.perf_counter() - t
+                continue
+            shutil.rmtree(index_dir, ignore_errors=True)
+            shutil.copytree(pristine, index_dir)
+            engine = Engine(settings, encoder=engine.encoder)
+            engine.open(build_if_missing=False)
+            # A running service's tokenizer has its dictionaries loaded (a new `qa index` process loads
+            # them first, about a second, whatever it writes): not part of what a bulk add costs.
+            engine.tokenizer.tokens("胡志明市与中国")
+            shutil.copyfile(staging, bulk)
+            t = time.perf_counter()
+            report = engine.build(show_progress=False)
+            timed["bulk_s"] = time.perf_counter() - t
+            timed["build_timings"] = report.timings
+            timed["encoded"] = report.encoded
+            assert len(report.added) == len(articles), report
+            engine.close()
+            bulk.unlink()
+        timed["ratio"] = timed["bulk_s"] / timed["encode_alone_s"]
+        print(json.dumps(timed), file=sys.stderr, flush=True)
+        out["samples"].append(timed)
+    shutil.rmtree(index_dir, ignore_errors=True)
+    shutil.copytree(pristine, index_dir)
+    out["bulk_s"] = statistics.median(s["bulk_s"] for s in out["samples"])
+    out["encode_alone_s"] = statistics.median(s["encode_alone_s"] for s in out["samples"])
+    out["ratio"] = statistics.median(s["ratio"] for s in out["samples"])
+    out["passages_per_s"] = passages / out["encode_alone_s"]
+    return out
+
+
+def bulk_base(tree: Path, base_dir: Path, articles: int) -> dict[str, Any]:
+    """The index the bulk adds go onto: the first ``articles`` inews articles, built once with the real
+    encoder (kept in ``base_dir/index-base`` across runs)."""
+    if (base_dir / "index-base" / "CURRENT").exists():
+        return {"reused": True}
+    shutil.rmtree(base_dir, ignore_errors=True)
+    sys.path.insert(0, str(ROOT))
+    from inews import articles as inews_articles
+    from inews import write_corpus_files
+
+    (base_dir / "corpus").mkdir(parents=True)
+    write_corpus_files(base_dir / "corpus", inews_articles()[:articles])
+    result = run_child(tree, ["bulk-base", str(base_dir)])
+    shutil.copytree(base_dir / "index", base_dir / "index-base")
+    return result
 
 
 def questions_of(corpus_dir: Path, count: int) -> list[str]:
@@ -240,13 +413,23 @@ def run_child(
 
 
 def run_tree(
-    tree: Path, label: str, corpora: dict[str, Path], samples: int, questions: dict[str, Path], port: int
+    tree: Path,
+    label: str,
+    corpora: dict[str, Path],
+    samples: int,
+    questions: dict[str, Path],
+    port: int,
+    writes_only: bool = False,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, corpus_dir in corpora.items():
         index_dir = WORK / f"index-{label}-{name}"
         shutil.rmtree(index_dir, ignore_errors=True)
         out[name] = run_child(tree, ["child", str(corpus_dir), str(index_dir), "--samples", str(samples)])
+        if writes_only:
+            print(f"{label:>8} {name:>6}: {json.dumps(out[name])}", flush=True)
+            shutil.rmtree(index_dir, ignore_errors=True)
+            continue
         starts = [
             run_child(
                 tree, ["startup", str(corpus_dir), str(index_dir), str(questions[name]), repr(time.time())]
@@ -274,6 +457,8 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         "serve to /readyz | RSS loaded / after questions (anon) | serve RSS | ask p50, new process |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    if not all("load_s" in r for corpora in results.values() for r in corpora.values()):
+        return writes_table(results)
     for label, corpora in results.items():
         for name, r in corpora.items():
             rows.append(
@@ -303,6 +488,70 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     return "\n".join(rows)
 
 
+def writes_table(results: dict[str, dict[str, Any]]) -> str:
+    """The writes alone (``--writes-only``): medians and where the time goes, then the ratios."""
+    rows = [
+        "| code | corpus | passages | write | median (min–max) | median sample: fsync (count) | build_index "
+        "(fsyncs in it) | reload | rest | median fsync |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, corpora in results.items():
+        for name, r in corpora.items():
+            for write in ("add", "delete"):
+                every, split = r[f"{write}_all_s"], r[f"{write}_split"]
+                rows.append(
+                    f"| {label} | {name} | {r['passages']:,} | {write} | {r[f'{write}_s'] * 1000:.0f} ms "
+                    f"({min(every) * 1000:.0f}–{max(every) * 1000:.0f}) | {split['fsync'] * 1000:.0f} ms "
+                    f"({split['fsyncs']:.0f}) | {split['build_index'] * 1000:.0f} ms | "
+                    f"{split['reload'] * 1000:.0f} ms | {split['rest'] * 1000:.0f} ms | "
+                    f"{split['median_fsync'] * 1000:.0f} ms |"
+                )
+    for label, corpora in results.items():
+        if "seeds" in corpora and "inews" in corpora:
+            big, small = corpora["inews"], corpora["seeds"]
+            rows.append(
+                f"\n{label}: at {big['passages']:,} passages vs {small['passages']}: "
+                f"add ×{big['add_s'] / small['add_s']:.2f}, delete ×{big['delete_s'] / small['delete_s']:.2f}; "
+                f"without fsyncs add ×{nofsync(big, 'add') / nofsync(small, 'add'):.2f}, "
+                f"delete ×{nofsync(big, 'delete') / nofsync(small, 'delete'):.2f}"
+            )
+    labels = list(results)
+    for other in labels[1:]:
+        for name in results[labels[0]]:
+            a, b = results[labels[0]][name], results[other][name]
+            rows.append(
+                f"{labels[0]} / {other} on {name}: add ×{a['add_s'] / b['add_s']:.3f}, "
+                f"delete ×{a['delete_s'] / b['delete_s']:.3f}, re-index ×{a['reindex_s'] / b['reindex_s']:.3f}, "
+                f"ask ×{a['ask_s'] / b['ask_s']:.2f}"
+            )
+    return "\n".join(rows)
+
+
+def nofsync(r: dict[str, Any], write: str) -> float:
+    """The median of the write's time less its fsyncs' time, over every sample."""
+    return float(r[f"{write}_split"]["median_nofsync"])
+
+
+def run_bulk(args: argparse.Namespace) -> None:
+    """``--bulk``: for this checkout and every ``--tree``, the bulk add against encoding alone."""
+    results: dict[str, Any] = {}
+    for label, tree in [("this", REPO), *((f"tree{i}", t.resolve()) for i, t in enumerate(args.tree, 1))]:
+        base_dir = WORK / f"bulk-{label}-{args.bulk_base}"
+        base = bulk_base(tree, base_dir, args.bulk_base)
+        child_args = ["bulk", str(base_dir), str(args.bulk_first), str(args.bulk), str(args.samples)]
+        results[label] = {"base": base, **run_child(tree, child_args)}
+        r = results[label]
+        print(
+            f"{label}: {r['articles']:,} articles, {r['passages']:,} passages onto {args.bulk_base:,} articles: "
+            f"bulk add {r['bulk_s']:.1f} s, encoding them alone {r['encode_alone_s']:.1f} s "
+            f"({r['passages_per_s']:.0f} passages/s), ratio ×{r['ratio']:.3f} (median of {args.samples})",
+            flush=True,
+        )
+    out = args.out.with_name("writes_bulk.json") if args.out.name == "writes.json" else args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1), encoding="utf-8")
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "child":
         parser = argparse.ArgumentParser()
@@ -312,6 +561,23 @@ def main() -> None:
         parser.add_argument("--samples", type=int, default=5)
         a = parser.parse_args()
         print(json.dumps(child(a.corpus, a.index, a.samples)))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "bulk":
+        _, _, base_dir, first, count, samples = sys.argv
+        print(json.dumps(bulk_child(Path(base_dir), int(first), int(count), int(samples))))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "bulk-base":
+        base = Path(sys.argv[2])
+        engine = __import__("qa.engine", fromlist=["Engine"]).Engine(
+            _settings(base / "corpus", base / "index", real_model=True)
+        )
+        t = time.perf_counter()
+        report = engine.build(show_progress=False)
+        print(
+            json.dumps(
+                {"articles": report.articles, "passages": report.passages, "build_s": time.perf_counter() - t}
+            )
+        )
         return
     if len(sys.argv) > 1 and sys.argv[1] == "startup":
         _, _, corpus, index, questions, spawned = sys.argv
@@ -326,8 +592,17 @@ def main() -> None:
     parser.add_argument("--questions", type=int, default=200, help="distinct questions per start-up")
     parser.add_argument("--port", type=int, default=8765, help="for qa serve")
     parser.add_argument("--only", choices=["seeds", "inews"], help="one corpus only")
+    parser.add_argument("--writes-only", action="store_true", help="no start-up, serve or memory figures")
+    parser.add_argument(
+        "--bulk", type=int, default=0, help="only a bulk add of this many inews articles, real encoder"
+    )
+    parser.add_argument("--bulk-base", type=int, default=2000, help="articles of the index it goes onto")
+    parser.add_argument("--bulk-first", type=int, default=2000, help="the first inews article added")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "writes.json")
     args = parser.parse_args()
+    if args.bulk:
+        run_bulk(args)
+        return
     corpora = {"seeds": WORK / "corpus-seeds", "inews": WORK / f"corpus-inews-{args.articles}"}
     write_corpus(corpora["seeds"], "seeds", 0)
     write_corpus(corpora["inews"], "inews", args.articles)
@@ -337,10 +612,11 @@ def main() -> None:
     for name, folder in corpora.items():
         questions[name] = WORK / f"questions-{name}.json"
         questions[name].write_text(json.dumps(questions_of(folder, args.questions), ensure_ascii=False))
-    results = {"this": run_tree(REPO, "this", corpora, args.samples, questions, args.port)}
+    only = args.writes_only
+    results = {"this": run_tree(REPO, "this", corpora, args.samples, questions, args.port, only)}
     for i, tree in enumerate(args.tree, start=1):
         results[f"tree{i}"] = run_tree(
-            tree.resolve(), f"tree{i}", corpora, args.samples, questions, args.port
+            tree.resolve(), f"tree{i}", corpora, args.samples, questions, args.port, only
         )
     text = table(results)
     print(text)

@@ -37,7 +37,7 @@ from qa.errors import (
     QuestionError,
 )
 from qa.index import builder, layout, sources
-from qa.index.builder import BuildReport, MergePolicy, MergeReport
+from qa.index.builder import BuildReport, Delta, MergePolicy, MergeReport
 from qa.index.manifest import Chunking, DenseKey, IndexKey, LexicalKey
 from qa.index.passages import PassageBackend, passage_backend
 from qa.index.search_index import PASSAGE_CONTEXT, SearchIndex, load_index
@@ -52,9 +52,17 @@ PARSER_VERSION = "newspage-1"
 TOKENIZER_VERSION = "jieba-words+cjk-bigrams-1"
 
 
-def _kept(index: SearchIndex, but: str) -> list[Kept]:
-    """Every article of ``index`` but ``but``, as stored there: what a write leaves as it is."""
-    return [Kept(doc_id, digest, 0) for doc_id, digest in index.stored() if doc_id != but]
+def _write_against(
+    index: SearchIndex, articles: list[Article], removed: frozenset[str] = frozenset()
+) -> tuple[LoadReport, Delta | None]:
+    """A write of ``articles`` and deletion of ``removed`` against the loaded ``index``: every other
+    article stays as stored there, and nothing lists them (``Delta``). An index without a version (never
+    one that was loaded) lists them as kept instead."""
+    if index.version is None:
+        touched = {a.doc_id for a in articles} | removed
+        kept = [Kept(doc_id, digest, 0) for doc_id, digest in index.stored() if doc_id not in touched]
+        return LoadReport(articles, kept=kept), None
+    return LoadReport(articles), Delta(index.version.name, removed)
 
 
 class Prepared(Protocol):
@@ -191,7 +199,12 @@ class IndexService(Generic[S]):
         return self.current().index
 
     def _update(
-        self, corpus: LoadReport, *, rebuild: bool = False, show_progress: bool | None = None
+        self,
+        corpus: LoadReport,
+        *,
+        rebuild: bool = False,
+        show_progress: bool | None = None,
+        delta: Delta | None = None,
     ) -> BuildReport:
         s = self.settings
         report = builder.build_index(
@@ -205,8 +218,9 @@ class IndexService(Generic[S]):
             rebuild=rebuild,
             show_progress=s.index.show_progress if show_progress is None else show_progress,
             live=self._loaded(),
+            delta=delta,
         )
-        self.reload()
+        self.reload(report.index)
         return report
 
     # -- documents ---------------------------------------------------------------------------------
@@ -224,7 +238,7 @@ class IndexService(Generic[S]):
         with self._write_lock, layout.build_lock(s.index_dir):
             current = self.latest().index
             change = write_document(s.corpus_dir, staged, current.articles.get(doc.doc_id))
-            self._apply(change, LoadReport([staged.article], kept=_kept(current, doc.doc_id)), current)
+            self._apply(change, *_write_against(current, [staged.article]), current)
         self._merge_soon()
         return staged.article
 
@@ -236,15 +250,18 @@ class IndexService(Generic[S]):
             if article is None:
                 raise DocumentNotFoundError(doc_id)
             change = remove_from_corpus(self.settings.corpus_dir, article)
-            self._apply(change, LoadReport(kept=_kept(current, doc_id)), current)
+            self._apply(change, *_write_against(current, [], frozenset([doc_id])), current)
         self._merge_soon()
 
-    def _apply(self, change: CorpusChange, corpus: LoadReport, before: SearchIndex) -> None:
-        """Index ``corpus`` after the corpus ``change``; if that fails, undo the change, and put the
-        index back too when the failure came after a new version was published."""
+    def _apply(
+        self, change: CorpusChange, corpus: LoadReport, delta: Delta | None, before: SearchIndex
+    ) -> None:
+        """Index ``corpus`` (``delta``: a write against the loaded version) after the corpus ``change``;
+        if that fails, undo the change, and put the index back too when the failure came after a new
+        version was published."""
         live = layout.read_pointer(self.settings.index_dir)
         try:
-            self._update(corpus, show_progress=False)
+            self._update(corpus, show_progress=False, delta=delta)
         except BaseException:
             try:
                 change.restore()
@@ -332,13 +349,25 @@ class IndexService(Generic[S]):
             merger.join(timeout)
 
     # -- snapshots ---------------------------------------------------------------------------------
-    def reload(self) -> None:
-        """Load the live version of the index and swap it in for the questions asked from now on."""
+    def reload(self, written: SearchIndex | None = None) -> None:
+        """Load the live version of the index and swap it in for the questions asked from now on.
+        ``written``: the version this service's build has just published, as the build assembled and
+        opened it; taken as it is while ``CURRENT`` names it (nothing is read or assembled again)."""
         with self._reload_lock:  # two reloads never race: an older version never replaces a newer one
+            if written is not None and written.version is not None:
+                pointer = layout.read_pointer(self.settings.index_dir)
+                if pointer is not None and pointer[0] == written.version.name:
+                    self._swap(written)
+                    return
             # The segments the loaded snapshot shares with the live version are not read again.
             index = load_index(
                 self.settings.index_dir, self.index_key(), self.backend, previous=self._loaded()
             )
+            self._swap(index)
+
+    def _swap(self, index: SearchIndex) -> None:
+        """Prepare and warm ``index`` for questions, then swap it in (under the reload lock)."""
+        with self._reload_lock:
             snapshot = self._prepare(index, self._snapshot)
             snapshot.warm()
             with self._lock:

@@ -27,6 +27,7 @@ from qa.config import load_settings
 from qa.documents import NewDocument
 from qa.engine import Engine
 from qa.errors import ConfigError
+from qa.index.search_index import SearchIndex
 from qa.indexing import IndexService
 from qa.pipeline import Retrieval
 from tests.conftest import CONFIG, ROOT, settings_in
@@ -520,12 +521,12 @@ def test_an_index_published_before_a_failure_is_put_back(
     original = IndexService.reload
     calls = 0
 
-    def failing_once(self: IndexService[Retrieval]) -> None:
+    def failing_once(self: IndexService[Retrieval], written: SearchIndex | None = None) -> None:
         nonlocal calls
         calls += 1
         if calls == 1:
             raise MemoryError("cannot load the new version")
-        original(self)
+        original(self, written)
 
     monkeypatch.setattr(IndexService, "reload", failing_once)
     with pytest.raises(MemoryError):

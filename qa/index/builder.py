@@ -20,7 +20,6 @@ from qa.index.embed_cache import EmbeddingCache
 from qa.index.manifest import Counts, IndexKey, Manifest, SegmentRef
 from qa.index.passages import PassageBackend, PassageWrite
 from qa.index.search_index import (
-    Assembled,
     SearchIndex,
     SegmentTables,
     assemble,
@@ -29,7 +28,7 @@ from qa.index.search_index import (
 )
 from qa.index.tables import Tables
 from qa.ingest.chunker import chunk_article
-from qa.ingest.loader import LoadReport
+from qa.ingest.loader import Kept, LoadReport
 from qa.records import Article, Chunk
 from qa.text.normalize import SENTENCE
 from qa.text.tokenize import ChineseTokenizer
@@ -53,10 +52,23 @@ class BuildReport:
     timings: dict[str, float] = field(default_factory=dict)
     files_parsed: int = 0  # corpus files read and parsed (the others were unchanged since the last build)
     files_hashed: int = 0  # unchanged files read only to compare their hash (their stat had changed)
+    # The version published, as the build assembled and opened it (None when nothing was published):
+    # the caller loads it as it is instead of reading it again.
+    index: SearchIndex | None = field(default=None, repr=False, compare=False)
 
     @property
     def changed(self) -> bool:
         return bool(self.added or self.updated or self.removed)
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A write against one version of the index: the corpus report's articles are added (or replace
+    theirs), ``removed`` are deleted, and every other article of ``base`` (the version's name) stays as
+    stored there. A write then costs its articles, not the corpus: nothing lists the others."""
+
+    base: str
+    removed: frozenset[str] = frozenset()
 
 
 def article_hash(article: Article) -> str:
@@ -65,6 +77,20 @@ def article_hash(article: Article) -> str:
         fields += [article.fetched_at, list(article.other_urls)]
     payload = json.dumps(fields, ensure_ascii=False)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def _against(corpus: LoadReport, delta: Delta, source: SearchIndex | None, *, whole: bool) -> LoadReport:
+    """Check that ``source`` is the version ``delta`` was made against (CorpusStaleError if not: another
+    writer published in between). With ``whole`` (every article is written again), ``corpus`` with
+    every other article of ``source`` listed as kept, as a full corpus read would list it."""
+    version = source.version if source is not None else None
+    if source is None or version is None or version.name != delta.base:
+        raise CorpusStaleError("the index changed since the write was prepared against it; read it again")
+    if not whole:
+        return corpus
+    touched = {a.doc_id for a in corpus.articles} | delta.removed
+    kept = [Kept(d, h, 0) for d, h in source.stored() if d not in touched]
+    return LoadReport(list(corpus.articles), list(corpus.skipped), kept)
 
 
 def _stored(corpus: LoadReport, source: SearchIndex | None, *, expand: bool) -> LoadReport:
@@ -197,11 +223,11 @@ def _write(
     position: int,
     segment: _Segment | None,
     fill: Callable[[dict[int, str], Vectors], int],
-) -> tuple[Path, int, Assembled]:
+) -> tuple[Path, int, SearchIndex]:
     """Seal ``segment`` (if any) at ``position`` among the ``kept`` segments (each with its dead
     articles), then publish the version they make. ``fill`` embeds the segment's pending rows (given
     their texts by row of the segment) into its vectors and returns how many it embedded. Returns the
-    version, that count and the published snapshot's rows."""
+    version, that count and the published snapshot (its new segment's tables read back from disk)."""
     parts = list(kept)
     tables = None
     if segment is not None and segment.articles:
@@ -233,7 +259,11 @@ def _write(
         backend.write(previous.passages if previous is not None else None, change)
         write_segment_tables(tables.folder, tables.tables)
         meta = {"rows": len(segment.chunks), "articles": len(segment.articles)}
-        parts[position] = (replace(tables, seal=layout.seal_segment(tables.folder, meta)), frozenset())
+        seal = layout.seal_segment(tables.folder, meta)
+        # Served from its file, as a reader would (mapped, not the lists it was encoded from).
+        sealed = replace(tables, seal=seal, tables=Tables.load(tables.folder))
+        parts[position] = (sealed, frozenset())
+        snapshot = snapshot.with_segment(position, sealed)
     version = layout.new_version_dir(index_dir)
     manifest = Manifest(
         key=key,
@@ -246,7 +276,7 @@ def _write(
     layout.seal_version(version, manifest.to_json())
     layout.publish(index_dir, version, [t.name for t, _ in parts])
     backend.published(was, passages)
-    return version, encoded, snapshot
+    return version, encoded, SearchIndex(manifest, snapshot, passages, version)
 
 
 def build_index(
@@ -261,13 +291,18 @@ def build_index(
     rebuild: bool = False,
     show_progress: bool = True,
     live: SearchIndex | None = None,
+    delta: Delta | None = None,
 ) -> BuildReport:
     """Bring the index in ``index_dir`` up to date with ``corpus`` and publish it atomically.
 
     New and changed articles go into one new segment (only their passages are embedded); the replaced
     and removed ones are marked dead in the segments that hold them, which are not rewritten. After a
     rebuild, or when the tokenizer changed, every article goes into one new segment (the unchanged ones'
-    vectors carried over). ``live``: the caller's loaded snapshot, reused when it is the published one."""
+    vectors carried over). ``live``: the caller's loaded snapshot, reused when it is the published one.
+    ``delta``: ``corpus`` is a write's articles only, against the version ``delta`` names (see ``Delta``);
+    else it is the whole corpus, and every live article it does not hold is removed."""
+    if delta is not None and rebuild:
+        raise ValueError("a rebuild reads the whole corpus, not a write's articles")
     started = time.perf_counter()
     report = BuildReport(skipped=list(corpus.skipped))
     with layout.build_lock(index_dir):
@@ -275,7 +310,11 @@ def build_index(
         previous, tokens_reusable = _previous(index_dir, key, rebuild, backend, live)
         t0 = time.perf_counter()
         incremental = previous is not None and tokens_reusable
-        corpus = _stored(corpus, previous if incremental else (live or previous), expand=not incremental)
+        source = previous if incremental else (live or previous)
+        if delta is not None:
+            corpus = _against(corpus, delta, source, whole=not incremental)
+            delta = delta if incremental else None  # else a whole write: the others are listed as kept
+        corpus = _stored(corpus, source, expand=not incremental)
         fresh: list[tuple[Article, str]] = []  # new or changed, in corpus order
         seen = {k.doc_id for k in corpus.kept}
         report.unchanged = len(corpus.kept)
@@ -288,7 +327,12 @@ def build_index(
                 continue
             (report.updated if old else report.added).append(article.doc_id)
             fresh.append((article, digest))
-        if previous is not None:
+        if previous is not None and delta is not None:
+            # Only the write's articles are looked up: the others stay, and are counted, not listed.
+            report.removed = sorted(d for d in delta.removed - seen if d in previous.hashes)
+            replaced = sum(1 for d in seen if d in previous.hashes)
+            report.unchanged += previous.snapshot.article_count - replaced - len(report.removed)
+        elif previous is not None:
             report.removed = sorted(set(previous.articles) - seen)
         report.timings["diff"] = time.perf_counter() - t0
 
@@ -347,7 +391,7 @@ def build_index(
             return done
 
         t0 = time.perf_counter()
-        version, report.encoded, snapshot = _write(
+        version, report.encoded, published = _write(
             index_dir,
             key=key,
             backend=backend,
@@ -357,7 +401,14 @@ def build_index(
             segment=segment,
             fill=fill,
         )
-        cache.prune(set(snapshot.hashes.values()))
+        report.index, snapshot = published, published.snapshot
+        if delta is not None and previous is not None:
+            # A write drops the vectors of the article versions it replaced or removed, unless a live
+            # article has the same content (the same hash); a build prunes the whole cache.
+            gone = {previous.hashes[d] for d in [*report.updated, *report.removed]}
+            cache.drop(gone - snapshot.holding(gone))
+        else:
+            cache.prune(snapshot.live_hashes())
         report.timings["write"] = time.perf_counter() - t0 - report.timings.get("encode", 0.0)
     report.articles, report.passages = len(snapshot.articles), len(snapshot.chunks)
     report.version = version.name
@@ -452,7 +503,7 @@ def merge_index(
             for doc_id in tables.doc_ids():  # in row order, as they were written
                 if doc_id not in dead:
                     segment.carry(previous, previous.articles[doc_id], None)
-        version, _, snapshot = _write(
+        version, _, merged_index = _write(
             index_dir,
             key=key,
             backend=backend,
@@ -462,6 +513,7 @@ def merge_index(
             segment=segment,
             fill=lambda texts, vectors: 0,
         )
+        snapshot = merged_index.snapshot
     merged = sizes[start:end]
     report = MergeReport(
         merged=end - start,

@@ -3,7 +3,9 @@
 Written as soon as a batch is embedded, so a build that is killed (or a server stopped while it builds
 its first index) resumes where it stopped instead of embedding everything again. Entries live under a
 folder named after the model and chunking key, so vectors of another model are never reused; entries of
-articles no longer indexed are pruned after each successful publish.
+articles no longer indexed are pruned after each successful publish: a build prunes every entry no live
+article has, a write (``add_document``, ``delete_document``) only those of the articles it replaced or
+removed, so that it costs its articles and not the cache's folder.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,11 @@ class EmbeddingCache:
         with open(tmp, "wb") as handle:
             np.save(handle, np.ascontiguousarray(vectors, dtype=np.float32), allow_pickle=False)
         os.replace(tmp, self._path(digest))
+
+    def drop(self, digests: Iterable[str]) -> None:
+        """Drop the entries of ``digests`` (a write's replaced and removed articles no live one shares)."""
+        for digest in digests:
+            self._path(digest).unlink(missing_ok=True)
 
     def prune(self, keep: set[str]) -> None:
         """Drop entries of articles not in ``keep`` and every other model's folder."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar, overload
@@ -77,6 +77,7 @@ class _Part:
 
     tables: SegmentTables
     dead: frozenset[str]
+    dead_at: npt.NDArray[np.int64]  # the positions of its dead articles (those it holds), ascending
     offset: int  # the snapshot row of its first live row
     local: npt.NDArray[np.int64] | None  # its live rows in order (None: every row is live)
     before: npt.NDArray[np.int64] | None  # live rows ahead of each of its rows (None: every row is live)
@@ -188,7 +189,7 @@ class Assembled:
         live_ids = []
         for tables, dead in parts:
             t = tables.tables
-            dead_at = [i for i in (t.find(d) for d in dead) if i is not None]
+            dead_at = sorted(i for i in (t.find(d) for d in dead) if i is not None)
             local = before = live = None
             if dead_at:
                 live = np.ones(t.rows, dtype=bool)
@@ -197,7 +198,8 @@ class Assembled:
                     live[first : first + count] = False
                 local = np.flatnonzero(live).astype(np.int64)
                 before = np.cumsum(live) - live  # live rows ahead of each row
-            part = _Part(tables, frozenset(dead), offset, local, before, live)
+            at = np.array(dead_at, dtype=np.int64)
+            part = _Part(tables, frozenset(dead), at, offset, local, before, live)
             self.parts.append(part)
             self.segments.append(SegmentRows(tables.name, tables.folder, t.rows, live))
             ids = t.doc_ids_array()
@@ -217,12 +219,29 @@ class Assembled:
                 raise IndexCorruptError(
                     f"article {twice!r} is live in two segments; run `qa index --rebuild`"
                 )
+        self._views()
+
+    def _views(self) -> None:
         self.articles: Mapping[str, Article] = _Articles(self, lambda t, i: t.article(i)[0])
         self.hashes: Mapping[str, str] = _Articles(self, Tables.hash)
         self.chunks: Sequence[Chunk] = _RowView(self, lambda t, r: t.chunk(r))
         self.tokens: Sequence[Sequence[str]] = _RowView(self, Tables.tokens)
         self.sentences: Sequence[tuple[frozenset[str], ...]] = _RowView(self, Tables.sentences)
         self.rows_by_doc: Mapping[str, Sequence[int]] = _RowsByDoc(self)
+
+    def with_segment(self, position: int, tables: SegmentTables) -> Assembled:
+        """This snapshot with segment ``position``'s tables replaced by ``tables``, which hold the same
+        rows (the segment as sealed and read back after a write made it): nothing is computed again."""
+        part = self.parts[position]
+        old = part.tables.tables
+        if tables.name != part.tables.name or (tables.rows, tables.tables.count) != (old.rows, old.count):
+            raise ValueError(f"segment {tables.name} does not hold the rows of segment {part.tables.name}")
+        other = object.__new__(Assembled)
+        other.parts = [*self.parts[:position], replace(part, tables=tables), *self.parts[position + 1 :]]
+        other.segments = list(self.segments)
+        other.size, other.article_count, other._offsets = self.size, self.article_count, self._offsets
+        other._views()
+        return other
 
     def stored(self) -> list[tuple[str, str]]:
         """Every live article's doc_id and hash, in snapshot order (read in bulk, no article is read)."""
@@ -233,6 +252,32 @@ class Assembled:
                 if doc_id not in part.dead:
                     out.append((doc_id, digest))
         return out
+
+    def live_hashes(self) -> set[str]:
+        """Every live article's hash, read in bulk from each segment's array (no article is read)."""
+        out: set[str] = set()
+        for part in self.parts:
+            hashes = part.tables.tables.hashes_array()
+            if part.dead_at.size:
+                hashes = np.delete(hashes, part.dead_at)
+            out.update(bytes(v).decode("ascii") for v in hashes.tolist())
+        return out
+
+    def holding(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` that some live article has: a vectorised scan of each segment's hashes
+        per digest (a write asks about the few it replaced or removed), no article is read."""
+        found: set[str] = set()
+        for digest in set(digests):
+            key = digest.encode("ascii")
+            for part in self.parts:
+                hashes = part.tables.tables.hashes_array()
+                if len(key) > hashes.dtype.itemsize:
+                    continue
+                at = np.flatnonzero(hashes == key)
+                if at.size and not np.all(np.isin(at, part.dead_at)):
+                    found.add(digest)
+                    break
+        return found
 
     def locate(self, row: int) -> tuple[_Part, int]:
         """The part holding snapshot row ``row`` and the row's number there."""

@@ -355,6 +355,10 @@ class Tables:
         """Every article's hash, in row order."""
         return [bytes(v).decode("ascii") for v in self._a["hashes"].tolist()]
 
+    def hashes_array(self) -> Array:
+        """Every article's hash as ASCII, in row order (the mapped array)."""
+        return self._a["hashes"]
+
     def hash(self, i: int) -> str:
         return bytes(self._a["hashes"][i]).decode("ascii")
 

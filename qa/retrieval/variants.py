@@ -50,12 +50,15 @@ class _SegmentPairs:
 
     def live(self, dead: frozenset[str]) -> _LivePairs:
         """The pairs some live row holds, when ``dead`` are the segment's dead articles."""
-        if dead != self._dead[0]:
-            spans = [s for s in map(self.tables.span, dead) if s is not None]
+        known, counted = self._dead
+        if dead != known:
+            # A write only adds tombstones: count the new ones' rows, not every dead row again.
+            more = dead - known if known <= dead else dead
+            spans = [s for s in map(self.tables.span, more) if s is not None]
             rows = (
                 self.tables.tables.tokens(r) for first, count in spans for r in range(first, first + count)
             )
-            self._dead = (dead, _pairs(rows))
+            self._dead = (dead, (counted + _pairs(rows)) if known <= dead else _pairs(rows))
         return _LivePairs(self.tables.tables.pair_count, self._dead[1])
 
 
