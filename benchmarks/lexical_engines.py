@@ -51,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import psutil
 
 from qa.text.segment_bm25 import Postings, SegmentedBM25
@@ -137,6 +138,26 @@ class Corpus:
         return range(first, first + ARTICLE_ROWS)
 
 
+def recombine(
+    flat: npt.NDArray[np.int32],
+    starts: npt.NDArray[np.int64],
+    lengths: npt.NDArray[np.int64],
+    a: npt.NDArray[np.int64],
+    b: npt.NDArray[np.int64],
+) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """Rows made of two real passages each: ``tokens[a][: len // 2 + 1] + tokens[b][len // 2 :]``, gathered
+    from the passages' token ids laid end to end (``flat``, row i at ``starts[i]``, ``lengths[i]`` long);
+    the new rows' ids end to end, and each one's length."""
+    a_len = np.minimum(lengths[a] // 2 + 1, lengths[a])
+    b_from = lengths[b] // 2
+    b_len = lengths[b] - b_from
+    seg_start = np.stack([starts[a], starts[b] + b_from], axis=1).ravel()
+    seg_len = np.stack([a_len, b_len], axis=1).ravel()
+    ends = np.cumsum(seg_len)
+    gather = np.arange(ends[-1], dtype=np.int64) - np.repeat(ends - seg_len - seg_start, seg_len)
+    return flat[gather], a_len + b_len
+
+
 def make_corpus(n: int, queries: int, seed: int) -> Path:
     folder = CACHE / f"corpus-{n}"
     if (folder / "queries.json").exists():
@@ -154,16 +175,9 @@ def make_corpus(n: int, queries: int, seed: int) -> Path:
     for first in range(0, total, 100_000):
         m = min(100_000, total - first)
         a, b = rng.integers(0, len(base), m), rng.integers(0, len(base), m)
-        # scale.py: tokens[a][: len // 2 + 1] + tokens[b][len // 2 :]
-        a_len = np.minimum(lengths[a] // 2 + 1, lengths[a])
-        b_from = lengths[b] // 2
-        b_len = lengths[b] - b_from
-        seg_start = np.stack([starts[a], starts[b] + b_from], axis=1).ravel()
-        seg_len = np.stack([a_len, b_len], axis=1).ravel()
-        ends = np.cumsum(seg_len)
-        gather = np.arange(ends[-1], dtype=np.int64) - np.repeat(ends - seg_len - seg_start, seg_len)
-        pieces.append(flat[gather])
-        row_lengths.append(a_len + b_len)
+        ids, row_len = recombine(flat, starts, lengths, a, b)
+        pieces.append(ids)
+        row_lengths.append(row_len)
     ids = np.concatenate(pieces)
     offsets = np.zeros(total + 1, dtype=np.int64)
     np.cumsum(np.concatenate(row_lengths), out=offsets[1:])

@@ -109,6 +109,8 @@ def source_passages(index_dirs: list[Path]) -> tuple[Vectors, list[list[str]]]:
 
 def synthesize(work: Path, index_dirs: list[Path], n: int, seed: int) -> dict[str, Any]:
     """``vectors.npy`` and the token ids of the BM25 corpus (``tokens/``, as lexical_engines.Corpus)."""
+    from lexical_engines import recombine
+
     base, real = source_passages(index_dirs)
     vocab: dict[str, int] = {}
     rows = [np.asarray([vocab.setdefault(t, len(vocab)) for t in r], dtype=np.int32) for r in real]
@@ -126,16 +128,9 @@ def synthesize(work: Path, index_dirs: list[Path], n: int, seed: int) -> dict[st
         w = rng.uniform(0.55, 1.0, (m, 1)).astype(np.float32)
         v = w * base[a] + (1 - w) * base[b] + rng.normal(0, 0.02, (m, dim)).astype(np.float32)
         out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
-        # tokens[a][: len // 2 + 1] + tokens[b][len // 2 :], gathered from the flat ids
-        a_len = np.minimum(lengths[a] // 2 + 1, lengths[a])
-        b_from = lengths[b] // 2
-        b_len = lengths[b] - b_from
-        seg_start = np.stack([starts[a], starts[b] + b_from], axis=1).ravel()
-        seg_len = np.stack([a_len, b_len], axis=1).ravel()
-        ends = np.cumsum(seg_len)
-        gather = np.arange(ends[-1], dtype=np.int64) - np.repeat(ends - seg_len - seg_start, seg_len)
-        pieces.append(flat[gather])
-        row_lengths.append(a_len + b_len)
+        ids, row_len = recombine(flat, starts, lengths, a, b)
+        pieces.append(ids)
+        row_lengths.append(row_len)
     out.flush()
     del out
     folder = work / "tokens"
