@@ -467,25 +467,41 @@ def table(results: dict[str, dict[str, Any]]) -> str:
                 f"{r['load_s']:.2f} s | {r['ready_s']:.2f} s | {r['rss_load_gb']:.2f} / {r['rss_asked_gb']:.2f} "
                 f"({r['anon_asked_gb']:.2f}) GB | {r['serve_rss_gb']:.2f} GB | {r['cold_ask_p50_s'] * 1000:.1f} ms |"
             )
-    for label, corpora in results.items():
-        if "seeds" in corpora and "inews" in corpora:
-            big, small = corpora["inews"], corpora["seeds"]
-            rows.append(
-                f"\n{label}: at {big['passages']:,} passages vs {small['passages']}: add ×{big['add_s'] / small['add_s']:.1f}, "
-                f"delete ×{big['delete_s'] / small['delete_s']:.1f}"
-            )
-    labels = list(results)
-    for other in labels[1:]:
-        for name in results[labels[0]]:
-            a, b = results[labels[0]][name], results[other][name]
-            rows.append(
-                f"{labels[0]} / {other} on {name}: add ×{a['add_s'] / b['add_s']:.3f}, "
-                f"delete ×{a['delete_s'] / b['delete_s']:.3f}, re-index ×{a['reindex_s'] / b['reindex_s']:.3f}, "
-                f"ask ×{a['ask_s'] / b['ask_s']:.2f}, start ×{a['load_s'] / b['load_s']:.2f}, "
-                f"ready ×{a['ready_s'] / b['ready_s']:.2f}, RSS after questions "
-                f"×{a['rss_asked_gb'] / b['rss_asked_gb']:.2f}, new-process ask ×{a['cold_ask_p50_s'] / b['cold_ask_p50_s']:.2f}"
-            )
+    for label, big, small in _sizes(results):
+        rows.append(
+            f"\n{label}: at {big['passages']:,} passages vs {small['passages']}: add ×{big['add_s'] / small['add_s']:.1f}, "
+            f"delete ×{big['delete_s'] / small['delete_s']:.1f}"
+        )
+    for first, other, name, a, b in _trees(results):
+        rows.append(
+            f"{first} / {other} on {name}: add ×{a['add_s'] / b['add_s']:.3f}, "
+            f"delete ×{a['delete_s'] / b['delete_s']:.3f}, re-index ×{a['reindex_s'] / b['reindex_s']:.3f}, "
+            f"ask ×{a['ask_s'] / b['ask_s']:.2f}, start ×{a['load_s'] / b['load_s']:.2f}, "
+            f"ready ×{a['ready_s'] / b['ready_s']:.2f}, RSS after questions "
+            f"×{a['rss_asked_gb'] / b['rss_asked_gb']:.2f}, new-process ask ×{a['cold_ask_p50_s'] / b['cold_ask_p50_s']:.2f}"
+        )
     return "\n".join(rows)
+
+
+def _sizes(results: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Each tree that measured both corpora: (label, the inews results, the seeds results)."""
+    return [
+        (label, corpora["inews"], corpora["seeds"])
+        for label, corpora in results.items()
+        if "seeds" in corpora and "inews" in corpora
+    ]
+
+
+def _trees(
+    results: dict[str, dict[str, Any]],
+) -> list[tuple[str, str, str, dict[str, Any], dict[str, Any]]]:
+    """The first tree against each other one, corpus by corpus: (first, other, corpus, its, theirs)."""
+    labels = list(results)
+    return [
+        (labels[0], other, name, results[labels[0]][name], results[other][name])
+        for other in labels[1:]
+        for name in results[labels[0]]
+    ]
 
 
 def writes_table(results: dict[str, dict[str, Any]]) -> str:
@@ -506,24 +522,19 @@ def writes_table(results: dict[str, dict[str, Any]]) -> str:
                     f"{split['reload'] * 1000:.0f} ms | {split['rest'] * 1000:.0f} ms | "
                     f"{split['median_fsync'] * 1000:.0f} ms |"
                 )
-    for label, corpora in results.items():
-        if "seeds" in corpora and "inews" in corpora:
-            big, small = corpora["inews"], corpora["seeds"]
-            rows.append(
-                f"\n{label}: at {big['passages']:,} passages vs {small['passages']}: "
-                f"add ×{big['add_s'] / small['add_s']:.2f}, delete ×{big['delete_s'] / small['delete_s']:.2f}; "
-                f"without fsyncs add ×{nofsync(big, 'add') / nofsync(small, 'add'):.2f}, "
-                f"delete ×{nofsync(big, 'delete') / nofsync(small, 'delete'):.2f}"
-            )
-    labels = list(results)
-    for other in labels[1:]:
-        for name in results[labels[0]]:
-            a, b = results[labels[0]][name], results[other][name]
-            rows.append(
-                f"{labels[0]} / {other} on {name}: add ×{a['add_s'] / b['add_s']:.3f}, "
-                f"delete ×{a['delete_s'] / b['delete_s']:.3f}, re-index ×{a['reindex_s'] / b['reindex_s']:.3f}, "
-                f"ask ×{a['ask_s'] / b['ask_s']:.2f}"
-            )
+    for label, big, small in _sizes(results):
+        rows.append(
+            f"\n{label}: at {big['passages']:,} passages vs {small['passages']}: "
+            f"add ×{big['add_s'] / small['add_s']:.2f}, delete ×{big['delete_s'] / small['delete_s']:.2f}; "
+            f"without fsyncs add ×{nofsync(big, 'add') / nofsync(small, 'add'):.2f}, "
+            f"delete ×{nofsync(big, 'delete') / nofsync(small, 'delete'):.2f}"
+        )
+    for first, other, name, a, b in _trees(results):
+        rows.append(
+            f"{first} / {other} on {name}: add ×{a['add_s'] / b['add_s']:.3f}, "
+            f"delete ×{a['delete_s'] / b['delete_s']:.3f}, re-index ×{a['reindex_s'] / b['reindex_s']:.3f}, "
+            f"ask ×{a['ask_s'] / b['ask_s']:.2f}"
+        )
     return "\n".join(rows)
 
 
