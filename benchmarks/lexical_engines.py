@@ -236,13 +236,13 @@ def lean_postings(corpus: Corpus, n: int) -> Postings:
     passages instead of ~11 GB (extrapolated from 20k and 75k): the lists of strings and the temporaries
     of ``np.unique`` are what ``Postings.build`` needs besides.
     """
-    from qa.text.segment_bm25 import _encode, _hash
+    from qa.text.segment_bm25 import encode_term, term_hash
 
     ids = np.asarray(corpus.ids[: corpus.offsets[n]])
     counts = np.diff(corpus.offsets[: n + 1])
     used = np.flatnonzero(np.bincount(ids, minlength=len(corpus.vocab)))
-    encoded = [_encode(corpus.vocab[i]) for i in used.tolist()]
-    hashes = np.fromiter((_hash(t) for t in encoded), dtype=np.uint64, count=len(encoded))
+    encoded = [encode_term(corpus.vocab[i]) for i in used.tolist()]
+    hashes = np.fromiter((term_hash(t) for t in encoded), dtype=np.uint64, count=len(encoded))
     order = np.argsort(hashes, kind="stable")
     term_of = np.full(len(corpus.vocab), -1, dtype=np.int64)
     term_of[used[order]] = np.arange(order.size)

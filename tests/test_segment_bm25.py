@@ -321,7 +321,7 @@ def test_terms_sharing_a_hash_are_told_apart(
     corpus: Rows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a hash of a few values, most terms collide: the stored text still finds the right one."""
-    monkeypatch.setattr(segment_bm25, "_hash", lambda text: len(text) % 3)
+    monkeypatch.setattr(segment_bm25, "term_hash", lambda text: len(text) % 3)
     Postings.build(corpus).save(tmp_path / "colliding")
     postings = Postings.load(tmp_path / "colliding")
     for term, token in enumerate(postings.vocabulary()):

@@ -1,5 +1,5 @@
 """The segment tables as memory-mapped arrays: rows read lazily are the records a build made, the stored
-sentence token sets are jieba's, and an index of the JSONL layout is built again, not misread."""
+sentence token sets are jieba's (and rank as them), and an index of an older layout is built again."""
 
 from __future__ import annotations
 
@@ -59,17 +59,86 @@ def test_stored_sentence_tokens_are_what_jieba_gives(
         assert index.sentences[row] == _jieba_sentences(engine, index.chunks[row].text), row
 
 
+class _Tokenised:
+    """The reranker's coverage as it was computed before the stored ids: jieba's token set of every
+    sentence and of every passage as strings, and the share summed over them (``Reranker._share``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def best(self, row: int, terms: dict[str, float]) -> tuple[float, int]:
+        best, at = 0.0, 0
+        for i, present in enumerate(_jieba_sentences(self.engine, self.engine.index.chunks[row].text)):
+            share = Reranker._share(present, terms)
+            if share > best:
+                best, at = share, i
+        return best, at
+
+    def passage(self, row: int, terms: dict[str, float], also: frozenset[str] = frozenset()) -> float:
+        index = self.engine.index
+        chunk = index.chunks[row]
+        words = self.engine.tokenizer.tokens(passage_text(chunk, index.articles[chunk.doc_id].title))
+        return Reranker._share(frozenset(words) | also, terms)
+
+
 def test_stored_sentence_tokens_rank_as_tokenising_each_question_did(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stored = [engine.ask(q) for q in QUESTIONS]
-
-    def tokenised(self: Reranker, row: int) -> tuple[frozenset[str], ...]:
-        return _jieba_sentences(engine, self.index.chunks[row].text)
-
-    monkeypatch.setattr(Reranker, "_sentence_tokens", tokenised)
+    monkeypatch.setattr(Reranker, "_covering", lambda self, rows, term_sets: _Tokenised(engine))
     engine.reload()  # a new pipeline, whose caches hold nothing yet
     assert [engine.ask(q) for q in QUESTIONS] == stored
+
+
+@pytest.mark.parametrize("colliding", [False, True])
+def test_coverage_from_stored_ids_is_the_share_of_the_token_sets(
+    make_settings: Callable[..., Settings], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, colliding: bool
+) -> None:
+    """Float for float, over rows of several segments (one with a dead row), words the corpus lacks,
+    repeated and empty term sets; and with a hash of three values, under which most words collide."""
+    if colliding:
+        import qa.index.search_index
+        import qa.index.tables
+
+        for module in (qa.index.tables, qa.index.search_index):
+            monkeypatch.setattr(module, "term_hash", lambda text: len(text) % 3)
+    engine = Engine(settings_for(make_settings, tmp_path)).open()
+    for doc in documents(2):
+        engine.add_document(doc)
+    engine.delete_document(sorted(engine.index.articles)[0])
+    index = engine.index
+    reranker = engine.indexing.current().reranker
+    assert len(index.segments) > 1
+    vocabulary = sorted({t for row in range(len(index)) for t in index.tokens[row]})
+    rng = np.random.default_rng(7)
+    reference = _Tokenised(engine)
+    rows = list(range(len(index)))
+    for trial in range(40):
+        words = [str(w) for w in rng.choice(vocabulary, size=int(rng.integers(1, 12)), replace=False)]
+        words += ["从未出现的词", "#龘龘"][: trial % 3]
+        terms = {w: float(rng.uniform(0.1, 9.0)) for w in words}
+        other = {w: float(rng.uniform(0.1, 9.0)) for w in words[::2]}
+        held = reranker._covering(rows, [terms, other, {}])
+        title = frozenset(words[:1]) if trial % 2 else frozenset()
+        for row in rows:
+            for t in (terms, other):
+                assert held.best(row, t) == reference.best(row, t), (row, t)
+                assert held.passage(row, t, title) == reference.passage(row, t, title), (row, t)
+            assert held.best(row, {}) == (0.0, 0) and held.passage(row, {}) == 0.0
+
+
+def test_a_word_is_found_by_its_hash_and_confirmed_by_its_bytes(engine: Engine) -> None:
+    from qa.text.segment_bm25 import encode_term, term_hash
+
+    tables = engine.index.segments[0].tables
+    words = sorted({t for row in range(tables.rows) for t in tables.tokens(row)})
+    encoded = [encode_term(w) for w in [*words, "不在词表里", "\ud800"]]
+    hashes = np.array([term_hash(e) for e in encoded], dtype=np.uint64)
+    ids = tables.word_ids(encoded, hashes)
+    assert ids[-2:].tolist() == [-1, -1]
+    assert [tables._words(np.array([i]))[0] for i in ids[:-2].tolist()] == words
+    # A word whose hash collides with a stored one's is still not that word.
+    assert tables.word_ids([b"impostor"], hashes[:1]).tolist() == [-1]
 
 
 def test_a_reloaded_index_answers_byte_for_byte_as_the_one_built(
@@ -124,7 +193,7 @@ def test_tables_refuse_arrays_that_disagree(engine: Engine) -> None:
         Tables.load(folder)
 
 
-def test_the_jsonl_layout_of_format_2_is_built_again(
+def test_an_index_of_an_older_format_is_built_again(
     make_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
     settings = settings_for(make_settings, tmp_path)
@@ -133,9 +202,10 @@ def test_the_jsonl_layout_of_format_2_is_built_again(
     version = layout.current_version(settings.index_dir)
     assert version is not None
     manifest = json.loads((version / layout.MANIFEST).read_text(encoding="utf-8"))
-    (version / layout.MANIFEST).write_text(json.dumps({**manifest, "format": 2}), encoding="utf-8")
+    older = layout.FORMAT_VERSION - 1  # 3: vocabularies in first-seen order; 2: JSONL tables
+    (version / layout.MANIFEST).write_text(json.dumps({**manifest, "format": older}), encoding="utf-8")
     (settings.index_dir / layout.CURRENT).write_text(version.name)
-    with pytest.raises(IndexFormatError, match="format 2, this version reads 3"):
+    with pytest.raises(IndexFormatError, match=f"format {older}, this version reads {layout.FORMAT_VERSION}"):
         Engine(settings).open(build_if_missing=False)
     again = Engine(settings).open()
     assert again.index.version != version and [again.ask(q) for q in QUESTIONS] == answers

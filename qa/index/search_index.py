@@ -23,8 +23,9 @@ from qa.errors import IndexCorruptError, IndexStoreError
 from qa.index import layout
 from qa.index.manifest import Counts, IndexKey, Manifest, SegmentRef
 from qa.index.passages import PassageBackend, PassageIndex, SegmentRows, SnapshotRows
-from qa.index.tables import NO_DATE, Tables
+from qa.index.tables import NO_DATE, Tables, ranges
 from qa.records import Article, Chunk, Section
+from qa.text.segment_bm25 import encode_term, term_hash
 
 PASSAGE_CONTEXT = "title-or-heading-v1"
 LOAD_ATTEMPTS = 5
@@ -69,6 +70,21 @@ def read_segment_tables(index_dir: Path, ref: SegmentRef, *, verify: bool) -> Se
     if meta.get("rows") != tables.rows or meta.get("articles", tables.count) != tables.count:
         raise IndexCorruptError(f"segment {folder} is inconsistent; run `qa index --rebuild`")
     return SegmentTables(ref.name, ref.seal, folder, tables)
+
+
+_NONE = np.zeros((0, 0), dtype=np.bool_)
+
+
+@dataclass(frozen=True)
+class Presence:
+    """Which words (columns, in the order asked) the sentences and the whole passages of some rows hold:
+    the sentences of ``row`` are rows ``sentence_bounds[at[row]]`` to ``sentence_bounds[at[row] + 1]``
+    of ``sentences``, its passage row ``passages[at[row]]``."""
+
+    at: dict[int, int]
+    sentence_bounds: list[int]
+    sentences: npt.NDArray[np.bool_]
+    passages: npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -290,6 +306,35 @@ class Assembled:
     def rows(self) -> SnapshotRows:
         return SnapshotRows(self.chunks, self.hashes, self.tokens, self.segments)
 
+    def presence(self, rows: Sequence[int], words: Sequence[str]) -> Presence:
+        """Which of ``words`` each sentence and each passage of ``rows`` holds (the tokens the build
+        stored), segment by segment: each word is looked up once per segment, nothing is decoded."""
+        encoded = [encode_term(w) for w in words]
+        hashes = np.fromiter(map(term_hash, encoded), dtype=np.uint64, count=len(encoded))
+        by_part: dict[int, list[tuple[int, int]]] = {}
+        for i, row in enumerate(rows):
+            part, local = self.locate(row)
+            by_part.setdefault(id(part), []).append((i, local))
+        parts = {id(p): p for p in self.parts}
+        counts = np.zeros(len(rows), dtype=np.int64)
+        pieces: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = []
+        passages = np.zeros((len(rows), len(words)), dtype=np.bool_)
+        for key, members in by_part.items():
+            tables = parts[key].tables.tables
+            at = np.array([i for i, _ in members], dtype=np.int64)
+            stored = np.array([r for _, r in members], dtype=np.int64)
+            held, in_sentence, in_passage = tables.presence(stored, tables.word_ids(encoded, hashes))
+            passages[at] = in_passage
+            counts[at] = held
+            pieces.append((at, held, in_sentence))
+        # The sentences in the order of ``rows``: each part's block of rows moved to where they go.
+        bounds = np.zeros(len(rows) + 1, dtype=np.int64)
+        np.cumsum(counts, out=bounds[1:])
+        sentences = np.zeros((int(bounds[-1]), len(words)), dtype=np.bool_)
+        for at, held, in_sentence in pieces:
+            sentences[ranges(bounds[at], bounds[at] + held)] = in_sentence
+        return Presence({row: i for i, row in enumerate(rows)}, bounds.tolist(), sentences, passages)
+
     def mask(
         self, doc_ids: Iterable[str] | None, date_from: str | None, date_to: str | None
     ) -> npt.NDArray[np.bool_]:
@@ -363,6 +408,10 @@ class SearchIndex:
     def rows_by_doc(self) -> Mapping[str, Sequence[int]]:
         """An article's rows, in order."""
         return self.snapshot.rows_by_doc
+
+    def presence(self, rows: Sequence[int], words: Sequence[str]) -> Presence:
+        """Which of ``words`` each sentence and each whole passage of ``rows`` holds (see ``Presence``)."""
+        return self.snapshot.presence(rows, words)
 
     @property
     def segments(self) -> tuple[SegmentTables, ...]:

@@ -10,7 +10,9 @@ fsyncs it once):
 - its rows (passages): the article each belongs to, its section, its span of the article's text and its
   heading (a string table); an article's rows are consecutive (``article_rows``);
 - the BM25 tokens of each row and the token set of each sentence of each row (what the reranker reads),
-  as ids into one vocabulary (a UTF-8 string table);
+  as ids into one vocabulary (a UTF-8 string table) ordered by each word's stable 64-bit hash
+  (``vocab_hashes``), so that a question's words are found by a binary search and the reranker matches
+  them against the ids, decoding nothing;
 - how many rows hold each character pair (the ``#XY`` tokens), for the name variants.
 
 ``encode`` turns a write's lists into these arrays (a segment being built is the same object, over
@@ -34,6 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qa.records import Article, Chunk, Section, Segment
+from qa.text.segment_bm25 import encode_term, term_hash
 
 TABLE_FILE = "table.bin"
 _MAGIC = b"QATABLE1"
@@ -63,6 +66,7 @@ _FILES: dict[str, str] = {
     "heading_offsets": "i8",
     "vocab": "u1",
     "vocab_offsets": "i8",
+    "vocab_hashes": "u8",  # ascending: a word's id is its place in hash order
     "token_ids": "i4",
     "token_rows": "i8",
     "sentence_rows": "i8",
@@ -136,6 +140,26 @@ def _bytes_array(values: Sequence[bytes]) -> Array:
     return np.array(values, dtype=f"S{width}")
 
 
+def ranges(starts: Array, ends: Array) -> Array:
+    """Every position of the ranges ``starts[i]:ends[i]``, one after another."""
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if not total:
+        return np.zeros(0, dtype=np.int64)
+    firsts = np.cumsum(lengths) - lengths
+    return np.repeat(starts - firsts, lengths) + np.arange(total, dtype=np.int64)
+
+
+def _mark(out: Array, ids: Array, starts: Array, ends: Array, wanted: Array, columns: Array) -> None:
+    """``out[g, columns[k]]`` = True where the range ``starts[g]:ends[g]`` of ``ids`` holds ``wanted[k]``
+    (``wanted`` ascending)."""
+    held = ids[ranges(starts, ends)]
+    owner = np.repeat(np.arange(starts.size), ends - starts)
+    at = np.minimum(np.searchsorted(wanted, held), wanted.size - 1)
+    hit = wanted[at] == held
+    out[owner[hit], columns[at[hit]]] = True
+
+
 class Tables:
     """One segment's tables: arrays in memory (a segment being written) or mapped from its folder."""
 
@@ -186,7 +210,14 @@ class Tables:
         article_json, article_offsets = _strings(records)
         doc_ids = _bytes_array([a.doc_id.encode("utf-8") for a, _ in articles])
         headings, heading_offsets = _strings([c.heading.encode("utf-8") for c in chunks])
-        words, word_offsets = _strings([w.encode("utf-8", "surrogatepass") for w in vocab])
+        # Ids in hash order, so that a word is found by a binary search of the hashes.
+        encoded = [encode_term(w) for w in vocab]
+        hashes = np.fromiter(map(term_hash, encoded), dtype=np.uint64, count=len(encoded))
+        order = np.argsort(hashes, kind="stable")
+        renumber = np.empty(len(encoded), dtype=np.int32)
+        renumber[order] = np.arange(len(encoded), dtype=np.int32)
+        token_ids, sentence_ids = renumber[token_ids], renumber[sentence_ids]
+        words, word_offsets = _strings([encoded[i] for i in order.tolist()])
         pairs = _pair_counts(tokens)
         names = sorted(pairs)
         arrays: dict[str, Array] = {
@@ -206,6 +237,7 @@ class Tables:
             "heading_offsets": heading_offsets,
             "vocab": words,
             "vocab_offsets": word_offsets,
+            "vocab_hashes": hashes[order],
             "token_ids": token_ids,
             "token_rows": token_rows,
             "sentence_rows": sentence_rows,
@@ -323,6 +355,8 @@ class Tables:
                 and np.all(a["row_start"] < a["row_end"])
                 and np.all(a["row_end"] <= a["text_lengths"][article])
                 and words >= 0
+                and a["vocab_hashes"].size == words
+                and bool(np.all(a["vocab_hashes"][1:] >= a["vocab_hashes"][:-1]))
                 and (a["token_ids"].size == 0 or (a["token_ids"].min() >= 0 and a["token_ids"].max() < words))
                 and (
                     a["sentence_ids"].size == 0
@@ -432,6 +466,49 @@ class Tables:
         base = bounds[0]
         words = self._words(self._a["sentence_ids"][base : bounds[-1]])  # the row's words in one read
         return tuple(frozenset(words[b - base : e - base]) for b, e in pairwise(bounds))
+
+    def word_ids(self, words: Sequence[bytes], hashes: Array) -> Array:
+        """The id of each word (UTF-8, as :func:`encode_term` writes it, with its :func:`term_hash`), -1
+        for a word the segment does not hold: a binary search of the hashes, confirmed on the bytes."""
+        found = np.full(len(words), -1, dtype=np.int64)
+        table = self._a["vocab_hashes"]
+        if not table.size:
+            return found
+        at = np.searchsorted(table, hashes)
+        for i, (word, start) in enumerate(zip(words, at.tolist(), strict=True)):
+            j = start
+            while j < table.size and table[j] == hashes[i]:  # equal hashes: the bytes decide
+                if self._word_bytes(j) == word:
+                    found[i] = j
+                    break
+                j += 1
+        return found
+
+    def _word_bytes(self, i: int) -> bytes:
+        offsets = self._a["vocab_offsets"]
+        return bytes(self._a["vocab"][int(offsets[i]) : int(offsets[i + 1])])
+
+    def presence(self, rows: Array, ids: Array) -> tuple[Array, Array, Array]:
+        """Which of the words ``ids`` (one a column; -1: a word the segment lacks, never present) each
+        sentence and each whole passage of ``rows`` holds, read off the stored ids in a few vectorised
+        passes: (how many sentences each row has, sentences × words, rows × words), the sentences of the
+        rows in turn."""
+        a = self._a
+        rows = np.asarray(rows, dtype=np.int64)
+        columns = np.flatnonzero(ids >= 0)
+        order = np.argsort(ids[columns], kind="stable")
+        wanted, columns = ids[columns][order], columns[order]
+        counts = a["sentence_rows"][rows + 1] - a["sentence_rows"][rows]
+        sentences = ranges(a["sentence_rows"][rows], a["sentence_rows"][rows + 1])
+        in_sentence = np.zeros((sentences.size, ids.size), dtype=np.bool_)
+        in_passage = np.zeros((rows.size, ids.size), dtype=np.bool_)
+        if wanted.size:
+            bounds = a["sentence_tokens"]
+            _mark(in_sentence, a["sentence_ids"], bounds[sentences], bounds[sentences + 1], wanted, columns)
+            _mark(
+                in_passage, a["token_ids"], a["token_rows"][rows], a["token_rows"][rows + 1], wanted, columns
+            )
+        return counts, in_sentence, in_passage
 
     def pair_count(self, pair: str) -> int:
         """In how many of the segment's rows (dead ones too) the character pair occurs."""

@@ -32,7 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qa.errors import ConfigError
-from qa.index.search_index import SearchIndex
+from qa.index.search_index import Presence, SearchIndex
 from qa.records import Section
 from qa.retrieval.categories import asked_measure
 from qa.retrieval.hybrid import Candidate
@@ -221,6 +221,53 @@ class LinearRanker:
         return np.asarray(features @ np.asarray(self.weights) + self.bias, dtype=np.float64)
 
 
+class _Coverage:
+    """A term set's share (IDF-weighted) held by each sentence and each passage of some rows, from one
+    ``Presence`` read; sums run over the terms in their order, as ``Reranker._share`` adds them."""
+
+    def __init__(self, held: Presence, words: list[str]) -> None:
+        self._held = held
+        self._column = {w: i for i, w in enumerate(words)}
+        self._shares: dict[tuple[tuple[str, float], ...], list[float]] = {}
+
+    def _sentence_shares(self, terms: dict[str, float]) -> list[float]:
+        """Every sentence's share of ``terms``, computed once per term set for all the rows."""
+        key = tuple(terms.items())
+        shares = self._shares.get(key)
+        if shares is None:
+            present = self._held.sentences
+            total = sum(terms.values())
+            if not total or not present.shape[0]:
+                shares = [0.0] * present.shape[0]
+            else:
+                weights = np.fromiter(terms.values(), dtype=np.float64, count=len(terms))
+                columns = [self._column[t] for t in terms]
+                # A running sum in the terms' order (np.cumsum adds left to right, as sum() does).
+                held = np.cumsum(present[:, columns] * weights, axis=1)[:, -1]
+                shares = (held / total).tolist()
+            self._shares[key] = shares
+        return shares
+
+    def best(self, row: int, terms: dict[str, float]) -> tuple[float, int]:
+        """The best sentence's share of the terms, and its position in the passage (the first best)."""
+        shares = self._sentence_shares(terms)
+        at = self._held.at[row]
+        first, end = self._held.sentence_bounds[at], self._held.sentence_bounds[at + 1]
+        best, where = 0.0, 0
+        for i in range(first, end):
+            if shares[i] > best:
+                best, where = shares[i], i - first
+        return best, where
+
+    def passage(self, row: int, terms: dict[str, float], also: frozenset[str] = frozenset()) -> float:
+        """The whole passage's share of the terms, counting those of ``also`` (its title's) as held."""
+        total = sum(terms.values())
+        if not total:
+            return 0.0
+        held = self._held.passages[self._held.at[row]]
+        return sum(w for t, w in terms.items() if held[self._column[t]] or t in also) / total
+
+
 class Reranker:
     def __init__(
         self,
@@ -237,10 +284,8 @@ class Reranker:
         self.type_weight = type_weight
         self.ranker = ranker
         self._entities = lru_cache(maxsize=8192)(self._passage_entities)
-        self._sentences = lru_cache(maxsize=32768)(self._sentence_tokens)
         self._sentence_texts = lru_cache(maxsize=32768)(self._split_sentences)
         self._titles = lru_cache(maxsize=16384)(self._title_tokens)
-        self._passage_tokens = lru_cache(maxsize=32768)(self._token_set)
         self._idf = lru_cache(maxsize=65536)(self._token_idf)
 
     def _token_idf(self, token: str) -> float:
@@ -249,16 +294,12 @@ class Reranker:
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
     def coverage(self, row: int, terms: dict[str, float]) -> float:
-        return self._best_sentence(row, terms)[0]
+        return self._covering([row], [terms]).best(row, terms)[0]
 
-    def _best_sentence(self, row: int, terms: dict[str, float]) -> tuple[float, int]:
-        """The best sentence's share of the terms, and its position in the passage."""
-        best, at = 0.0, 0
-        for i, present in enumerate(self._sentences(row)):
-            share = self._share(present, terms)
-            if share > best:
-                best, at = share, i
-        return best, at
+    def _covering(self, rows: Sequence[int], term_sets: Sequence[dict[str, float]]) -> _Coverage:
+        """What the passages ``rows`` hold of the words of ``term_sets``, read in one pass."""
+        words = list(dict.fromkeys(t for terms in term_sets for t in terms))
+        return _Coverage(self.index.presence(list(dict.fromkeys(rows)), words), words)
 
     @staticmethod
     def _share(present: frozenset[str], terms: dict[str, float]) -> float:
@@ -267,14 +308,6 @@ class Reranker:
 
     def _split_sentences(self, row: int) -> tuple[str, ...]:
         return tuple(SENTENCE.findall(self.index.chunks[row].text))
-
-    def _sentence_tokens(self, row: int) -> tuple[frozenset[str], ...]:
-        """The token set of each sentence of a passage, as the build's tokenizer (the same words and
-        names as this one's: the index key records them) stored it; cached, popular passages recur."""
-        return self.index.sentences[row]
-
-    def _token_set(self, row: int) -> frozenset[str]:
-        return frozenset(self.index.tokens[row])
 
     def _title_tokens(self, doc_id: str) -> frozenset[str]:
         return frozenset(self.tokenizer.tokens(self.index.articles[doc_id].title))
@@ -388,21 +421,27 @@ class Reranker:
         folded = fold(question)
         measure = asked_measure(folded)
         out = np.zeros((len(candidates), len(FEATURES)), dtype=np.float64)
-        for i, cand in enumerate(candidates):
+        placed = []
+        for cand in candidates:
             chunk = self.index.chunks[cand.row]
             rows = self.index.rows_by_doc.get(chunk.doc_id, [cand.row])
             at = rows.index(cand.row) if cand.row in rows else 0
-            cov, best = self._best_sentence(cand.row, terms)
+            placed.append((chunk, at, [r for r in rows[max(0, at - 1) : at + 2] if r != cand.row]))
+        held = self._covering(
+            [r for cand, (_, _, near) in zip(candidates, placed, strict=True) for r in (cand.row, *near)],
+            [terms, focus_terms, earlier],
+        )
+        for i, (cand, (chunk, at, neighbours)) in enumerate(zip(candidates, placed, strict=True)):
+            cov, best = held.best(cand.row, terms)
             cand.coverage = cov
-            neighbours = [r for r in rows[max(0, at - 1) : at + 2] if r != cand.row]
-            near_cov = max((self._best_sentence(r, terms)[0] for r in neighbours), default=0.0)
+            near_cov = max((held.best(r, terms)[0] for r in neighbours), default=0.0)
             sentences = self._sentence_texts(cand.row)
             typed = near = False
             if kind is not None:
                 typed = self.type_match(cand.row, kind, question)
                 if typed:
                     near = self.type_match(cand.row, kind, question, "".join(sentences[best : best + 2]))
-            f_cov, f_at = self._best_sentence(cand.row, focus_terms)
+            f_cov, f_at = held.best(cand.row, focus_terms)
             f_chars = (
                 max((len(focus_chars & set(fold(s))) / len(focus_chars) for s in sentences), default=0.0)
                 if focus_chars
@@ -430,7 +469,7 @@ class Reranker:
                 cand.lexical_score,
                 cand.dense_score - best_cosine,
                 cov,
-                self._share(self._passage_tokens(cand.row), terms),
+                held.passage(cand.row, terms),
                 near_cov,
                 self._share(self._titles(chunk.doc_id), terms),
                 float(typed),
@@ -440,7 +479,7 @@ class Reranker:
                 float(f_type),
                 float(beside),
                 present,
-                self._share(self._passage_tokens(cand.row) | self._titles(chunk.doc_id), earlier),
+                held.passage(cand.row, earlier, self._titles(chunk.doc_id)) if earlier else 0.0,
                 float(chunk.section is Section.RELATED),
                 float(at == 0),
                 min(1.0, votes[chunk.doc_id] / 5),
@@ -473,9 +512,10 @@ class Reranker:
         terms = {t: self._idf(t) for t in dict.fromkeys(tokens)}
         kind = answer_type(question)
         top = max(c.score for c in candidates)
+        held = self._covering([c.row for c in candidates], [terms])
         for cand in candidates:
             base = cand.score / top if top > 0 else 0.0
-            cov = cand.coverage = self.coverage(cand.row, terms)
+            cov = cand.coverage = held.best(cand.row, terms)[0]
             typed = kind is not None and self.type_match(cand.row, kind, question)
             cand.score = base + self.coverage_weight * cov + (self.type_weight if typed else 0.0)
             cand.why.append(f"sentence coverage {cov:.2f}")

@@ -50,19 +50,19 @@ class _Key(NamedTuple):
     hash: np.uint64
 
 
-def _encode(token: str) -> bytes:
+def encode_term(token: str) -> bytes:
     # A query may carry a lone surrogate (JSON allows it): look it up and miss rather than fail.
     return token.encode("utf-8", "surrogatepass")
 
 
-def _hash(text: bytes) -> int:
+def term_hash(text: bytes) -> int:
     """Stable across processes, unlike hash(): the hashes are saved."""
     return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
 
 
 def _key(token: str) -> _Key:
-    text = _encode(token)
-    return _Key(text, np.uint64(_hash(text)))
+    text = encode_term(token)
+    return _Key(text, np.uint64(term_hash(text)))
 
 
 class Postings:
@@ -100,8 +100,8 @@ class Postings:
         )
         owner = np.repeat(np.arange(n, dtype=np.int64), counts)
         words = list(ids)
-        encoded = [_encode(word) for word in words]
-        hashes = np.fromiter((_hash(text) for text in encoded), dtype=np.uint64, count=len(words))
+        encoded = [encode_term(word) for word in words]
+        hashes = np.fromiter((term_hash(text) for text in encoded), dtype=np.uint64, count=len(words))
         order = np.argsort(hashes, kind="stable")
         if EMPTY_DOC in ids:
             # It counts in a row's length, as in bm25s, but no query may match it.
