@@ -236,7 +236,7 @@ def lean_postings(corpus: Corpus, n: int) -> Postings:
     passages instead of ~11 GB (extrapolated from 20k and 75k): the lists of strings and the temporaries
     of ``np.unique`` are what ``Postings.build`` needs besides.
     """
-    from qa.text.segment_bm25 import encode_term, term_hash
+    from qa.text.terms import encode_term, term_hash
 
     ids = np.asarray(corpus.ids[: corpus.offsets[n]])
     counts = np.diff(corpus.offsets[: n + 1])

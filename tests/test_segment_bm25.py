@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-import qa.text.segment_bm25 as segment_bm25
+import qa.text.terms as terms
 from qa.text.segment_bm25 import EMPTY_DOC, Postings, SegmentedBM25
 from qa.text.tokenize import ChineseTokenizer
 from tests.bm25s_reference import LexicalIndex
@@ -321,7 +321,7 @@ def test_terms_sharing_a_hash_are_told_apart(
     corpus: Rows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With a hash of a few values, most terms collide: the stored text still finds the right one."""
-    monkeypatch.setattr(segment_bm25, "term_hash", lambda text: len(text) % 3)
+    monkeypatch.setattr(terms, "term_hash", lambda text: len(text) % 3)
     Postings.build(corpus).save(tmp_path / "colliding")
     postings = Postings.load(tmp_path / "colliding")
     for term, token in enumerate(postings.vocabulary()):

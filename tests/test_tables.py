@@ -128,7 +128,7 @@ def test_coverage_from_stored_ids_is_the_share_of_the_token_sets(
 
 
 def test_a_word_is_found_by_its_hash_and_confirmed_by_its_bytes(engine: Engine) -> None:
-    from qa.text.segment_bm25 import encode_term, term_hash
+    from qa.text.terms import encode_term, term_hash
 
     tables = engine.index.segments[0].tables
     words = sorted({t for row in range(tables.rows) for t in tables.tokens(row)})

@@ -25,7 +25,7 @@ from qa.index.manifest import Counts, IndexKey, Manifest, SegmentRef
 from qa.index.passages import PassageBackend, PassageIndex, SegmentRows, SnapshotRows
 from qa.index.tables import NO_DATE, Tables, ranges
 from qa.records import Article, Chunk, Section
-from qa.text.segment_bm25 import encode_term, term_hash
+from qa.text.terms import encode_term, term_hash
 
 PASSAGE_CONTEXT = "title-or-heading-v1"
 LOAD_ATTEMPTS = 5

@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qa.records import Article, Chunk, Section, Segment
-from qa.text.segment_bm25 import encode_term, term_hash
+from qa.text.terms import encode_term, term_hash
 
 TABLE_FILE = "table.bin"
 _MAGIC = b"QATABLE1"

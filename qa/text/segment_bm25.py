@@ -14,7 +14,6 @@ bm25s's default ("lucene") BM25, float for float, so scores equal ``LexicalIndex
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ import numpy as np
 import numpy.typing as npt
 
 from qa.embeddings.npyio import load_npy
+from qa.text import terms as _terms
+from qa.text.terms import encode_term
 
 EMPTY_DOC = "\u0000"  # a token that stands for "no tokens": such a row has length 1 and matches nothing
 
@@ -50,19 +51,9 @@ class _Key(NamedTuple):
     hash: np.uint64
 
 
-def encode_term(token: str) -> bytes:
-    # A query may carry a lone surrogate (JSON allows it): look it up and miss rather than fail.
-    return token.encode("utf-8", "surrogatepass")
-
-
-def term_hash(text: bytes) -> int:
-    """Stable across processes, unlike hash(): the hashes are saved."""
-    return int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little")
-
-
 def _key(token: str) -> _Key:
     text = encode_term(token)
-    return _Key(text, np.uint64(term_hash(text)))
+    return _Key(text, np.uint64(_terms.term_hash(text)))
 
 
 class Postings:
@@ -101,7 +92,7 @@ class Postings:
         owner = np.repeat(np.arange(n, dtype=np.int64), counts)
         words = list(ids)
         encoded = [encode_term(word) for word in words]
-        hashes = np.fromiter((term_hash(text) for text in encoded), dtype=np.uint64, count=len(words))
+        hashes = np.fromiter((_terms.term_hash(text) for text in encoded), dtype=np.uint64, count=len(words))
         order = np.argsort(hashes, kind="stable")
         if EMPTY_DOC in ids:
             # It counts in a row's length, as in bm25s, but no query may match it.
