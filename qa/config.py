@@ -196,6 +196,8 @@ class ServerSettings(_Section):
     limit_concurrency: int = Field(default=0, ge=0)  # connections + requests at once; 0 = no limit
     # questions searched and ranked at once per process; more wait in arrival order; 0 = no limit
     questions_at_once: int = Field(default=2, ge=0, le=1024)
+    # read the English dictionary (CC-CEDICT) in the background once ready, not in the first English question
+    warm_dictionary: bool = True
 
     @field_validator("allowed_hosts", mode="after")
     @classmethod

@@ -487,6 +487,28 @@ def test_app_creates_and_opens_its_own_engine(settings: Settings) -> None:
         assert ask(client, QUESTION)["answerable"]
 
 
+@pytest.mark.parametrize("warm", [True, False])
+def test_the_dictionary_is_read_in_the_background_once_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, warm: bool
+) -> None:
+    """Not by a worker's first English question (and the questions queued behind it), unless turned off."""
+    import qa.api.startup
+    from qa.retrieval.dictionary import EnglishChinese
+
+    cedict = tmp_path / "cedict.txt"
+    cedict.write_text("海滩 海滩 [hai3 tan1] /beach/\n", encoding="utf-8")
+    dictionary = EnglishChinese(cedict)
+    monkeypatch.setattr(qa.api.startup, "shared_dictionary", lambda: dictionary)
+    settings = make_settings(tmp_path / "service", server={"warm_dictionary": warm})
+    with TestClient(create_app(settings)) as client:
+        assert wait_ready(client).status_code == 200
+        deadline = time.monotonic() + 10
+        while warm and dictionary._senses is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert (dictionary._senses == {"beach": ["海滩"]}) if warm else dictionary._senses is None
+
+
 def test_start_up_failure_is_reported_by_readyz(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = Engine(settings)
 

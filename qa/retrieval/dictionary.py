@@ -75,6 +75,10 @@ class EnglishChinese:
                 self._senses = self._read()
             return self._senses
 
+    def warm(self) -> None:
+        """Read the dictionary now (once; a question asked meanwhile waits for this read, not another)."""
+        self._load()
+
     def _read(self) -> dict[str, list[str]]:
         path = self._path or cedict_path()
         senses: dict[str, list[str]] = {}
@@ -126,8 +130,9 @@ def _stems(word: str) -> list[str]:
 
 @lru_cache(maxsize=1)
 def shared() -> EnglishChinese:
-    """The process's one dictionary: read once (about a second, 18 MB), on the first English question,
-    so that start-up and Chinese questions never wait for it."""
+    """The process's one dictionary: read once (1-4 s, 18 MB), by a server in the background once it is
+    ready (``server.warm_dictionary``), else on the first English question; start-up and Chinese
+    questions never wait for it."""
     return EnglishChinese()
 
 
