@@ -89,7 +89,10 @@ def write_index_atomic(path: Path, index: Any) -> None:
     os.replace(tmp, path)
 
 
-def _top(rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], k: int) -> list[tuple[int, float]]:
+def top_scored(
+    rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], k: int
+) -> list[tuple[int, float]]:
+    """The ``k`` best of ``rows`` by ``scores``, best first."""
     if rows.size > k:
         keep = np.argpartition(-scores, k - 1)[:k]
         rows, scores = rows[keep], scores[keep]
@@ -152,11 +155,11 @@ class HnswStore:
             if best_rows.size > k:
                 keep = np.argpartition(-best_scores, k - 1)[:k]
                 best_rows, best_scores = best_rows[keep], best_scores[keep]
-        return _top(best_rows, best_scores, k)
+        return top_scored(best_rows, best_scores, k)
 
     def _refine(self, query: Vectors, ids: npt.NDArray[np.int64], k: int) -> list[tuple[int, float]]:
         ids = ids[ids >= 0]
-        return _top(ids, self.vectors(ids.tolist()) @ query, k) if ids.size else []
+        return top_scored(ids, self.vectors(ids.tolist()) @ query, k) if ids.size else []
 
     def search(self, queries: Vectors, k: int, allowed: npt.NDArray[np.bool_] | None = None) -> Hits:
         total = len(self)

@@ -68,6 +68,8 @@ class VectorStoreSettings(_Section):
     hnsw_ef_search: int = Field(default=2048, ge=8, le=8192)
     exact_filter_rows: int = Field(default=50_000, ge=0)  # filters allowing fewer rows are searched exactly
     search_threads: int = Field(default=1, ge=0, le=256)  # OpenMP threads per faiss search; 0: every core
+    # faiss flat: from this many passages the scan reads 8-bit codes, its candidates re-scored exactly; 0 = never
+    flat_codes_min_passages: int = Field(default=20_000, ge=0)
 
     def store_params(self) -> StoreParams:
         """What embeddings.vector_store.build_store needs (imported here: faiss loads only when used)."""
@@ -75,7 +77,9 @@ class VectorStoreSettings(_Section):
         from qa.embeddings.vector_store import StoreParams
 
         hnsw = HnswParams(self.hnsw_m, self.hnsw_ef_construction, self.hnsw_ef_search, self.exact_filter_rows)
-        return StoreParams(self.flat_max_passages, self.ann, hnsw, self.search_threads)
+        return StoreParams(
+            self.flat_max_passages, self.ann, hnsw, self.search_threads, self.flat_codes_min_passages
+        )
 
     @model_validator(mode="after")
     def _uri_is_server_or_lite_file(self) -> VectorStoreSettings:

@@ -161,3 +161,28 @@ def test_a_search_uses_the_configured_threads_in_its_own_thread(tmp_path: Path) 
     worker.start()
     worker.join()
     assert seen == {"flat": 1, "loaded": 2, "ann": 1, "build": ALL_THREADS}
+
+
+@pytest.mark.parametrize("filtered", [False, True])
+def test_a_large_flat_store_scans_codes_and_returns_the_exact_top_k(tmp_path: Path, filtered: bool) -> None:
+    """The 8-bit scan only picks candidates: the results are those of the float32 scan, with exact
+    scores, also behind a filter and after a save and a load."""
+    x, q = clustered(6000, seed=3), clustered(60, seed=4)
+    exact = FaissFlatStore(DIM)
+    exact.add(x)
+    coded = build_store(x, DIM, StoreParams(flat_codes_min_passages=1000))
+    assert isinstance(coded, FaissFlatStore) and coded.uses_codes and not exact.uses_codes
+    coded.save(tmp_path)
+    loaded = load_store(tmp_path, DIM, StoreParams(flat_codes_min_passages=1000))
+    assert isinstance(loaded, FaissFlatStore) and loaded.uses_codes
+    allowed = np.random.default_rng(5).random(len(x)) < 0.3 if filtered else None
+    truth = exact.search(q, 50, allowed)
+    for store in (coded, loaded):
+        got = store.search(q, 50, allowed)
+        assert recall(truth, got) == 1.0
+        for t, g in zip(truth, got, strict=True):
+            assert [s for _, s in g] == pytest.approx([s for _, s in t], abs=1e-6)
+            assert all(allowed is None or allowed[r] for r, _ in g)
+            assert [s for _, s in g] == sorted((s for _, s in g), reverse=True)
+    # Fewer rows than the threshold: the float32 scan itself.
+    assert not build_store(x[:999], DIM, StoreParams(flat_codes_min_passages=1000)).uses_codes
