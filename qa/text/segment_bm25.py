@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -264,6 +265,8 @@ class SegmentedBM25:
                     numbers = np.where(live, np.cumsum(live, dtype=np.int64) + (base - 1), self._size)
                 self._parts.append(_Part(postings, live, base, numbers))
             base += live_lengths.size
+        # Questions, their reranking and their grounding ask the same terms' frequencies over and over.
+        self._frequencies = lru_cache(maxsize=65536)(self._document_frequency)
         # Global rows' lengths, then the sink's: 1 keeps its norm finite.
         row_lengths = np.concatenate([*lengths, np.ones(1, dtype=np.int32)])
         avgdl = float(row_lengths[:-1].sum(dtype=np.int64)) / self._size if self._size else 1.0
@@ -299,7 +302,18 @@ class SegmentedBM25:
         return rows, tf, rows.size - dead
 
     def document_frequency(self, token: str) -> int:
-        return self._postings(token)[2]
+        """In how many live rows the token occurs (cached: the segments and their masks never change)."""
+        return self._frequencies(token)
+
+    def _document_frequency(self, token: str) -> int:
+        key = _key(token)
+        df = 0
+        for part in self._parts:
+            term = part.postings._find(key)
+            if term is not None:
+                local = part.postings.postings(term)[0]
+                df += int(local.size if part.live is None else np.count_nonzero(part.live[local]))
+        return df
 
     def knows(self, token: str) -> bool:
         return self.document_frequency(token) > 0
