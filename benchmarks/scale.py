@@ -3,7 +3,7 @@
     python benchmarks/scale.py [--index DIR ...] [--passages 1000000] [--queries 200]
                                [--graphs 32/40,48/80] [--ef 1024,2048]
 
-Passage vectors: pairs of the real e5 passage vectors of an index the service built (format 3: every
+Passage vectors: pairs of the real e5 passage vectors of an index this version built (its format: every
 live row of its segments' vector stores) mixed with noise and renormalised; BM25 tokens: the first half
 of one real passage's tokens (its segment tables) and the second half of another's. Queries: real inews
 titles, encoded in this run with the query encoder the service loads.
@@ -252,7 +252,9 @@ def measure_rss(folder: Path, work: Path, ef: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--index", type=Path, action="append", help="a format-3 index (repeatable)")
+    parser.add_argument(
+        "--index", type=Path, action="append", help="an index in this version's format (repeatable)"
+    )
     parser.add_argument("--passages", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--graphs", default="32/40,48/80", help="M/efConstruction of each HNSW graph")
