@@ -21,7 +21,7 @@ with warnings.catch_warnings():
     import jieba
     import jieba.posseg
 
-from qa.text.normalize import fold, is_cjk
+from qa.text.normalize import all_cjk, fold, is_cjk
 from qa.text.postag import POSTokenizer
 
 log = logging.getLogger(__name__)
@@ -220,9 +220,7 @@ class ChineseTokenizer:
     def tokens(self, text: str) -> list[str]:
         """BM25 tokens: Chinese content words, Latin words and numbers, and the bigrams of every CJK run."""
         folded = fold(text)
-        out = [
-            w for w in self.words(folded) if len(w) > 1 and w not in STOPWORDS and all(is_cjk(c) for c in w)
-        ]
+        out = [w for w in self.words(folded) if len(w) > 1 and w not in STOPWORDS and all_cjk(w)]
         for run in _TOKEN.findall(folded):
             if not is_cjk(run[0]):
                 if run not in STOPWORDS:
