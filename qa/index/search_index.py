@@ -72,9 +72,6 @@ def read_segment_tables(index_dir: Path, ref: SegmentRef, *, verify: bool) -> Se
     return SegmentTables(ref.name, ref.seal, folder, tables)
 
 
-_NONE = np.zeros((0, 0), dtype=np.bool_)
-
-
 @dataclass(frozen=True)
 class Presence:
     """Which words (columns, in the order asked) the sentences and the whole passages of some rows hold:
@@ -307,8 +304,9 @@ class Assembled:
         return SnapshotRows(self.chunks, self.hashes, self.tokens, self.segments)
 
     def presence(self, rows: Sequence[int], words: Sequence[str]) -> Presence:
-        """Which of ``words`` each sentence and each passage of ``rows`` holds (the tokens the build
-        stored), segment by segment: each word is looked up once per segment, nothing is decoded."""
+        """Which of ``words`` (distinct) each sentence and each passage of ``rows`` (distinct) holds, by
+        the tokens the build stored, segment by segment: each word is looked up once per segment,
+        nothing is decoded."""
         encoded = [encode_term(w) for w in words]
         hashes = np.fromiter(map(term_hash, encoded), dtype=np.uint64, count=len(encoded))
         by_part: dict[int, list[tuple[int, int]]] = {}
