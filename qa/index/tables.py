@@ -36,7 +36,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qa.records import Article, Chunk, Section, Segment
-from qa.text.terms import encode_term, term_hash
+from qa.text.terms import confirm, encode_term, term_hash
 
 TABLE_FILE = "table.bin"
 _MAGIC = b"QATABLE1"
@@ -436,9 +436,7 @@ class Tables:
         return Chunk(article.doc_id, section, start, end, article.text[start:end], heading)
 
     def _decode_word(self, i: int) -> str:
-        offsets = self._a["vocab_offsets"]
-        raw = self._a["vocab"][int(offsets[i]) : int(offsets[i + 1])].tobytes()
-        return raw.decode("utf-8", "surrogatepass")
+        return self._word_bytes(i).decode("utf-8", "surrogatepass")
 
     def _words(self, ids: Array) -> list[str]:
         cache = self._word_cache
@@ -474,14 +472,11 @@ class Tables:
         table = self._a["vocab_hashes"]
         if not table.size:
             return found
-        at = np.searchsorted(table, hashes)
-        for i, (word, start) in enumerate(zip(words, at.tolist(), strict=True)):
-            j = start
-            while j < table.size and table[j] == hashes[i]:  # equal hashes: the bytes decide
-                if self._word_bytes(j) == word:
-                    found[i] = j
-                    break
-                j += 1
+        starts = np.searchsorted(table, hashes).tolist()
+        for i, (word, key, start) in enumerate(zip(words, hashes.tolist(), starts, strict=True)):
+            at = confirm(table, start, key, word, self._word_bytes)
+            if at is not None:
+                found[i] = at
         return found
 
     def _word_bytes(self, i: int) -> bytes:
@@ -498,8 +493,9 @@ class Tables:
         columns = np.flatnonzero(ids >= 0)
         order = np.argsort(ids[columns], kind="stable")
         wanted, columns = ids[columns][order], columns[order]
-        counts = a["sentence_rows"][rows + 1] - a["sentence_rows"][rows]
-        sentences = ranges(a["sentence_rows"][rows], a["sentence_rows"][rows + 1])
+        first, end = a["sentence_rows"][rows], a["sentence_rows"][rows + 1]
+        counts = end - first
+        sentences = ranges(first, end)
         in_sentence = np.zeros((sentences.size, ids.size), dtype=np.bool_)
         in_passage = np.zeros((rows.size, ids.size), dtype=np.bool_)
         if wanted.size:

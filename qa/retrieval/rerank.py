@@ -293,9 +293,6 @@ class Reranker:
         df = self.index.passages.document_frequency(token)
         return math.log(1 + (n - df + 0.5) / (df + 0.5))
 
-    def coverage(self, row: int, terms: dict[str, float]) -> float:
-        return self._covering([row], [terms]).best(row, terms)[0]
-
     def _covering(self, rows: Sequence[int], term_sets: Sequence[dict[str, float]]) -> _Coverage:
         """What the passages ``rows`` hold of the words of ``term_sets``, read in one pass."""
         words = list(dict.fromkeys(t for terms in term_sets for t in terms))

@@ -196,13 +196,11 @@ class Postings:
         return self._find(_key(token))
 
     def _find(self, key: _Key) -> int | None:
-        term = int(self._hashes.searchsorted(key.hash))
-        # Distinct terms may share a hash: they sit side by side; the stored text tells them apart.
-        while term < self._hashes.size and self._hashes[term] == key.hash:
-            if self._terms[self._offsets[term] : self._offsets[term + 1]].tobytes() == key.text:
-                return term
-            term += 1
-        return None
+        start = int(self._hashes.searchsorted(key.hash))
+        return _terms.confirm(self._hashes, start, int(key.hash), key.text, self._term_bytes)
+
+    def _term_bytes(self, term: int) -> bytes:
+        return self._terms[self._offsets[term] : self._offsets[term + 1]].tobytes()
 
     def knows(self, token: str) -> bool:
         return self.term_id(token) is not None
