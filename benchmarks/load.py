@@ -3,10 +3,11 @@
     python benchmarks/load.py [--articles 7353] [--tree /path/to/old/checkout] [--workers 1 2] ...
 
 One index of ``--articles`` inews articles (the whole package is about 75k passages) for each index
-format among the trees, built once by the first tree that writes it, with the fake encoder at e5's width (what is measured is the service, not the model; the model
-adds its question encoding, about 4-6 ms of int8 on this machine, batched across waiting questions under
-load). Trees of one format read the same index, and for each tree, taking turns
-(``--rounds`` times, so that a change in the machine's load falls on every tree alike):
+format among the trees, built once by the first tree that writes it, with the fake encoder at e5's
+width (what is measured is the service, not the model; the model adds its question encoding, about
+4-6 ms of int8 on this machine, batched across waiting questions under load). Trees of one format read
+the same index, and for each tree, taking turns (``--rounds`` times, so that a change in the machine's
+load falls on every tree alike):
 
 - in process: a new process opens the engine, asks one English question (the dictionary it loads on first
   use is not in the figures) and five warm-up questions, then ``Engine.ask`` p50 / p95 / mean over
