@@ -127,7 +127,8 @@ def build_big(engine: Engine, n: int, work: Path) -> dict[str, Any]:
     digests = [(a, f"{i:064x}") for i, (a, _) in enumerate(chunked)]
     chunks = [c for _, cs in chunked for c in cs]
     empty: list[list[str]] = [[] for _ in chunks]  # no tokens, no sentences: see the module's docstring
-    write_segment_tables(folder, Tables.encode(digests, chunks, empty, empty))
+    titles: list[list[str]] = [[] for _ in digests]
+    write_segment_tables(folder, Tables.encode(digests, chunks, empty, empty, titles))
     seal = layout.seal_segment(folder, {"rows": len(chunks), "articles": len(digests)})
     version = layout.new_version_dir(s.index_dir)
     manifest = Manifest(

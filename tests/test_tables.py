@@ -59,6 +59,39 @@ def test_stored_sentence_tokens_are_what_jieba_gives(
         assert index.sentences[row] == _jieba_sentences(engine, index.chunks[row].text), row
 
 
+def test_stored_titles_and_their_tokens_are_the_articles_and_jieba_s(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    engine = Engine(settings_for(make_settings, tmp_path)).open()
+    for doc in documents(2):  # articles of later segments, one carried by the merge below
+        engine.add_document(doc)
+    engine.delete_document(sorted(engine.index.articles)[0])
+    for merged in (False, True):
+        if merged:
+            engine.compact()
+        index = engine.index
+        assert (len(index.segments) == 1) is merged
+        for doc_id in index.articles:
+            title = index.articles[doc_id].title
+            assert index.titles[doc_id] == title
+            assert list(index.title_tokens[doc_id]) == engine.tokenizer.tokens(title), doc_id
+        with pytest.raises(KeyError):
+            index.title_tokens["no-such-doc"]
+
+
+def test_stored_title_tokens_rank_as_tokenising_each_question_did(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stored = [engine.ask(q) for q in QUESTIONS]
+    monkeypatch.setattr(
+        Reranker,
+        "_title_tokens",
+        lambda self, doc_id: frozenset(self.tokenizer.tokens(self.index.articles[doc_id].title)),
+    )
+    engine.reload()
+    assert [engine.ask(q) for q in QUESTIONS] == stored
+
+
 class _Tokenised:
     """The reranker's coverage as it was computed before the stored ids: jieba's token set of every
     sentence and of every passage as strings, and the share summed over them (``Reranker._share``)."""
@@ -202,7 +235,7 @@ def test_an_index_of_an_older_format_is_built_again(
     version = layout.current_version(settings.index_dir)
     assert version is not None
     manifest = json.loads((version / layout.MANIFEST).read_text(encoding="utf-8"))
-    older = layout.FORMAT_VERSION - 1  # 3: vocabularies in first-seen order; 2: JSONL tables
+    older = layout.FORMAT_VERSION - 1  # 4: no stored titles; 3: vocabularies in first-seen order
     (version / layout.MANIFEST).write_text(json.dumps({**manifest, "format": older}), encoding="utf-8")
     (settings.index_dir / layout.CURRENT).write_text(version.name)
     with pytest.raises(IndexFormatError, match=f"format {older}, this version reads {layout.FORMAT_VERSION}"):

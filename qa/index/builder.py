@@ -184,10 +184,12 @@ def write_segment_tables(folder: Path, tables: Tables) -> None:
 
 @dataclass
 class _Segment:
-    """A new segment as a write assembles it: its articles, rows, tokens (the row's and its sentences'),
-    and where each row's vector comes from (embedded now, or carried over from the previous snapshot)."""
+    """A new segment as a write assembles it: its articles and their titles' tokens, rows, tokens (the
+    row's and its sentences'), and where each row's vector comes from (embedded now, or carried over from
+    the previous snapshot)."""
 
     articles: list[tuple[Article, str]] = field(default_factory=list)
+    titles: list[Sequence[str]] = field(default_factory=list)
     chunks: list[Chunk] = field(default_factory=list)
     tokens: list[Sequence[str]] = field(default_factory=list)
     sentences: list[Sequence[Iterable[str]]] = field(default_factory=list)
@@ -198,6 +200,9 @@ class _Segment:
         """Take an unchanged article's passages from ``previous``; ``tokenizer``: tokenise them again
         (when the tokenizer changed), else take the stored tokens."""
         self.articles.append((article, previous.hashes[article.doc_id]))
+        self.titles.append(
+            previous.title_tokens[article.doc_id] if tokenizer is None else tokenizer.tokens(article.title)
+        )
         for row in previous.rows_by_doc.get(article.doc_id, []):
             self.carried.append((len(self.chunks), row))
             chunk = previous.chunks[row]
@@ -210,7 +215,7 @@ class _Segment:
                 self.sentences.append(sentence_tokens(tokenizer, chunk.text))
 
     def tables(self) -> Tables:
-        return Tables.encode(self.articles, self.chunks, self.tokens, self.sentences)
+        return Tables.encode(self.articles, self.chunks, self.tokens, self.sentences, self.titles)
 
 
 def _write(
@@ -368,6 +373,7 @@ def build_index(
             new_chunks = chunk_article(article, **chunking)
             t2 = time.perf_counter()
             segment.articles.append((article, fresh_digest))
+            segment.titles.append(tokenizer.tokens(article.title))
             positions = []
             for chunk in new_chunks:
                 positions.append(len(segment.chunks))

@@ -144,7 +144,8 @@ class _RowView(Sequence[T]):
 
 
 class _Articles(Mapping[str, T]):
-    """The live articles of a snapshot by doc_id (the records, or their hashes), each read when asked for."""
+    """The live articles of a snapshot by doc_id (the records, their hashes or titles), each read when asked
+    for."""
 
     def __init__(self, snapshot: Assembled, read: Callable[[Tables, int], T]) -> None:
         self._snapshot = snapshot
@@ -237,6 +238,8 @@ class Assembled:
     def _views(self) -> None:
         self.articles: Mapping[str, Article] = _Articles(self, lambda t, i: t.article(i)[0])
         self.hashes: Mapping[str, str] = _Articles(self, Tables.hash)
+        self.titles: Mapping[str, str] = _Articles(self, Tables.title)
+        self.title_tokens: Mapping[str, Sequence[str]] = _Articles(self, Tables.title_tokens)
         self.chunks: Sequence[Chunk] = _RowView(self, lambda t, r: t.chunk(r))
         self.tokens: Sequence[Sequence[str]] = _RowView(self, Tables.tokens)
         self.sentences: Sequence[tuple[frozenset[str], ...]] = _RowView(self, Tables.sentences)
@@ -388,6 +391,16 @@ class SearchIndex:
     @property
     def hashes(self) -> Mapping[str, str]:
         return self.snapshot.hashes
+
+    @property
+    def titles(self) -> Mapping[str, str]:
+        """An article's title, read without its record."""
+        return self.snapshot.titles
+
+    @property
+    def title_tokens(self) -> Mapping[str, Sequence[str]]:
+        """The BM25 tokens of an article's title, as the build's tokenizer made them."""
+        return self.snapshot.title_tokens
 
     @property
     def chunks(self) -> Sequence[Chunk]:

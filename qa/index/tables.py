@@ -13,6 +13,8 @@ fsyncs it once):
   as ids into one vocabulary (a UTF-8 string table) ordered by each word's stable 64-bit hash
   (``vocab_hashes``), so that a question's words are found by a binary search and the reranker matches
   them against the ids, decoding nothing;
+- each article's title (a string table) and its BM25 tokens (ids into the same vocabulary), what the
+  reranker compares a question with, so that no question reads an article's record or runs jieba for it;
 - how many rows hold each character pair (the ``#XY`` tokens), for the name variants.
 
 ``encode`` turns a write's lists into these arrays (a segment being built is the same object, over
@@ -72,6 +74,10 @@ _FILES: dict[str, str] = {
     "sentence_rows": "i8",
     "sentence_ids": "i4",
     "sentence_tokens": "i8",
+    "titles": "u1",
+    "title_offsets": "i8",
+    "title_ids": "i4",
+    "title_tokens": "i8",
     "pairs": "U",
     "pair_rows": "i8",
 }
@@ -182,11 +188,15 @@ class Tables:
         chunks: Sequence[Chunk],
         tokens: Sequence[Sequence[str]],
         sentences: Sequence[Sequence[Iterable[str]]],
+        titles: Sequence[Sequence[str]],
     ) -> Tables:
-        """The tables of a new segment: ``articles`` with their hashes, in row order; ``chunks``, their
-        BM25 ``tokens`` and the tokens of each of their sentences, row by row."""
+        """The tables of a new segment: ``articles`` with their hashes, in row order, and the BM25 tokens
+        of each one's title (``titles``); ``chunks``, their BM25 ``tokens`` and the tokens of each of
+        their sentences, row by row."""
         if not len(chunks) == len(tokens) == len(sentences):
             raise ValueError("every row needs its chunk, its tokens and its sentences' tokens")
+        if len(titles) != len(articles):
+            raise ValueError("every article needs its title's tokens")
         position = {article.doc_id: i for i, (article, _) in enumerate(articles)}
         row_article = np.fromiter((position[c.doc_id] for c in chunks), dtype=np.int32, count=len(chunks))
         if row_article.size and np.any(np.diff(row_article) < 0):
@@ -202,6 +212,7 @@ class Tables:
         # A sentence's set, in first-seen order: the reranker makes a frozenset of it again.
         per_sentence = [ids(list(dict.fromkeys(s))) for row in sentences for s in row]
         sentence_ids, sentence_tokens = _ragged(per_sentence)
+        title_ids, title_tokens = _ragged([ids(t) for t in titles])
         sentence_rows = np.zeros(len(chunks) + 1, dtype=np.int64)
         np.cumsum(
             np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences)), out=sentence_rows[1:]
@@ -210,13 +221,14 @@ class Tables:
         article_json, article_offsets = _strings(records)
         doc_ids = _bytes_array([a.doc_id.encode("utf-8") for a, _ in articles])
         headings, heading_offsets = _strings([c.heading.encode("utf-8") for c in chunks])
+        title_text, title_offsets = _strings([a.title.encode("utf-8") for a, _ in articles])
         # Ids in hash order, so that a word is found by a binary search of the hashes.
         encoded = [encode_term(w) for w in vocab]
         hashes = np.fromiter(map(term_hash, encoded), dtype=np.uint64, count=len(encoded))
         order = np.argsort(hashes, kind="stable")
         renumber = np.empty(len(encoded), dtype=np.int32)
         renumber[order] = np.arange(len(encoded), dtype=np.int32)
-        token_ids, sentence_ids = renumber[token_ids], renumber[sentence_ids]
+        token_ids, sentence_ids, title_ids = renumber[token_ids], renumber[sentence_ids], renumber[title_ids]
         words, word_offsets = _strings([encoded[i] for i in order.tolist()])
         pairs = _pair_counts(tokens)
         names = sorted(pairs)
@@ -243,6 +255,10 @@ class Tables:
             "sentence_rows": sentence_rows,
             "sentence_ids": sentence_ids,
             "sentence_tokens": sentence_tokens,
+            "titles": title_text,
+            "title_offsets": title_offsets,
+            "title_ids": title_ids,
+            "title_tokens": title_tokens,
             "pairs": np.array(names, dtype="U2"),
             "pair_rows": np.array([pairs[p] for p in names], dtype=np.int64),
         }
@@ -334,6 +350,8 @@ class Tables:
             and a["pairs"].size == a["pair_rows"].size
             and fits(a["article_offsets"], count, a["article_json"])
             and fits(a["heading_offsets"], rows, a["headings"])
+            and fits(a["title_offsets"], count, a["titles"])
+            and fits(a["title_tokens"], count, a["title_ids"])
             and fits(a["token_rows"], rows, a["token_ids"])
             and fits(a["sentence_rows"], rows, np.empty(max(sentences, 0)))
             and fits(a["sentence_tokens"], max(sentences, 0), a["sentence_ids"])
@@ -362,6 +380,7 @@ class Tables:
                     a["sentence_ids"].size == 0
                     or (a["sentence_ids"].min() >= 0 and a["sentence_ids"].max() < words)
                 )
+                and (a["title_ids"].size == 0 or (a["title_ids"].min() >= 0 and a["title_ids"].max() < words))
             )
         if not ok:
             raise ValueError("the segment's tables do not agree with each other")
@@ -376,6 +395,16 @@ class Tables:
 
     def doc_id(self, i: int) -> str:
         return bytes(self._a["doc_ids"][i]).decode("utf-8")
+
+    def title(self, i: int) -> str:
+        """The article's title, read without its record."""
+        offsets = self._a["title_offsets"]
+        return self._a["titles"][int(offsets[i]) : int(offsets[i + 1])].tobytes().decode("utf-8")
+
+    def title_tokens(self, i: int) -> list[str]:
+        """The BM25 tokens of the article's title, in order."""
+        bounds = self._a["title_tokens"]
+        return self._words(self._a["title_ids"][int(bounds[i]) : int(bounds[i + 1])])
 
     def doc_ids_array(self) -> Array:
         """Every article's doc_id as UTF-8, in row order (the mapped array)."""

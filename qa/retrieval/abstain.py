@@ -107,7 +107,7 @@ class Grounding:
 
     def _local_context(self, row: int) -> str:
         chunk = self.index.chunks[row]
-        label = chunk.heading if chunk.section is Section.RELATED else self.index.articles[chunk.doc_id].title
+        label = chunk.heading if chunk.section is Section.RELATED else self.index.titles[chunk.doc_id]
         rows = self.index.rows_by_doc.get(chunk.doc_id, [row])
         at = rows.index(row) if row in rows else 0
         near = [
@@ -121,9 +121,8 @@ class Grounding:
         """What the article is about: its title and lead (its first two passages). A name given there is
         the article's subject and need not be repeated by the passage that answers; a name further down
         is only mentioned in passing (泰国 in a list of ASEAN members)."""
-        article = self.index.articles[doc_id]
         lead = [self.index.chunks[r].text for r in self.index.rows_by_doc.get(doc_id, [])[:2]]
-        return fold(article.title + "\n" + "\n".join(lead))
+        return fold(self.index.titles[doc_id] + "\n" + "\n".join(lead))
 
     def judge(self, query: Query, candidate: Candidate) -> Judged:
         near = self.near_misses(query, candidate.row)

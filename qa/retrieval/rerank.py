@@ -307,7 +307,7 @@ class Reranker:
         return tuple(SENTENCE.findall(self.index.chunks[row].text))
 
     def _title_tokens(self, doc_id: str) -> frozenset[str]:
-        return frozenset(self.tokenizer.tokens(self.index.articles[doc_id].title))
+        return frozenset(self.index.title_tokens[doc_id])
 
     def _passage_entities(self, row: int) -> tuple[frozenset[str], frozenset[str]]:
         found = self.tokenizer.tagged(self.index.chunks[row].text)
@@ -455,7 +455,7 @@ class Reranker:
                 unit = self._measured(measure, fold(chunk.text), folded)
                 if unit:
                     unit_near = self._measured(measure, fold("".join(sentences[f_at : f_at + 2])), folded)
-            context = fold(self.index.articles[chunk.doc_id].title + chunk.text)
+            context = fold(self.index.titles[chunk.doc_id] + chunk.text)
             names = query.entities
             present = sum(any(n in context for n in group) for group in names) / len(names) if names else 1.0
             out[i] = (
