@@ -244,3 +244,20 @@ def test_an_index_of_an_older_format_is_built_again(
     assert again.index.version != version and [again.ask(q) for q in QUESTIONS] == answers
     again.add_document(documents(1)[0])
     assert documents(1)[0].doc_id in Engine(settings).open(build_if_missing=False).index.articles
+
+
+def test_pairs_looked_up_together_count_as_one_at_a_time(engine: Engine) -> None:
+    from qa.retrieval.variants import CorpusPairs
+
+    tables = engine.index.segments[0].tables
+    stored = [t[1:] for r in range(tables.rows) for t in tables.tokens(r) if len(t) == 3 and t[0] == "#"]
+    held = sorted(set(stored))[::7]
+    asked = [*held, "不在", "越南人", "越", "", held[0]]
+    counts = tables.pair_counts(asked)
+    assert counts.tolist() == [
+        sum(1 for r in range(tables.rows) if f"#{p}" in tables.tokens(r)) for p in asked
+    ]
+    assert counts[: len(held)].min() > 0 and counts[len(held) : -1].tolist() == [0, 0, 0, 0]
+    pairs = CorpusPairs.of_index(engine.index)
+    assert pairs.holding(asked) == [p in pairs for p in asked] == [n > 0 for n in counts.tolist()]
+    assert pairs.counts(asked) == [pairs.count(p) for p in asked]

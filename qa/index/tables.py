@@ -537,9 +537,20 @@ class Tables:
 
     def pair_count(self, pair: str) -> int:
         """In how many of the segment's rows (dead ones too) the character pair occurs."""
-        pairs = self._a["pairs"]
-        at = int(np.searchsorted(pairs, pair))
-        return int(self._a["pair_rows"][at]) if at < pairs.size and pairs[at] == pair else 0
+        return int(self.pair_counts([pair])[0])
+
+    def pair_counts(self, pairs: Sequence[str]) -> Array:
+        """``pair_count`` of each of ``pairs``, in one binary search of the stored pairs (int64)."""
+        stored = self._a["pairs"]
+        out = np.zeros(len(pairs), dtype=np.int64)
+        two = [i for i, pair in enumerate(pairs) if len(pair) == 2]  # a longer string would be cut to two
+        if not two or not stored.size:
+            return out
+        wanted = np.array([pairs[i] for i in two], dtype="U2")
+        at = np.minimum(np.searchsorted(stored, wanted), stored.size - 1)
+        found = stored[at] == wanted
+        out[np.array(two)[found]] = self._a["pair_rows"][at[found]]
+        return out
 
     def pair_chars(self) -> frozenset[str]:
         """The characters of every pair the segment holds."""

@@ -146,11 +146,10 @@ class Transliteration:
         last pair the corpus holds, scored by the rarest pair's passage count."""
         beam: list[tuple[str, float]] = [(c, math.inf) for c in chars.get(sounds[0], ())]
         for sound in sounds[1:]:
+            tried = [(text, score, o) for text, score in beam for o in chars.get(sound, ())]
+            counts = self._pairs.counts([text[-1] + o for text, _, o in tried])
             grown = [
-                (text + o, min(score, n))
-                for text, score in beam
-                for o in chars.get(sound, ())
-                if (n := self._pairs.count(text[-1] + o)) > 0
+                (text + o, min(score, n)) for (text, score, o), n in zip(tried, counts, strict=True) if n > 0
             ]
             beam = sorted(grown, key=lambda c: -c[1])[:BEAM]
         return beam[:MAX_CANDIDATES]

@@ -14,6 +14,8 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 
+import numpy as np
+import numpy.typing as npt
 from pypinyin import lazy_pinyin
 
 from qa.index.search_index import SearchIndex, SegmentTables
@@ -59,19 +61,17 @@ class _SegmentPairs:
                 self.tables.tables.tokens(r) for first, count in spans for r in range(first, first + count)
             )
             self._dead = (dead, (counted + _pairs(rows)) if known <= dead else _pairs(rows))
-        return _LivePairs(self.tables.tables.pair_count, self._dead[1])
+        return _LivePairs(self.tables.tables.pair_counts, self._dead[1])
 
 
 @dataclasses.dataclass(frozen=True)
 class _LivePairs:
-    counts: Callable[[str], int]  # rows holding a pair
+    counts: Callable[[Sequence[str]], npt.NDArray[np.int64]]  # rows holding each pair
     dead: Counter[str]  # dead rows holding it
 
-    def __contains__(self, pair: str) -> bool:
-        return self.counts(pair) > self.dead.get(pair, 0)
-
-    def count(self, pair: str) -> int:
-        return self.counts(pair) - self.dead.get(pair, 0)
+    def live_counts(self, pairs: Sequence[str]) -> npt.NDArray[np.int64]:
+        dead = np.fromiter((self.dead.get(p, 0) for p in pairs), dtype=np.int64, count=len(pairs))
+        return self.counts(pairs) - dead
 
 
 class CorpusPairs:
@@ -107,17 +107,35 @@ class CorpusPairs:
     def of_tokens(cls, tokens: Iterable[str]) -> CorpusPairs:
         """The pairs of a plain vocabulary (BM25 tokens), as if one live row held them all."""
         counts = _pairs([list(tokens)])
+
+        def count(pairs: Sequence[str]) -> npt.NDArray[np.int64]:
+            return np.fromiter((counts.get(p, 0) for p in pairs), dtype=np.int64, count=len(pairs))
+
         return cls(
-            [_LivePairs(lambda pair: counts.get(pair, 0), Counter())],
+            [_LivePairs(count, Counter())],
             {c for c in set("".join(counts)) if is_cjk(c)},
         )
 
     def __contains__(self, pair: str) -> bool:
-        return any(pair in live for live in self._live)
+        return bool(self.holding([pair])[0])
+
+    def holding(self, pairs: Sequence[str]) -> list[bool]:
+        """Whether some live passage holds each of ``pairs`` (one lookup per segment for them all)."""
+        held = np.zeros(len(pairs), dtype=bool)
+        for live in self._live:
+            held |= live.live_counts(pairs) > 0
+        return [bool(h) for h in held]
 
     def count(self, pair: str) -> int:
         """In how many live passages the pair occurs."""
-        return sum(live.count(pair) for live in self._live)
+        return self.counts([pair])[0]
+
+    def counts(self, pairs: Sequence[str]) -> list[int]:
+        """``count`` of each of ``pairs`` (one lookup per segment for them all)."""
+        total = np.zeros(len(pairs), dtype=np.int64)
+        for live in self._live:
+            total += live.live_counts(pairs)
+        return [int(n) for n in total]
 
 
 class NameVariants:
@@ -146,8 +164,9 @@ class NameVariants:
         candidates = [name[0]]
         for sound in lazy_pinyin(name[1:]):
             options = by_sound.get(sound, [])
-            candidates = [c + o for c in candidates for o in options if c[-1] + o in self._pairs]
-            candidates = candidates[:MAX_CANDIDATES]
+            tried = [c + o for c in candidates for o in options]
+            held = self._pairs.holding([t[-2:] for t in tried])
+            candidates = [t for t, h in zip(tried, held, strict=True) if h][:MAX_CANDIDATES]
         return [c for c in candidates if c != name]
 
     def expand(self, query: Query) -> Query:
