@@ -186,3 +186,16 @@ def test_a_large_flat_store_scans_codes_and_returns_the_exact_top_k(tmp_path: Pa
             assert [s for _, s in g] == sorted((s for _, s in g), reverse=True)
     # Fewer rows than the threshold: the float32 scan itself.
     assert not build_store(x[:999], DIM, StoreParams(flat_codes_min_passages=1000)).uses_codes
+
+
+def test_int8_codes_round_into_signed_bytes_and_a_zero_query_is_searched() -> None:
+    from qa.embeddings.vector_store import INT8, int8_codes
+
+    v = np.array([[0.5, -0.25, 0.004, -1.0]], dtype=np.float32)
+    assert int8_codes(v, INT8 / 1.0).tolist() == [[64.0, -32.0, 1.0, -127.0]]
+    assert int8_codes(v * 3, INT8 / 1.0).min() == -INT8  # clipped, never a wrapped byte
+    x = clustered(1500, seed=6)
+    store = build_store(x, DIM, StoreParams(flat_codes_min_passages=1000))
+    assert store.uses_codes
+    hits = store.search(np.zeros((1, DIM), dtype=np.float32), 5)[0]
+    assert len(hits) == 5 and all(s == 0.0 for _, s in hits)
