@@ -54,12 +54,13 @@ class Retrieval:
         r = settings.retrieval
         self.index = index
         self.searcher = HybridSearcher(index, encoder, r, fuse_in_engine=settings.vector_store.hybrid)
-        self.reranker = Reranker(
+        self.reranker: Reranker = Reranker(
             index,
             tokenizer,
             coverage_weight=r.coverage_weight,
             type_weight=r.type_weight,
             ranker=ranker,
+            tags=previous.reranker.tags if previous is not None else None,
         )
         self.grounding = Grounding(index, r, gate, tokenizer.known, tokenizer.words)
         self.pairs: CorpusPairs = CorpusPairs.of_index(
