@@ -200,7 +200,7 @@ class HnswStore:
 
     @classmethod
     def load(cls, directory: Path, dim: int, count: int, params: HnswParams, threads: int = 1) -> HnswStore:
-        f16 = load_npy(directory / F16_FILE, mmap_mode="r")
+        f16 = load_npy(directory / F16_FILE, mmap_mode="r", scattered=True)
         if f16.dtype != np.float16 or f16.shape != (count, dim):
             raise ValueError(
                 f"{directory / F16_FILE} holds {f16.dtype} {f16.shape}, expected float16 ({count}, {dim})"

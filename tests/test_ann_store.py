@@ -199,3 +199,38 @@ def test_int8_codes_round_into_signed_bytes_and_a_zero_query_is_searched() -> No
     assert store.uses_codes
     hits = store.search(np.zeros((1, DIM), dtype=np.float32), 5)[0]
     assert len(hits) == 5 and all(s == 0.0 for _, s in hits)
+
+
+def _advised(path: Path) -> list[bool]:
+    """For each live mapping of ``path`` in this process, whether it is advised MADV_RANDOM (smaps ``rr``)."""
+    found: list[bool] = []
+    current = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:
+            current = len(head) > 5 and head[-1] == str(path)
+        elif current and line.startswith("VmFlags:"):
+            found.append("rr" in head[1:])
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc")
+def test_loaded_stores_map_their_vectors_for_scattered_reads(tmp_path: Path) -> None:
+    """The vectors a search re-scores a few rows at a time are mapped MADV_RANDOM (no read-ahead kept
+    resident); a coded flat store reads its codes through a mapping of its own, unmapped once read."""
+    x = clustered(3000, seed=8)
+    flat = build_store(x, DIM, StoreParams(flat_codes_min_passages=1000))
+    flat.save(tmp_path / "flat")
+    hnsw = build_store(x, DIM, StoreParams(flat_max_passages=1000))
+    hnsw.save(tmp_path / "hnsw")
+    loaded = [
+        load_store(tmp_path / name, DIM, StoreParams(flat_codes_min_passages=1000))
+        for name in ("flat", "hnsw")
+    ]
+    assert isinstance(loaded[0], FaissFlatStore) and loaded[0].uses_codes and isinstance(loaded[1], HnswStore)
+    assert _advised(tmp_path / "flat" / "vectors.npy") == [True]  # the codes' own mapping is gone
+    assert _advised(tmp_path / "hnsw" / F16_FILE) == [True]
+    q = clustered(5, seed=9)
+    for store in loaded:
+        assert recall(flat.search(q, 10), store.search(q, 10)) >= 0.9
+        np.testing.assert_allclose(store.vectors([0, 7, 2999]), x[[0, 7, 2999]], atol=1e-3)
