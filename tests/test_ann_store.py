@@ -234,3 +234,33 @@ def test_loaded_stores_map_their_vectors_for_scattered_reads(tmp_path: Path) -> 
     for store in loaded:
         assert recall(flat.search(q, 10), store.search(q, 10)) >= 0.9
         np.testing.assert_allclose(store.vectors([0, 7, 2999]), x[[0, 7, 2999]], atol=1e-3)
+
+
+def _resident_kb(path: Path) -> int:
+    """What the mappings of ``path`` have resident in this process (smaps ``Rss``), in kB."""
+    total, current = 0, False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()
+        if head and "-" in head[0] and len(head) >= 5:
+            current = len(head) > 5 and head[-1] == str(path)
+        elif current and line.startswith("Rss:"):
+            total += int(head[1])
+    return total
+
+
+@pytest.mark.skipif(not Path("/proc/self/smaps").exists(), reason="needs Linux's /proc")
+def test_a_loaded_hnsw_store_reads_the_rows_it_rescores_without_mapping_them(tmp_path: Path) -> None:
+    x = clustered(4000, seed=10)
+    built = build_store(x, DIM, StoreParams(flat_max_passages=1000))
+    built.save(tmp_path)
+    store = load_store(tmp_path, DIM, StoreParams(flat_max_passages=1000))
+    assert isinstance(store, HnswStore)
+    rows = np.random.default_rng(11).integers(0, len(x), 300)
+    assert np.array_equal(store.vectors(rows.tolist()), built.vectors(rows.tolist()))
+    q = clustered(20, seed=12)
+    assert store.search(q, 10) == built.search(q, 10)
+    assert _resident_kb(tmp_path / F16_FILE) == 0  # read, never mapped in
+    with pytest.raises(IndexError):
+        store.vectors([len(x)])
+    store.add(x[:5])  # rows added after a load are in memory: read from there
+    assert np.array_equal(store.vectors([len(x) + 4]), built.vectors([4]))
