@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import weakref
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from qa.embeddings.encoder import Vectors
-from qa.embeddings.npyio import load_npy
+from qa.embeddings.npyio import PreadArray, load_npy
 
 F16_FILE = "vectors.f16.npy"
 HNSW_FILE = "hnsw.faiss"
@@ -90,33 +89,6 @@ def write_index_atomic(path: Path, index: Any) -> None:
     os.replace(tmp, path)
 
 
-class RowReader:
-    """Rows of a mapped 2-d ``.npy`` file read with ``pread`` into memory of the caller's: a search
-    re-scores about a hundred rows of a file of a million, and read through the mapping each would leave
-    its page and (fault-around) 15 cached neighbours resident in the process, which after a few hundred
-    questions is the whole file (732 MB of fp16 at 1M passages). Holds one descriptor, closed with it."""
-
-    def __init__(self, path: Path, mapped: np.memmap[Any, Any]) -> None:
-        self._fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        weakref.finalize(self, os.close, self._fd)
-        self._offset = int(mapped.offset)
-        self._count, self._dim = (int(n) for n in mapped.shape)
-        self._dtype = mapped.dtype
-        self._row_bytes = self._dim * mapped.dtype.itemsize
-
-    def read(self, rows: npt.NDArray[np.int64]) -> npt.NDArray[Any]:
-        """The rows ``rows`` (non-negative, below the row count), in that order."""
-        out = np.empty((rows.size, self._dim), dtype=self._dtype)
-        view = out.data.cast("B")
-        size = self._row_bytes
-        for i, row in enumerate(rows.tolist()):
-            if not 0 <= row < self._count:
-                raise IndexError(f"row {row} of {self._count}")
-            if os.preadv(self._fd, [view[i * size : (i + 1) * size]], self._offset + row * size) != size:
-                raise OSError(f"short read of row {row}")
-        return out
-
-
 def top_scored(
     rows: npt.NDArray[np.int64], scores: npt.NDArray[np.float32], k: int
 ) -> list[tuple[int, float]]:
@@ -140,7 +112,7 @@ class HnswStore:
         index: Any = None,
         f16: Vectors | None = None,
         threads: int = 1,
-        reader: RowReader | None = None,
+        reader: PreadArray | None = None,
     ) -> None:
         self._dim = dim
         self.params = params
@@ -174,7 +146,7 @@ class HnswStore:
     def vectors(self, rows: Sequence[int]) -> Vectors:
         ids = np.asarray(rows, dtype=np.int64)
         if self._reader is not None:
-            return np.asarray(self._reader.read(ids), dtype=np.float32)
+            return np.asarray(self._reader.rows(ids), dtype=np.float32)
         return np.asarray(self._f16[ids], dtype=np.float32)
 
     def _exact(self, query: Vectors, k: int, rows: npt.NDArray[np.int64] | None) -> list[tuple[int, float]]:
@@ -247,4 +219,4 @@ class HnswStore:
             raise ValueError(
                 f"{directory / HNSW_FILE} holds {index.ntotal} × {index.d}, expected {count} × {dim}"
             )
-        return cls(dim, params, index, f16, threads, RowReader(directory / F16_FILE, f16))
+        return cls(dim, params, index, f16, threads, PreadArray(directory / F16_FILE, f16))

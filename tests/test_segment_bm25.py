@@ -187,7 +187,16 @@ def memory_mapped(array: npt.NDArray[np.generic]) -> bool:
     return False
 
 
-def test_save_and_load_memory_map_and_give_the_same_results(corpus: Rows, tmp_path: Path) -> None:
+@pytest.mark.parametrize("pread", [False, True])
+def test_save_and_load_memory_map_and_give_the_same_results(
+    corpus: Rows, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pread: bool
+) -> None:
+    """Loaded postings are mapped; large ones (``PREAD_AT``: every one here when ``pread``) are read with
+    pread instead, and nothing of their rows and frequencies becomes resident through the map."""
+    import qa.text.segment_bm25 as segment_bm25
+
+    if pread:
+        monkeypatch.setattr(segment_bm25, "PREAD_AT", 0)
     rng = random.Random(8)
     pieces = [Postings.build(piece) for piece in split(corpus, rng, 5)]
     masks = [None, np.arange(len(pieces[1])) % 3 > 0, None, np.zeros(len(pieces[3]), dtype=bool), None]
@@ -195,7 +204,8 @@ def test_save_and_load_memory_map_and_give_the_same_results(corpus: Rows, tmp_pa
         postings.save(tmp_path / str(i))
     loaded = [Postings.load(tmp_path / str(i)) for i in range(len(pieces))]
     for before, after in zip(pieces, loaded, strict=True):
-        assert all(map(memory_mapped, [after.lengths, *after.postings(0)]))
+        assert memory_mapped(after.lengths)
+        assert all(memory_mapped(a) is not pread for a in after.postings(0))
         assert len(after) == len(before) and after.vocabulary() == before.vocabulary()
         for term, token in enumerate(before.vocabulary()):
             assert after.term_id(token) == term
@@ -206,6 +216,15 @@ def test_save_and_load_memory_map_and_give_the_same_results(corpus: Rows, tmp_pa
     for query in make_queries(rng, 100):
         np.testing.assert_array_equal(mapped.scores(query), built.scores(query))
         assert mapped.search(query, 10) == built.search(query, 10)
+    if pread and Path("/proc/self/smaps").exists():
+        from tests.test_ann_store import _resident_kb
+
+        for i in range(len(pieces)):
+            assert (
+                _resident_kb(tmp_path / str(i) / "rows.npy")
+                == _resident_kb(tmp_path / str(i) / "tf.npy")
+                == 0
+            )
 
 
 def test_empty_segment_round_trips(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
-from qa.embeddings.npyio import load_npy
+from qa.embeddings.npyio import PreadArray, load_npy
 from qa.text import terms as _terms
 from qa.text.terms import encode_term
 
@@ -34,6 +34,7 @@ Mask = npt.NDArray[np.bool_]
 Numbers = npt.NDArray[np.int64]  # global rows
 
 # The files of a saved segment (name.npy) and their dtypes; all are one-dimensional.
+PREAD_AT = 1 << 20  # postings this large are read with pread (PreadArray), smaller ones through the map
 _DTYPES = {
     "indptr": np.dtype(np.int64),  # term t's postings are rows[indptr[t]:indptr[t + 1]]
     "rows": np.dtype(np.int32),  # ascending within a term
@@ -78,6 +79,8 @@ class Postings:
         self._hashes = term_hashes
         self._terms = terms
         self._offsets = term_offsets
+        # A loaded segment's postings, read with pread (see PreadArray): (rows, tf), else None.
+        self._read: tuple[PreadArray, PreadArray] | None = None
 
     @classmethod
     def build(cls, token_lists: Sequence[Sequence[str]]) -> Postings:
@@ -156,6 +159,7 @@ class Postings:
         if missing:
             raise ValueError(f"BM25 segment {directory} lacks {', '.join(missing)}")
         arrays: dict[str, npt.NDArray[np.generic]] = {}
+        readers: dict[str, PreadArray] = {}
         for name, dtype in _DTYPES.items():
             path = directory / f"{name}.npy"
             try:
@@ -166,10 +170,14 @@ class Postings:
                 raise ValueError(
                     f"BM25 segment file {path} holds a {array.ndim}-d {array.dtype} array, not 1-d {dtype}"
                 )
+            if name in ("rows", "tf") and isinstance(array, np.memmap) and array.nbytes >= PREAD_AT:
+                readers[name] = PreadArray(path, array)
             # A plain view of the map: np.memmap's own indexing costs a microsecond per lookup.
             arrays[name] = np.asarray(array)
         postings = cls(**arrays)  # type: ignore[arg-type]  # the dtypes were checked above
         postings._check(directory)
+        if len(readers) == 2:
+            postings._read = (readers["rows"], readers["tf"])
         return postings
 
     def _check(self, directory: Path) -> None:
@@ -208,6 +216,9 @@ class Postings:
     def postings(self, term_id: int) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32]]:
         """The rows holding the term, ascending, and how often each holds it."""
         start, end = self._indptr[term_id : term_id + 2].tolist()
+        if self._read is not None:
+            rows, tf = self._read
+            return rows.range(start, end), tf.range(start, end)
         return self._rows[start:end], self._tf[start:end]
 
     def vocabulary(self, live: Mask | None = None) -> list[str]:
