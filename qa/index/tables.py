@@ -535,12 +535,9 @@ class Tables:
             )
         return counts, in_sentence, in_passage
 
-    def pair_count(self, pair: str) -> int:
-        """In how many of the segment's rows (dead ones too) the character pair occurs."""
-        return int(self.pair_counts([pair])[0])
-
     def pair_counts(self, pairs: Sequence[str]) -> Array:
-        """``pair_count`` of each of ``pairs``, in one binary search of the stored pairs (int64)."""
+        """In how many of the segment's rows (dead ones too) each of ``pairs`` occurs, in one binary
+        search of the stored pairs (int64)."""
         stored = self._a["pairs"]
         out = np.zeros(len(pairs), dtype=np.int64)
         two = [i for i, pair in enumerate(pairs) if len(pair) == 2]  # a longer string would be cut to two

@@ -117,14 +117,11 @@ class CorpusPairs:
         )
 
     def __contains__(self, pair: str) -> bool:
-        return bool(self.holding([pair])[0])
+        return self.count(pair) > 0
 
     def holding(self, pairs: Sequence[str]) -> list[bool]:
         """Whether some live passage holds each of ``pairs`` (one lookup per segment for them all)."""
-        held = np.zeros(len(pairs), dtype=bool)
-        for live in self._live:
-            held |= live.live_counts(pairs) > 0
-        return [bool(h) for h in held]
+        return [n > 0 for n in self.counts(pairs)]
 
     def count(self, pair: str) -> int:
         """In how many live passages the pair occurs."""
