@@ -79,22 +79,15 @@ def test_stored_titles_and_their_tokens_are_the_articles_and_jieba_s(
             index.title_tokens["no-such-doc"]
 
 
-def test_stored_title_tokens_rank_as_tokenising_each_question_did(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    stored = [engine.ask(q) for q in QUESTIONS]
-    monkeypatch.setattr(
-        Reranker,
-        "_title_tokens",
-        lambda self, doc_id: frozenset(self.tokenizer.tokens(self.index.articles[doc_id].title)),
-    )
-    engine.reload()
-    assert [engine.ask(q) for q in QUESTIONS] == stored
+def _share(present: frozenset[str], terms: dict[str, float]) -> float:
+    """The IDF-weighted share of ``terms`` that ``present`` holds, summed in the terms' order."""
+    total = sum(terms.values())
+    return sum(w for t, w in terms.items() if t in present) / total if total else 0.0
 
 
 class _Tokenised:
     """The reranker's coverage as it was computed before the stored ids: jieba's token set of every
-    sentence and of every passage as strings, and the share summed over them (``Reranker._share``)."""
+    sentence, of every passage and of every title as strings, and the share summed over them."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -102,19 +95,26 @@ class _Tokenised:
     def best(self, row: int, terms: dict[str, float]) -> tuple[float, int]:
         best, at = 0.0, 0
         for i, present in enumerate(_jieba_sentences(self.engine, self.engine.index.chunks[row].text)):
-            share = Reranker._share(present, terms)
+            share = _share(present, terms)
             if share > best:
                 best, at = share, i
         return best, at
 
-    def passage(self, row: int, terms: dict[str, float], also: frozenset[str] = frozenset()) -> float:
+    def _title(self, row: int) -> frozenset[str]:
+        index = self.engine.index
+        return frozenset(self.engine.tokenizer.tokens(index.articles[index.chunks[row].doc_id].title))
+
+    def passage(self, row: int, terms: dict[str, float], *, with_title: bool = False) -> float:
         index = self.engine.index
         chunk = index.chunks[row]
         words = self.engine.tokenizer.tokens(passage_text(chunk, index.articles[chunk.doc_id].title))
-        return Reranker._share(frozenset(words) | also, terms)
+        return _share(frozenset(words) | (self._title(row) if with_title else frozenset()), terms)
+
+    def title(self, row: int, terms: dict[str, float]) -> float:
+        return _share(self._title(row), terms)
 
 
-def test_stored_sentence_tokens_rank_as_tokenising_each_question_did(
+def test_stored_sentence_and_title_tokens_rank_as_tokenising_each_question_did(
     engine: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stored = [engine.ask(q) for q in QUESTIONS]
@@ -149,15 +149,21 @@ def test_coverage_from_stored_ids_is_the_share_of_the_token_sets(
     for trial in range(40):
         words = [str(w) for w in rng.choice(vocabulary, size=int(rng.integers(1, 12)), replace=False)]
         words += ["从未出现的词", "#龘龘"][: trial % 3]
+        if trial % 2:  # words of titles, which the passages need not hold
+            words += sorted({t for row in rows[::7] for t in reference._title(row)} - set(words))[
+                trial % 5 :: 9
+            ]
         terms = {w: float(rng.uniform(0.1, 9.0)) for w in words}
         other = {w: float(rng.uniform(0.1, 9.0)) for w in words[::2]}
         held = reranker._covering(rows, [terms, other, {}])
-        title = frozenset(words[:1]) if trial % 2 else frozenset()
         for row in rows:
             for t in (terms, other):
                 assert held.best(row, t) == reference.best(row, t), (row, t)
-                assert held.passage(row, t, title) == reference.passage(row, t, title), (row, t)
-            assert held.best(row, {}) == (0.0, 0) and held.passage(row, {}) == 0.0
+                for titled in (False, True):
+                    got = held.passage(row, t, with_title=titled)
+                    assert got == reference.passage(row, t, with_title=titled), (row, t, titled)
+                assert held.title(row, t) == reference.title(row, t), (row, t)
+            assert held.best(row, {}) == (0.0, 0) and held.passage(row, {}) == held.title(row, {}) == 0.0
 
 
 def test_a_word_is_found_by_its_hash_and_confirmed_by_its_bytes(engine: Engine) -> None:

@@ -74,14 +74,16 @@ def read_segment_tables(index_dir: Path, ref: SegmentRef, *, verify: bool) -> Se
 
 @dataclass(frozen=True)
 class Presence:
-    """Which words (columns, in the order asked) the sentences and the whole passages of some rows hold:
-    the sentences of ``row`` are rows ``sentence_bounds[at[row]]`` to ``sentence_bounds[at[row] + 1]``
-    of ``sentences``, its passage row ``passages[at[row]]``."""
+    """Which words (columns, in the order asked) the sentences and the whole passages of some rows hold,
+    and the titles of their articles: the sentences of ``row`` are rows ``sentence_bounds[at[row]]`` to
+    ``sentence_bounds[at[row] + 1]`` of ``sentences``, its passage row ``passages[at[row]]``, its
+    article's title row ``titles[at[row]]``."""
 
     at: dict[int, int]
     sentence_bounds: list[int]
     sentences: npt.NDArray[np.bool_]
     passages: npt.NDArray[np.bool_]
+    titles: npt.NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
@@ -242,6 +244,7 @@ class Assembled:
         self.title_tokens: Mapping[str, Sequence[str]] = _Articles(self, Tables.title_tokens)
         self.chunks: Sequence[Chunk] = _RowView(self, lambda t, r: t.chunk(r))
         self.tokens: Sequence[Sequence[str]] = _RowView(self, Tables.tokens)
+        self.sections: Sequence[Section] = _RowView(self, Tables.section)
         self.sentences: Sequence[tuple[frozenset[str], ...]] = _RowView(self, Tables.sentences)
         self.rows_by_doc: Mapping[str, Sequence[int]] = _RowsByDoc(self)
 
@@ -307,9 +310,9 @@ class Assembled:
         return SnapshotRows(self.chunks, self.hashes, self.tokens, self.segments)
 
     def presence(self, rows: Sequence[int], words: Sequence[str]) -> Presence:
-        """Which of ``words`` (distinct) each sentence and each passage of ``rows`` (distinct) holds, by
-        the tokens the build stored, segment by segment: each word is looked up once per segment,
-        nothing is decoded."""
+        """Which of ``words`` (distinct) each sentence and each passage of ``rows`` (distinct) and the title
+        of each one's article holds, by the tokens the build stored, segment by segment: each word is
+        looked up once per segment, nothing is decoded."""
         encoded = [encode_term(w) for w in words]
         hashes = np.fromiter(map(term_hash, encoded), dtype=np.uint64, count=len(encoded))
         by_part: dict[int, list[tuple[int, int]]] = {}
@@ -320,12 +323,16 @@ class Assembled:
         counts = np.zeros(len(rows), dtype=np.int64)
         pieces: list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]] = []
         passages = np.zeros((len(rows), len(words)), dtype=np.bool_)
+        titles = np.zeros((len(rows), len(words)), dtype=np.bool_)
         for key, members in by_part.items():
             tables = parts[key].tables.tables
             at = np.array([i for i, _ in members], dtype=np.int64)
             stored = np.array([r for _, r in members], dtype=np.int64)
-            held, in_sentence, in_passage = tables.presence(stored, tables.word_ids(encoded, hashes))
+            held, in_sentence, in_passage, in_title = tables.presence(
+                stored, tables.word_ids(encoded, hashes)
+            )
             passages[at] = in_passage
+            titles[at] = in_title
             counts[at] = held
             pieces.append((at, held, in_sentence))
         # The sentences in the order of ``rows``: each part's block of rows moved to where they go.
@@ -334,7 +341,7 @@ class Assembled:
         sentences = np.zeros((int(bounds[-1]), len(words)), dtype=np.bool_)
         for at, held, in_sentence in pieces:
             sentences[ranges(bounds[at], bounds[at] + held)] = in_sentence
-        return Presence({row: i for i, row in enumerate(rows)}, bounds.tolist(), sentences, passages)
+        return Presence({row: i for i, row in enumerate(rows)}, bounds.tolist(), sentences, passages, titles)
 
     def mask(
         self, doc_ids: Iterable[str] | None, date_from: str | None, date_to: str | None
@@ -401,6 +408,11 @@ class SearchIndex:
     def title_tokens(self) -> Mapping[str, Sequence[str]]:
         """The BM25 tokens of an article's title, as the build's tokenizer made them."""
         return self.snapshot.title_tokens
+
+    @property
+    def sections(self) -> Sequence[Section]:
+        """Each row's section, read without its chunk."""
+        return self.snapshot.sections
 
     @property
     def chunks(self) -> Sequence[Chunk]:

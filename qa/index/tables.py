@@ -455,6 +455,10 @@ class Tables:
         """The article of every row (the mapped array)."""
         return self._a["row_article"]
 
+    def section(self, row: int) -> Section:
+        """The row's section, read without its chunk (whose text comes from the article's record)."""
+        return SECTIONS[int(self._a["row_section"][row])]
+
     def _chunk(self, row: int) -> Chunk:
         a = self._a
         article, _ = self.article(int(a["row_article"][row]))
@@ -512,11 +516,11 @@ class Tables:
         offsets = self._a["vocab_offsets"]
         return bytes(self._a["vocab"][int(offsets[i]) : int(offsets[i + 1])])
 
-    def presence(self, rows: Array, ids: Array) -> tuple[Array, Array, Array]:
+    def presence(self, rows: Array, ids: Array) -> tuple[Array, Array, Array, Array]:
         """Which of the words ``ids`` (one a column; -1: a word the segment lacks, never present) each
-        sentence and each whole passage of ``rows`` holds, read off the stored ids in a few vectorised
-        passes: (how many sentences each row has, sentences × words, rows × words), the sentences of the
-        rows in turn."""
+        sentence and each whole passage of ``rows`` holds, and the title of each row's article, read off
+        the stored ids in a few vectorised passes: (how many sentences each row has, sentences × words,
+        rows × words, rows × words for the titles), the sentences of the rows in turn."""
         a = self._a
         rows = np.asarray(rows, dtype=np.int64)
         columns = np.flatnonzero(ids >= 0)
@@ -527,13 +531,17 @@ class Tables:
         sentences = ranges(first, end)
         in_sentence = np.zeros((sentences.size, ids.size), dtype=np.bool_)
         in_passage = np.zeros((rows.size, ids.size), dtype=np.bool_)
+        in_title = np.zeros((rows.size, ids.size), dtype=np.bool_)
         if wanted.size:
             bounds = a["sentence_tokens"]
             _mark(in_sentence, a["sentence_ids"], bounds[sentences], bounds[sentences + 1], wanted, columns)
             _mark(
                 in_passage, a["token_ids"], a["token_rows"][rows], a["token_rows"][rows + 1], wanted, columns
             )
-        return counts, in_sentence, in_passage
+            articles = a["row_article"][rows]
+            titles = a["title_tokens"]
+            _mark(in_title, a["title_ids"], titles[articles], titles[articles + 1], wanted, columns)
+        return counts, in_sentence, in_passage, in_title
 
     def pair_counts(self, pairs: Sequence[str]) -> Array:
         """In how many of the segment's rows (dead ones too) each of ``pairs`` occurs, in one binary

@@ -120,9 +120,9 @@ class HybridSearcher:
         best_bm25 = max((score for _, score in lexical[0]), default=0.0)
         bm25 = {row: score / best_bm25 for row, score in lexical[0]} if best_bm25 > 0 else {}
         candidates = []
+        sections = self.index.sections  # not the chunks: most of the fused rows go no further
         for row, cosine in zip(rows, cosines, strict=True):
-            chunk = self.index.chunks[row]
-            score = fused[row] * (s.related_penalty if chunk.section is Section.RELATED else 1.0)
+            score = fused[row] * (s.related_penalty if sections[row] is Section.RELATED else 1.0)
             cand = Candidate(
                 row, score, float(cosine), dense_rank.get(row), lexical_rank.get(row), bm25.get(row, 0.0)
             )
@@ -143,8 +143,9 @@ class HybridSearcher:
         candidates = []
         for rank, hit in enumerate(fused):
             cosine = hit.vector @ vectors[0]
-            chunk = self.index.chunks[hit.row]
-            score = hit.score * (s.related_penalty if chunk.section is Section.RELATED else 1.0)
+            score = hit.score * (
+                s.related_penalty if self.index.sections[hit.row] is Section.RELATED else 1.0
+            )
             candidates.append(Candidate(hit.row, score, float(cosine), why=[f"engine hybrid #{rank + 1}"]))
         candidates.sort(key=lambda c: -c.score)
         return candidates[:limit]

@@ -224,7 +224,7 @@ class LinearRanker:
 
 class _Coverage:
     """A term set's share (IDF-weighted) held by each sentence and each passage of some rows, from one
-    ``Presence`` read; sums run over the terms in their order, as ``Reranker._share`` adds them."""
+    ``Presence`` read; sums run over the terms in their order."""
 
     def __init__(self, held: Presence, words: list[str]) -> None:
         self._held = held
@@ -260,13 +260,23 @@ class _Coverage:
                 best, where = shares[i], i - first
         return best, where
 
-    def passage(self, row: int, terms: dict[str, float], also: frozenset[str] = frozenset()) -> float:
-        """The whole passage's share of the terms, counting those of ``also`` (its title's) as held."""
+    def passage(self, row: int, terms: dict[str, float], *, with_title: bool = False) -> float:
+        """The whole passage's share of the terms, counting those of its article's title as held too
+        when ``with_title``."""
         total = sum(terms.values())
         if not total:
             return 0.0
-        held = self._held.passages[self._held.at[row]]
-        return sum(w for t, w in terms.items() if held[self._column[t]] or t in also) / total
+        at = self._held.at[row]
+        held = self._held.passages[at] | self._held.titles[at] if with_title else self._held.passages[at]
+        return sum(w for t, w in terms.items() if held[self._column[t]]) / total
+
+    def title(self, row: int, terms: dict[str, float]) -> float:
+        """The share of the terms the title of the row's article holds."""
+        total = sum(terms.values())
+        if not total:
+            return 0.0
+        held = self._held.titles[self._held.at[row]]
+        return sum(w for t, w in terms.items() if held[self._column[t]]) / total
 
 
 class PassageTags:
@@ -305,7 +315,6 @@ class Reranker:
         self.ranker = ranker
         self.tags = tags if tags is not None and tags.tokenizer is tokenizer else PassageTags(tokenizer)
         self._sentence_texts = lru_cache(maxsize=32768)(self._split_sentences)
-        self._titles = lru_cache(maxsize=16384)(self._title_tokens)
         self._idf = lru_cache(maxsize=65536)(self._token_idf)
 
     def _token_idf(self, token: str) -> float:
@@ -318,16 +327,8 @@ class Reranker:
         words = list(dict.fromkeys(t for terms in term_sets for t in terms))
         return _Coverage(self.index.presence(list(dict.fromkeys(rows)), words), words)
 
-    @staticmethod
-    def _share(present: frozenset[str], terms: dict[str, float]) -> float:
-        total = sum(terms.values())
-        return sum(w for t, w in terms.items() if t in present) / total if total else 0.0
-
     def _split_sentences(self, row: int) -> tuple[str, ...]:
         return tuple(SENTENCE.findall(self.index.chunks[row].text))
-
-    def _title_tokens(self, doc_id: str) -> frozenset[str]:
-        return frozenset(self.index.title_tokens[doc_id])
 
     def _entities(self, row: int) -> tuple[frozenset[str], frozenset[str]]:
         """The people and the places named in the passage ``row``."""
@@ -486,7 +487,7 @@ class Reranker:
                 cov,
                 held.passage(cand.row, terms),
                 near_cov,
-                self._share(self._titles(chunk.doc_id), terms),
+                held.title(cand.row, terms),
                 float(typed),
                 float(near),
                 f_cov,
@@ -494,7 +495,7 @@ class Reranker:
                 float(f_type),
                 float(beside),
                 present,
-                held.passage(cand.row, earlier, self._titles(chunk.doc_id)) if earlier else 0.0,
+                held.passage(cand.row, earlier, with_title=True) if earlier else 0.0,
                 float(chunk.section is Section.RELATED),
                 float(at == 0),
                 min(1.0, votes[chunk.doc_id] / 5),
