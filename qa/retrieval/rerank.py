@@ -336,9 +336,17 @@ class Reranker:
 
     def type_match(self, row: int, kind: AnswerType, question: str, text: str | None = None) -> bool:
         """Whether the passage (or ``text``, a part of it) holds an answer of the kind asked for that the
-        question does not already name: any number or date mark, or a name of the passage's."""
+        question does not already name: any number or date mark, or a name of the passage's. Whether
+        ``_spans`` finds any, stopping at the first."""
         folded = fold(self.index.chunks[row].text if text is None else text)
-        return bool(self._spans(row, kind, question, folded, _NUMBER, _DATE))
+        asked = fold(question)
+        if kind in (AnswerType.NUMBER, AnswerType.DATE):
+            pattern = _NUMBER if kind is AnswerType.NUMBER else _DATE
+            return any(m.group().strip() and fold(m.group()) not in asked for m in pattern.finditer(folded))
+        people, places = self._entities(row)
+        return any(
+            name not in asked and name in folded for name in (people if kind is AnswerType.PERSON else places)
+        )
 
     def adjacent(self, row: int, kind: AnswerType, question: str, words: Sequence[str]) -> bool:
         """Whether an answer of the kind asked for stands within ``ADJACENT`` characters of a word of what
@@ -458,8 +466,11 @@ class Reranker:
                 if typed:
                     near = self.type_match(cand.row, kind, question, "".join(sentences[best : best + 2]))
             f_cov, f_at = held.best(cand.row, focus_terms)
-            f_chars = (
-                max((len(focus_chars & set(fold(s))) / len(focus_chars) for s in sentences), default=0.0)
+            f_chars = (  # the share of the focus's characters the best sentence holds
+                max(
+                    (sum(c in f for c in focus_chars) / len(focus_chars) for f in map(fold, sentences)),
+                    default=0.0,
+                )
                 if focus_chars
                 else 0.0
             )
@@ -474,9 +485,12 @@ class Reranker:
                 unit = self._measured(measure, fold(chunk.text), folded)
                 if unit:
                     unit_near = self._measured(measure, fold("".join(sentences[f_at : f_at + 2])), folded)
-            context = fold(self.index.titles[chunk.doc_id] + chunk.text)
             names = query.entities
-            present = sum(any(n in context for n in group) for group in names) / len(names) if names else 1.0
+            if names:
+                context = fold(self.index.titles[chunk.doc_id] + chunk.text)
+                present = sum(any(n in context for n in group) for group in names) / len(names)
+            else:
+                present = 1.0
             out[i] = (
                 cand.score / top if top > 0 else 0.0,
                 cand.dense_score,
