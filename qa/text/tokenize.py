@@ -12,6 +12,7 @@ import re
 import threading
 import warnings
 from collections.abc import Iterable
+from functools import lru_cache
 from pathlib import Path
 
 with warnings.catch_warnings():
@@ -130,6 +131,10 @@ STOPWORDS = frozenset(
         "from",
     ]
 )
+# Texts this short (a question, its clauses and focus) have their words cached: a question's are asked
+# for many times over (its tokens, entities, focus, the words beside its question word, per candidate).
+SHORT_TEXT = 160
+SHORT_TEXTS_CACHED = 4096
 BUNDLED_USERDICT = Path(__file__).resolve().parent.parent / "data" / "userdict.txt"
 ENTITY_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz"})
 GENERIC_ENTITIES = frozenset(
@@ -184,6 +189,7 @@ class ChineseTokenizer:
         self._userdict = userdict
         self._ready = False
         self._pos: POSTokenizer | None = None
+        self._short_words = lru_cache(maxsize=SHORT_TEXTS_CACHED)(self._words_of)
 
     def _init(self) -> None:
         with self._lock:
@@ -202,7 +208,13 @@ class ChineseTokenizer:
         """jieba words of the folded text (no stopword removal)."""
         if not self._ready:
             self._init()
-        return [w for w in self._jieba.lcut(fold(text)) if w.strip()]
+        folded = fold(text)
+        if len(folded) <= SHORT_TEXT:
+            return list(self._short_words(folded))
+        return list(self._words_of(folded))
+
+    def _words_of(self, folded: str) -> tuple[str, ...]:
+        return tuple(w for w in self._jieba.lcut(folded) if w.strip())
 
     def known(self, word: str) -> bool:
         """Whether jieba's dictionary holds the word: a real word, not a fragment its HMM glued together
