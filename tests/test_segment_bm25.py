@@ -351,3 +351,26 @@ def test_terms_sharing_a_hash_are_told_apart(
     lexical = LexicalIndex.build(corpus)
     for query in make_queries(random.Random(10), 50):
         np.testing.assert_allclose(index.scores(query), lexical.scores(query), rtol=1e-5)
+
+
+@pytest.mark.parametrize("budget", [0, 2_000, 1 << 30])
+def test_cached_shares_score_as_fresh_ones_within_their_byte_budget(
+    corpus: Rows, monkeypatch: pytest.MonkeyPatch, budget: int
+) -> None:
+    """Whatever the cache holds (nothing, a few tokens evicted in turn, everything), the scores are
+    those of an index asked each query once, and the cache never holds more bytes than allowed."""
+    import qa.text.segment_bm25 as module
+
+    pieces = split(corpus, random.Random(3), 5)
+    queries = make_queries(random.Random(4), 120)
+    fresh = [segmented(pieces).scores(query) for query in queries]
+    monkeypatch.setattr(module, "SHARES_CACHE_BYTES", budget)
+    index = segmented(pieces)
+    for _ in range(2):
+        for query, want in zip(queries, fresh, strict=True):
+            np.testing.assert_array_equal(index.scores(query), want)
+            held = sum(map(module._entry_bytes, index._cached.values()))
+            assert held == index._cached_bytes <= budget
+    assert (len(index._cached) == 0) is (budget == 0)
+    if budget == 2_000:
+        assert 0 < len(index._cached) < len({t for q in queries for t in q})  # some evicted

@@ -15,6 +15,8 @@ bm25s's default ("lucene") BM25, float for float, so scores equal ``LexicalIndex
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -35,6 +37,10 @@ Numbers = npt.NDArray[np.int64]  # global rows
 
 # The files of a saved segment (name.npy) and their dtypes; all are one-dimensional.
 PREAD_AT = 1 << 20  # postings this large are read with pread (PreadArray), smaller ones through the map
+# A token's rows and score shares are kept for the next question that asks for it, up to this many
+# bytes in all (least recently used first out): distinct questions share their common words, and those
+# have the longest postings (two thirds of the postings 600 distinct questions read at 75k passages).
+SHARES_CACHE_BYTES = 32 << 20
 _DTYPES = {
     "indptr": np.dtype(np.int64),  # term t's postings are rows[indptr[t]:indptr[t + 1]]
     "rows": np.dtype(np.int32),  # ascending within a term
@@ -252,6 +258,15 @@ def _checked_live(postings: Postings, live: Mask | None) -> Mask | None:
     return None if live.all() else live
 
 
+def _entry_bytes(shares: tuple[Numbers, npt.NDArray[np.float32]]) -> int:
+    """What a cached token costs: its two arrays and the entry itself (so that the tokens no row holds,
+    whose arrays are empty, count too)."""
+    return shares[0].nbytes + shares[1].nbytes + _ENTRY_OVERHEAD
+
+
+_ENTRY_OVERHEAD = 256
+
+
 class SegmentedBM25:
     """Corpus-wide BM25 over segments; global rows number the live rows of segment 0, then 1, and so on.
 
@@ -276,6 +291,9 @@ class SegmentedBM25:
             base += live_lengths.size
         # Questions, their reranking and their grounding ask the same terms' frequencies over and over.
         self._frequencies = lru_cache(maxsize=65536)(self._document_frequency)
+        self._cached: OrderedDict[str, tuple[Numbers, npt.NDArray[np.float32]]] = OrderedDict()
+        self._cached_bytes = 0
+        self._cache_lock = threading.Lock()
         # Global rows' lengths, then the sink's: 1 keeps its norm finite.
         row_lengths = np.concatenate([*lengths, np.ones(1, dtype=np.int32)])
         avgdl = float(row_lengths[:-1].sum(dtype=np.int64)) / self._size if self._size else 1.0
@@ -334,7 +352,27 @@ class SegmentedBM25:
         return list(terms)
 
     def _shares(self, token: str) -> tuple[Numbers, npt.NDArray[np.float32]]:
-        """The global rows holding the token and its share of their scores."""
+        """The global rows holding the token and its share of their scores (read-only arrays, cached up
+        to ``SHARES_CACHE_BYTES``: the segments and their masks never change)."""
+        with self._cache_lock:
+            found = self._cached.get(token)
+            if found is not None:
+                self._cached.move_to_end(token)
+                return found
+        found = self._computed_shares(token)
+        for array in found:
+            array.setflags(write=False)
+        size = _entry_bytes(found)
+        if size <= SHARES_CACHE_BYTES:
+            with self._cache_lock:
+                if token not in self._cached:
+                    self._cached[token] = found
+                    self._cached_bytes += size
+                while self._cached_bytes > SHARES_CACHE_BYTES:
+                    self._cached_bytes -= _entry_bytes(self._cached.popitem(last=False)[1])
+        return found
+
+    def _computed_shares(self, token: str) -> tuple[Numbers, npt.NDArray[np.float32]]:
         rows, tf, df = self._postings(token)
         if not df:
             return rows[:0], np.zeros(0, dtype=np.float32)
