@@ -2,7 +2,7 @@
 
 jieba cuts a run of Chinese by building a DAG of every dictionary word that starts at each character
 (``get_DAG``) and taking the most probable route through it (``calc``), both in Python: about a third
-of tagging a candidate passage (the decoder of unknown runs is another third) and most of tokenising
+of tagging a candidate passage (the decoder of unknown runs is another third) and over half of tokenising
 one. ``Tokenizer`` overrides the two public methods with loops that look each fragment up once
 and compare (score, end) pairs as they come instead of building them for ``max``: the same
 floating-point sums in the same order, the same choice between routes (``max`` over (score, end)
