@@ -22,7 +22,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import lru_cache
@@ -263,19 +263,19 @@ class _Coverage:
     def passage(self, row: int, terms: dict[str, float], *, with_title: bool = False) -> float:
         """The whole passage's share of the terms, counting those of its article's title as held too
         when ``with_title``."""
-        total = sum(terms.values())
-        if not total:
-            return 0.0
         at = self._held.at[row]
         held = self._held.passages[at] | self._held.titles[at] if with_title else self._held.passages[at]
-        return sum(w for t, w in terms.items() if held[self._column[t]]) / total
+        return self._share(held, terms)
 
     def title(self, row: int, terms: dict[str, float]) -> float:
         """The share of the terms the title of the row's article holds."""
+        return self._share(self._held.titles[self._held.at[row]], terms)
+
+    def _share(self, held: npt.NDArray[np.bool_], terms: dict[str, float]) -> float:
+        """The terms' share (their weights over all of theirs) of those a row of ``held`` marks."""
         total = sum(terms.values())
         if not total:
             return 0.0
-        held = self._held.titles[self._held.at[row]]
         return sum(w for t, w in terms.items() if held[self._column[t]]) / total
 
 
@@ -336,23 +336,16 @@ class Reranker:
 
     def type_match(self, row: int, kind: AnswerType, question: str, text: str | None = None) -> bool:
         """Whether the passage (or ``text``, a part of it) holds an answer of the kind asked for that the
-        question does not already name: any number or date mark, or a name of the passage's. Whether
-        ``_spans`` finds any, stopping at the first."""
+        question does not already name: any number or date mark, or a name of the passage's (the search
+        stops at the first)."""
         folded = fold(self.index.chunks[row].text if text is None else text)
-        asked = fold(question)
-        if kind in (AnswerType.NUMBER, AnswerType.DATE):
-            pattern = _NUMBER if kind is AnswerType.NUMBER else _DATE
-            return any(m.group().strip() and fold(m.group()) not in asked for m in pattern.finditer(folded))
-        people, places = self._entities(row)
-        return any(
-            name not in asked and name in folded for name in (people if kind is AnswerType.PERSON else places)
-        )
+        return next(self._spans(row, kind, question, folded, _NUMBER, _DATE), None) is not None
 
     def adjacent(self, row: int, kind: AnswerType, question: str, words: Sequence[str]) -> bool:
         """Whether an answer of the kind asked for stands within ``ADJACENT`` characters of a word of what
         is asked ("党委书记刘宁", "乌贼重135公斤", "罚款1900元")."""
         text = fold(self.index.chunks[row].text)
-        spans = self._spans(row, kind, question, text, _NUMBER, _DATE)  # any number or date mark
+        spans = list(self._spans(row, kind, question, text, _NUMBER, _DATE))  # any number or date mark
         if not spans:
             return False
         for word in words:
@@ -364,7 +357,7 @@ class Reranker:
     def _typed_spans(self, row: int, kind: AnswerType, question: str, text: str) -> list[tuple[int, int]]:
         """Answers of the kind asked for in ``text`` (the raw passage), whole (a number with its unit),
         which the question does not name: what an answer span may be."""
-        return self._spans(row, kind, question, text, _NUMBER_SPAN, _DATE_SPAN)
+        return list(self._spans(row, kind, question, text, _NUMBER_SPAN, _DATE_SPAN))
 
     def _spans(
         self,
@@ -374,19 +367,22 @@ class Reranker:
         text: str,
         number: re.Pattern[str],
         date: re.Pattern[str],
-    ) -> list[tuple[int, int]]:
+    ) -> Iterator[tuple[int, int]]:
+        """Where in ``text`` answers of the kind asked for stand that the question does not name, in
+        order, found as they are asked for (whoever needs only the first stops there)."""
         asked = fold(question)
         if kind in (AnswerType.NUMBER, AnswerType.DATE):
             pattern = number if kind is AnswerType.NUMBER else date
-            return [
+            return (
                 m.span() for m in pattern.finditer(text) if m.group().strip() and fold(m.group()) not in asked
-            ]
+            )
         people, places = self._entities(row)
-        spans = []
-        for name in people if kind is AnswerType.PERSON else places:
-            if name not in asked:
-                spans += [m.span() for m in re.finditer(re.escape(name), text)]
-        return spans
+        return (
+            m.span()
+            for name in (people if kind is AnswerType.PERSON else places)
+            if name not in asked
+            for m in re.finditer(re.escape(name), text)
+        )
 
     def key_sentence(self, query: Query, row: int) -> KeySentence:
         """The sentence that holds what is asked: the characters of the question's focus, and an answer of
