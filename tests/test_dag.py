@@ -25,16 +25,20 @@ def _lines() -> list[str]:
     return [line for text in seed_texts() for line in text.splitlines() if line.strip()]
 
 
+def _assert_same_graph_and_route(theirs: jieba.Tokenizer, ours: Tokenizer, text: str) -> None:
+    dag = theirs.get_DAG(text)
+    assert ours.get_DAG(text) == dag, text
+    route_theirs: dict[int, tuple[float, int]] = {}
+    route_ours: dict[int, tuple[float, int]] = {}
+    theirs.calc(text, dag, route_theirs)
+    ours.calc(text, dag, route_ours)
+    assert route_ours == route_theirs, text  # the same floats, not merely close ones
+
+
 def test_graph_route_and_cuts_equal_jiebas_on_the_seeds() -> None:
     theirs, ours = _pair()
     for line in _lines():
-        dag = theirs.get_DAG(line)
-        assert ours.get_DAG(line) == dag, line
-        route_theirs: dict[int, tuple[float, int]] = {}
-        route_ours: dict[int, tuple[float, int]] = {}
-        theirs.calc(line, dag, route_theirs)
-        ours.calc(line, dag, route_ours)
-        assert route_ours == route_theirs, line  # the same floats, not merely close ones
+        _assert_same_graph_and_route(theirs, ours, line)
         for hmm in (True, False):
             assert ours.lcut(line, HMM=hmm) == theirs.lcut(line, HMM=hmm), line
         assert ours.lcut_for_search(line) == theirs.lcut_for_search(line), line
@@ -47,14 +51,9 @@ def test_graph_and_route_equal_jiebas_on_random_text(seed: int) -> None:
     rng = random.Random(seed)
     alphabet = sorted({c for line in _lines() for c in line})
     for _ in range(300):
-        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
-        dag = theirs.get_DAG(text)
-        assert ours.get_DAG(text) == dag, text
-        a: dict[int, tuple[float, int]] = {}
-        b: dict[int, tuple[float, int]] = {}
-        theirs.calc(text, dag, a)
-        ours.calc(text, dag, b)
-        assert a == b, text
+        _assert_same_graph_and_route(
+            theirs, ours, "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        )
 
 
 def test_tags_equal_jiebas() -> None:

@@ -465,8 +465,7 @@ class Tables:
         start, end = int(a["row_start"][row]), int(a["row_end"][row])
         h = a["heading_offsets"]
         heading = a["headings"][int(h[row]) : int(h[row + 1])].tobytes().decode("utf-8")
-        section = SECTIONS[int(a["row_section"][row])]
-        return Chunk(article.doc_id, section, start, end, article.text[start:end], heading)
+        return Chunk(article.doc_id, self.section(row), start, end, article.text[start:end], heading)
 
     def _decode_word(self, i: int) -> str:
         return self._word_bytes(i).decode("utf-8", "surrogatepass")

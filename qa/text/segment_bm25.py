@@ -258,13 +258,13 @@ def _checked_live(postings: Postings, live: Mask | None) -> Mask | None:
     return None if live.all() else live
 
 
+_ENTRY_OVERHEAD = 256  # bytes a cached token's entry costs beside its arrays
+
+
 def _entry_bytes(shares: tuple[Numbers, npt.NDArray[np.float32]]) -> int:
     """What a cached token costs: its two arrays and the entry itself (so that the tokens no row holds,
     whose arrays are empty, count too)."""
     return shares[0].nbytes + shares[1].nbytes + _ENTRY_OVERHEAD
-
-
-_ENTRY_OVERHEAD = 256
 
 
 class SegmentedBM25:
