@@ -5,7 +5,9 @@
 One index of ``--articles`` inews articles (the whole package is about 75k passages) for each index
 format among the trees, built once by the first tree that writes it, with the fake encoder at e5's
 width (what is measured is the service, not the model; the model adds its question encoding, about
-4-6 ms of int8 on this machine, batched across waiting questions under load). Trees of one format read
+4-6 ms of int8 on this machine, batched across waiting questions under load; ``--real-model`` measures
+with it: e5 and the trees' own retrieval settings, over an index of e5 vectors built once, about 20
+minutes for the whole package on two cores). Trees of one format read
 the same index, and for each tree, taking turns (``--rounds`` times, so that a change in the machine's
 load falls on every tree alike):
 
@@ -68,9 +70,15 @@ def questions(corpus_dir: Path, count: int) -> list[str]:
     return list(dict.fromkeys(mixed + titles[len(asked) :] + asked[len(titles) :]))[:count]
 
 
-def environment(tree: Path, corpus_dir: Path, index_dir: Path) -> dict[str, str]:
+def environment(tree: Path, corpus_dir: Path, index_dir: Path, *, real_model: bool = False) -> dict[str, str]:
+    """``real_model``: the tree's own model and retrieval settings (e5, int8 where faster), the model
+    read from this checkout's model folder, so that question encoding is in the figures."""
     env = {**os.environ, "PYTHONPATH": str(tree), "QA_CONFIG": str(tree / "config.toml")}
     env |= {"QA_CORPUS__DIR": str(corpus_dir), "QA_INDEX__DIR": str(index_dir)}
+    if real_model:
+        env["QA_INDEX__SHOW_PROGRESS"] = "false"
+        env["QA_MODEL__CACHE_DIR"] = str(REPO / ".qa" / "models")
+        return env
     for section, values in OVERRIDES.items():
         for key, value in values.items():
             env[f"QA_{section.upper()}__{key.upper()}"] = (
@@ -171,6 +179,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="per HTTP level")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rebuild", action="store_true", help="build the index again")
+    parser.add_argument(
+        "--real-model", action="store_true", help="e5 (the trees' own model settings), not the fake encoder"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "load.json")
     args = parser.parse_args()
 
@@ -180,8 +191,9 @@ def main() -> None:
     index_of: dict[str, Path] = {}
     for label, tree in trees.items():
         # One index per format: a tree reads only its own (an older one is not rebuilt under its reader).
-        index_dir = WORK / f"index-inews-{args.articles}-f{index_format(tree)}"
-        env = environment(tree, corpus_dir, index_dir)
+        model = "-e5" if args.real_model else ""
+        index_dir = WORK / f"index-inews-{args.articles}-f{index_format(tree)}{model}"
+        env = environment(tree, corpus_dir, index_dir, real_model=args.real_model)
         if (args.rebuild and index_dir not in index_of.values()) or not (index_dir / "CURRENT").exists():
             subprocess.run(
                 [perf.QA, "index", "--rebuild"], env=env, cwd=tree, check=True, capture_output=True
@@ -193,12 +205,13 @@ def main() -> None:
     asked_file.write_text(json.dumps(asked[: args.asked], ensure_ascii=False), encoding="utf-8")
 
     results: dict[str, Any] = {"articles": args.articles, "workers": args.workers, "clients": args.clients}
+    results["model"] = "e5" if args.real_model else "fake:384"
     results["trees"] = {
         label: {"in_process": [], "http": {str(w): [] for w in args.workers}} for label in trees
     }
     for _ in range(args.rounds):
         for label, tree in trees.items():
-            env = environment(tree, corpus_dir, index_of[label])
+            env = environment(tree, corpus_dir, index_of[label], real_model=args.real_model)
             results["trees"][label]["in_process"].append(in_process(tree, env, asked_file))
             for workers in args.workers:
                 level = over_http(env, asked, args.clients, args.seconds, workers)
@@ -206,7 +219,8 @@ def main() -> None:
             print(label, json.dumps(results["trees"][label], default=str)[:400], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1), encoding="utf-8")
-    print(table(results))
+    if args.rounds:  # ``--rounds 0`` only builds the indexes
+        print(table(results))
 
 
 if __name__ == "__main__":
