@@ -128,7 +128,8 @@ def build_big(engine: Engine, n: int, work: Path) -> dict[str, Any]:
     chunks = [c for _, cs in chunked for c in cs]
     empty: list[list[str]] = [[] for _ in chunks]  # no tokens, no sentences: see the module's docstring
     titles: list[list[str]] = [[] for _ in digests]
-    write_segment_tables(folder, Tables.encode(digests, chunks, empty, empty, titles))
+    unnamed: list[tuple[list[str], list[str]]] = [([], []) for _ in chunks]
+    write_segment_tables(folder, Tables.encode(digests, chunks, empty, empty, titles, unnamed))
     seal = layout.seal_segment(folder, {"rows": len(chunks), "articles": len(digests)})
     version = layout.new_version_dir(s.index_dir)
     manifest = Manifest(

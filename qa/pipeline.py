@@ -60,7 +60,6 @@ class Retrieval:
             coverage_weight=r.coverage_weight,
             type_weight=r.type_weight,
             ranker=ranker,
-            tags=previous.reranker.tags if previous is not None else None,
         )
         self.grounding = Grounding(index, r, gate, tokenizer.known, tokenizer.words)
         self.pairs: CorpusPairs = CorpusPairs.of_index(

@@ -79,6 +79,55 @@ def test_stored_titles_and_their_tokens_are_the_articles_and_jieba_s(
             index.title_tokens["no-such-doc"]
 
 
+def _tagged(engine: Engine, text: str) -> tuple[frozenset[str], frozenset[str]]:
+    """What the reranker computed for each candidate of a person or place question before the names were
+    stored: jieba's tagger over the passage."""
+    found = engine.tokenizer.tagged(text)
+    return (
+        frozenset(w for w, tag in found if tag in {"nr", "nrfg", "nrt"}),
+        frozenset(w for w, tag in found if tag == "ns"),
+    )
+
+
+def test_stored_names_are_what_the_tagger_finds(
+    make_settings: Callable[..., Settings], tmp_path: Path
+) -> None:
+    """In rows of a first build, of later writes' segments, next to a dead row, and carried by a merge."""
+    engine = Engine(settings_for(make_settings, tmp_path)).open()
+    for doc in documents(2):
+        engine.add_document(doc)
+    engine.delete_document(sorted(engine.index.articles)[0])
+    named = 0
+    for merged in (False, True):
+        if merged:
+            engine.compact()
+        index = engine.index
+        assert (len(index.segments) == 1) is merged
+        for row in range(len(index)):
+            people, places = index.names[row]
+            assert (people, places) == _tagged(engine, index.chunks[row].text), row
+            named += bool(people) + bool(places)
+    assert named > 0
+
+
+def test_no_question_runs_the_tagger_over_a_passage(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Person and place questions answer as they did when each candidate was tagged on the question, and
+    no passage is tagged while they are asked."""
+    asked = [*QUESTIONS, "范明政总理会见了谁?", "越南和中国在哪里签署了协议?"]
+    stored = [engine.ask(q) for q in asked]
+    monkeypatch.setattr(Reranker, "_entities", lambda self, row: _tagged(engine, self.index.chunks[row].text))
+    engine.reload()
+    assert [engine.ask(q) for q in asked] == stored
+    monkeypatch.undo()
+    engine.reload()
+
+    def refuse(text: str) -> tuple[list[str], list[str]]:
+        raise AssertionError(f"tagged on a question: {text[:20]}")
+
+    monkeypatch.setattr(engine.tokenizer, "names", refuse)
+    assert [engine.ask(q) for q in asked] == stored
+
+
 def _share(present: frozenset[str], terms: dict[str, float]) -> float:
     """The IDF-weighted share of ``terms`` that ``present`` holds, summed in the terms' order."""
     total = sum(terms.values())
@@ -241,7 +290,7 @@ def test_an_index_of_an_older_format_is_built_again(
     version = layout.current_version(settings.index_dir)
     assert version is not None
     manifest = json.loads((version / layout.MANIFEST).read_text(encoding="utf-8"))
-    older = layout.FORMAT_VERSION - 1  # 4: no stored titles; 3: vocabularies in first-seen order
+    older = layout.FORMAT_VERSION - 1  # 5: no stored names; 4: no stored titles
     (version / layout.MANIFEST).write_text(json.dumps({**manifest, "format": older}), encoding="utf-8")
     (settings.index_dir / layout.CURRENT).write_text(version.name)
     with pytest.raises(IndexFormatError, match=f"format {older}, this version reads {layout.FORMAT_VERSION}"):

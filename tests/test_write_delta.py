@@ -233,39 +233,3 @@ def test_the_snapshot_a_write_swaps_in_is_the_one_a_reader_loads(
     version = layout.current_version(settings.index_dir)
     assert engine.index.version == version
     assert content(engine.index) == content(Engine(settings).open().index)
-
-
-def test_passage_tags_carry_over_a_write_and_keep_no_old_snapshot(
-    make_settings: Callable[..., Settings], tmp_path: Path
-) -> None:
-    """The tags of person and place questions' candidates, cached by passage text, pass to the snapshot
-    a write swaps in (a cache by row started empty after every write); the cache holds no index, so the
-    replaced snapshot is freed."""
-    import gc
-    import weakref
-
-    settings = settings_for(make_settings, tmp_path)
-    engine = Engine(settings).open()
-    asked = ["广西壮族自治区党委书记是谁?", "胡志明市副主席杨英德和上海哪位副市长开了视频会议?"]
-    for q in asked:
-        engine.ask(q)
-    before = engine.indexing.current()
-    tags = before.reranker.tags
-    tagged = tags.of.cache_info().currsize
-    assert tagged > 0
-    replaced = weakref.ref(before.index)
-    del before
-    engine.add_document(documents(1, offset=30)[0])
-    after = engine.indexing.current()
-    assert after.reranker.tags is tags and after.index is not replaced()
-    misses = tags.of.cache_info().misses
-    fresh = Engine(settings).open(build_if_missing=False)  # its own tags, made after the write
-    assert [engine.ask(q) for q in asked] == [fresh.ask(q) for q in asked]
-    assert fresh.indexing.current().reranker.tags is not tags
-    # Tagged again: only passages of the new article; the others were tagged before the write.
-    new = {after.index.chunks[r].text for r in after.index.rows_by_doc["doc-30"]}
-    assert 0 < tags.of.cache_info().misses - misses <= len(new)
-    assert tags.of.cache_info().hits > 0
-    del after
-    gc.collect()
-    assert replaced() is None

@@ -193,6 +193,7 @@ class _Segment:
     chunks: list[Chunk] = field(default_factory=list)
     tokens: list[Sequence[str]] = field(default_factory=list)
     sentences: list[Sequence[Iterable[str]]] = field(default_factory=list)
+    names: list[tuple[Sequence[str], Sequence[str]]] = field(default_factory=list)  # (people, places)
     carried: list[tuple[int, int]] = field(default_factory=list)  # (row here, row of the previous snapshot)
     pending: list[tuple[str, list[int]]] = field(default_factory=list)  # (article hash, rows to embed)
 
@@ -210,12 +211,15 @@ class _Segment:
             if tokenizer is None:
                 self.tokens.append(previous.tokens[row])
                 self.sentences.append(previous.sentences[row])
+                people, places = previous.names[row]
+                self.names.append((sorted(people), sorted(places)))
             else:
                 self.tokens.append(tokenizer.tokens(passage_text(chunk, article.title)))
                 self.sentences.append(sentence_tokens(tokenizer, chunk.text))
+                self.names.append(tokenizer.names(chunk.text))
 
     def tables(self) -> Tables:
-        return Tables.encode(self.articles, self.chunks, self.tokens, self.sentences, self.titles)
+        return Tables.encode(self.articles, self.chunks, self.tokens, self.sentences, self.titles, self.names)
 
 
 def _write(
@@ -359,7 +363,7 @@ def build_index(
                 dead = refs[tables.name].dead | {d for d in gone if tables.span(d) is not None}
                 if len(dead) < tables.tables.count:  # a segment with no live article is dropped
                     kept.append((tables, frozenset(dead)))
-        tokenize = chunk_time = 0.0
+        tokenize = chunk_time = tag = 0.0
         # A first build or a rebuild writes every article in the corpus's order; a write, the fresh ones.
         for article in [a for a, _ in fresh] if incremental else corpus.articles:
             fresh_digest = digests.get(article.doc_id)
@@ -380,11 +384,15 @@ def build_index(
                 segment.chunks.append(chunk)
                 segment.tokens.append(tokenizer.tokens(passage_text(chunk, article.title)))
                 segment.sentences.append(sentence_tokens(tokenizer, chunk.text))
+                t3 = time.perf_counter()
+                segment.names.append(tokenizer.names(chunk.text))
+                tag += time.perf_counter() - t3
             tokenize += time.perf_counter() - t2
             chunk_time += t2 - t1
             segment.pending.append((fresh_digest, positions))
         report.timings["chunk"] = chunk_time
-        report.timings["tokenize"] = tokenize
+        report.timings["tokenize"] = tokenize - tag
+        report.timings["tag"] = tag  # the people and places of each new passage
 
         # The same vectors whichever store keeps them: switching backends embeds nothing again.
         cache = EmbeddingCache(index_dir, key.dense.vectors_json(), encoder.dim)

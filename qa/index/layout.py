@@ -38,9 +38,9 @@ MANIFEST = "manifest.json"
 SEGMENTS = "segments"
 SEGMENT_FILE = "segment.json"
 LOCK = ".lock"
-# 5: titles and their tokens stored (4: vocabularies in hash order, 3: tables as mapped arrays, 2: JSONL
-# tables, 1: before segments)
-FORMAT_VERSION = 5
+# 6: each passage's people and places stored (5: titles and their tokens stored, 4: vocabularies in
+# hash order, 3: tables as mapped arrays, 2: JSONL tables, 1: before segments)
+FORMAT_VERSION = 6
 SEGMENT_NAME = re.compile(r"s-[\w-]+")
 TEMP_FILE = re.compile(r"^\..+\.[0-9a-f]{32}\.tmp$")  # what write_atomic leaves behind when killed
 

@@ -246,6 +246,7 @@ class Assembled:
         self.tokens: Sequence[Sequence[str]] = _RowView(self, Tables.tokens)
         self.sections: Sequence[Section] = _RowView(self, Tables.section)
         self.sentences: Sequence[tuple[frozenset[str], ...]] = _RowView(self, Tables.sentences)
+        self.names: Sequence[tuple[frozenset[str], frozenset[str]]] = _RowView(self, Tables.names)
         self.rows_by_doc: Mapping[str, Sequence[int]] = _RowsByDoc(self)
 
     def with_segment(self, position: int, tables: SegmentTables) -> Assembled:
@@ -426,6 +427,11 @@ class SearchIndex:
     def sentences(self) -> Sequence[tuple[frozenset[str], ...]]:
         """The token set of each sentence of each passage, as the build's tokenizer made them."""
         return self.snapshot.sentences
+
+    @property
+    def names(self) -> Sequence[tuple[frozenset[str], frozenset[str]]]:
+        """The people and the places named in each passage, as the build's tokenizer tagged them."""
+        return self.snapshot.names
 
     @property
     def rows_by_doc(self) -> Mapping[str, Sequence[int]]:

@@ -15,6 +15,8 @@ fsyncs it once):
   them against the ids, decoding nothing;
 - each article's title (a string table) and its BM25 tokens (ids into the same vocabulary), what the
   reranker compares a question with, so that no question reads an article's record or runs jieba for it;
+- the people and the places jieba's tagger finds in each row (ids into the same vocabulary), what the
+  reranker reads for "who" and "where" questions, so that no question runs the tagger;
 - how many rows hold each character pair (the ``#XY`` tokens), for the name variants.
 
 ``encode`` turns a write's lists into these arrays (a segment being built is the same object, over
@@ -78,6 +80,10 @@ _FILES: dict[str, str] = {
     "title_offsets": "i8",
     "title_ids": "i4",
     "title_tokens": "i8",
+    "people_ids": "i4",
+    "people_rows": "i8",
+    "place_ids": "i4",
+    "place_rows": "i8",
     "pairs": "U",
     "pair_rows": "i8",
 }
@@ -189,12 +195,13 @@ class Tables:
         tokens: Sequence[Sequence[str]],
         sentences: Sequence[Sequence[Iterable[str]]],
         titles: Sequence[Sequence[str]],
+        names: Sequence[tuple[Sequence[str], Sequence[str]]],
     ) -> Tables:
         """The tables of a new segment: ``articles`` with their hashes, in row order, and the BM25 tokens
-        of each one's title (``titles``); ``chunks``, their BM25 ``tokens`` and the tokens of each of
-        their sentences, row by row."""
-        if not len(chunks) == len(tokens) == len(sentences):
-            raise ValueError("every row needs its chunk, its tokens and its sentences' tokens")
+        of each one's title (``titles``); ``chunks``, their BM25 ``tokens``, the tokens of each of
+        their sentences and the people and places named in them (``names``), row by row."""
+        if not len(chunks) == len(tokens) == len(sentences) == len(names):
+            raise ValueError("every row needs its chunk, its tokens, its sentences' tokens and its names")
         if len(titles) != len(articles):
             raise ValueError("every article needs its title's tokens")
         position = {article.doc_id: i for i, (article, _) in enumerate(articles)}
@@ -213,6 +220,8 @@ class Tables:
         per_sentence = [ids(list(dict.fromkeys(s))) for row in sentences for s in row]
         sentence_ids, sentence_tokens = _ragged(per_sentence)
         title_ids, title_tokens = _ragged([ids(t) for t in titles])
+        people_ids, people_rows = _ragged([ids(people) for people, _ in names])
+        place_ids, place_rows = _ragged([ids(places) for _, places in names])
         sentence_rows = np.zeros(len(chunks) + 1, dtype=np.int64)
         np.cumsum(
             np.fromiter(map(len, sentences), dtype=np.int64, count=len(sentences)), out=sentence_rows[1:]
@@ -229,9 +238,10 @@ class Tables:
         renumber = np.empty(len(encoded), dtype=np.int32)
         renumber[order] = np.arange(len(encoded), dtype=np.int32)
         token_ids, sentence_ids, title_ids = renumber[token_ids], renumber[sentence_ids], renumber[title_ids]
+        people_ids, place_ids = renumber[people_ids], renumber[place_ids]
         words, word_offsets = _strings([encoded[i] for i in order.tolist()])
         pairs = _pair_counts(tokens)
-        names = sorted(pairs)
+        stored_pairs = sorted(pairs)
         arrays: dict[str, Array] = {
             "article_json": article_json,
             "article_offsets": article_offsets,
@@ -259,8 +269,12 @@ class Tables:
             "title_offsets": title_offsets,
             "title_ids": title_ids,
             "title_tokens": title_tokens,
-            "pairs": np.array(names, dtype="U2"),
-            "pair_rows": np.array([pairs[p] for p in names], dtype=np.int64),
+            "people_ids": people_ids,
+            "people_rows": people_rows,
+            "place_ids": place_ids,
+            "place_rows": place_rows,
+            "pairs": np.array(stored_pairs, dtype="U2"),
+            "pair_rows": np.array([pairs[p] for p in stored_pairs], dtype=np.int64),
         }
         tables = cls(arrays)
         tables.check()
@@ -353,6 +367,8 @@ class Tables:
             and fits(a["title_offsets"], count, a["titles"])
             and fits(a["title_tokens"], count, a["title_ids"])
             and fits(a["token_rows"], rows, a["token_ids"])
+            and fits(a["people_rows"], rows, a["people_ids"])
+            and fits(a["place_rows"], rows, a["place_ids"])
             and fits(a["sentence_rows"], rows, np.empty(max(sentences, 0)))
             and fits(a["sentence_tokens"], max(sentences, 0), a["sentence_ids"])
             and a["article_rows"].size == count + 1
@@ -380,7 +396,10 @@ class Tables:
                     a["sentence_ids"].size == 0
                     or (a["sentence_ids"].min() >= 0 and a["sentence_ids"].max() < words)
                 )
-                and (a["title_ids"].size == 0 or (a["title_ids"].min() >= 0 and a["title_ids"].max() < words))
+                and all(
+                    a[n].size == 0 or (a[n].min() >= 0 and a[n].max() < words)
+                    for n in ("title_ids", "people_ids", "place_ids")
+                )
             )
         if not ok:
             raise ValueError("the segment's tables do not agree with each other")
@@ -486,6 +505,15 @@ class Tables:
         """The row's BM25 tokens, in order."""
         bounds = self._a["token_rows"]
         return self._words(self._a["token_ids"][int(bounds[row]) : int(bounds[row + 1])])
+
+    def names(self, row: int) -> tuple[frozenset[str], frozenset[str]]:
+        """The people and the places named in the row, as the tagger found them when it was written."""
+        a = self._a
+        people, places = a["people_rows"], a["place_rows"]
+        return (
+            frozenset(self._words(a["people_ids"][int(people[row]) : int(people[row + 1])])),
+            frozenset(self._words(a["place_ids"][int(places[row]) : int(places[row + 1])])),
+        )
 
     def sentences(self, row: int) -> tuple[frozenset[str], ...]:
         """The token set of each sentence of the row, in order."""

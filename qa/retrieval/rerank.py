@@ -88,7 +88,6 @@ _ASKS = re.compile(
     r"多少|几|谁|哪|什么|何时|何地|怎么|怎样|如何|是否|多大|多高|多长|多远|多久|多重|\bhow\b|\bwhat\b|\bwhich\b|"
     r"\bwho\b|\bwhen\b|\bwhere\b|bao nhiêu|mấy|ai\b|nào|gì"
 )
-TAG_CACHE = 16384  # passages whose tags are kept (a few MB; carried from snapshot to snapshot)
 ADJACENT = 8  # characters between a word of what is asked and an answer next to it
 _FOCUS_WORDS = 5  # words before the question word kept in a long clause
 # Characters that say nothing of what is asked (question words, particles, copulas).
@@ -279,23 +278,6 @@ class _Coverage:
         return sum(w for t, w in terms.items() if held[self._column[t]]) / total
 
 
-class PassageTags:
-    """The people and the places jieba's tagger finds in a passage, cached by the passage's text: for one
-    tokenizer a pure function of the text, so the snapshot a write swaps in takes over the cache of the
-    one it replaces and tags only the passages it has not seen (a cache by row would start empty after
-    every write, and tagging is the dearest part of a person or place question). It holds no index."""
-
-    def __init__(self, tokenizer: ChineseTokenizer, size: int = TAG_CACHE) -> None:
-        self.tokenizer = tokenizer
-        self.of = lru_cache(maxsize=size)(self._tag)
-
-    def _tag(self, text: str) -> tuple[frozenset[str], frozenset[str]]:
-        found = self.tokenizer.tagged(text)
-        people = frozenset(w for w, tag in found if tag in {"nr", "nrfg", "nrt"})
-        places = frozenset(w for w, tag in found if tag == "ns")
-        return people, places
-
-
 class Reranker:
     def __init__(
         self,
@@ -305,15 +287,12 @@ class Reranker:
         coverage_weight: float,
         type_weight: float,
         ranker: LinearRanker | None = None,
-        tags: PassageTags | None = None,
     ) -> None:
-        """``tags``: the tag cache of the snapshot this one replaces (used when its tokenizer is this one)."""
         self.index = index
         self.tokenizer = tokenizer
         self.coverage_weight = coverage_weight
         self.type_weight = type_weight
         self.ranker = ranker
-        self.tags = tags if tags is not None and tags.tokenizer is tokenizer else PassageTags(tokenizer)
         self._sentence_texts = lru_cache(maxsize=32768)(self._split_sentences)
         self._idf = lru_cache(maxsize=65536)(self._token_idf)
 
@@ -331,8 +310,8 @@ class Reranker:
         return tuple(SENTENCE.findall(self.index.chunks[row].text))
 
     def _entities(self, row: int) -> tuple[frozenset[str], frozenset[str]]:
-        """The people and the places named in the passage ``row``."""
-        return self.tags.of(self.index.chunks[row].text)
+        """The people and the places named in the passage ``row`` (tagged when it was written)."""
+        return self.index.names[row]
 
     def type_match(self, row: int, kind: AnswerType, question: str, text: str | None = None) -> bool:
         """Whether the passage (or ``text``, a part of it) holds an answer of the kind asked for that the

@@ -138,6 +138,8 @@ SHORT_TEXT = 160
 SHORT_TEXTS_CACHED = 4096
 BUNDLED_USERDICT = Path(__file__).resolve().parent.parent / "data" / "userdict.txt"
 ENTITY_TAGS = frozenset({"nr", "nrt", "nrfg", "ns", "nt", "nz"})
+PERSON_TAGS = frozenset({"nr", "nrfg", "nrt"})
+PLACE_TAGS = frozenset({"ns"})
 GENERIC_ENTITIES = frozenset(
     [
         "中国",
@@ -248,6 +250,15 @@ class ChineseTokenizer:
             self._init()
         assert self._pos is not None
         return [(pair.word, pair.flag) for pair in self._pos.lcut(fold(text))]
+
+    def names(self, text: str) -> tuple[list[str], list[str]]:
+        """The people and the places the tagger finds in a passage (folded, each once, first seen
+        first): what the reranker reads to tell whether a passage answers "who" or "where"; computed
+        when a passage is written and stored with it."""
+        found = self.tagged(text)
+        people = list(dict.fromkeys(w for w, tag in found if tag in PERSON_TAGS))
+        places = list(dict.fromkeys(w for w, tag in found if tag in PLACE_TAGS))
+        return people, places
 
     def entities(self, text: str, *, chinese: bool = True) -> list[str]:
         """Names of people, places and organisations in a question, and the years it asks about."""
