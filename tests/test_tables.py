@@ -121,10 +121,16 @@ def test_no_question_runs_the_tagger_over_a_passage(engine: Engine, monkeypatch:
     monkeypatch.undo()
     engine.reload()
 
-    def refuse(text: str) -> tuple[list[str], list[str]]:
-        raise AssertionError(f"tagged on a question: {text[:20]}")
+    index, tag = engine.index, engine.tokenizer.tagged
+    passages = {index.chunks[row].text for row in range(len(index))}
 
-    monkeypatch.setattr(engine.tokenizer, "names", refuse)
+    def refuse_passages(text: str) -> list[tuple[str, str]]:
+        """The tagger, failing on a passage (what ``names`` and any direct call go through)."""
+        if text in passages:
+            raise AssertionError(f"a passage tagged on a question: {text[:20]}")
+        return tag(text)
+
+    monkeypatch.setattr(engine.tokenizer, "tagged", refuse_passages)
     assert [engine.ask(q) for q in asked] == stored
 
 
