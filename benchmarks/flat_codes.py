@@ -1,6 +1,7 @@
 """The candidate scan of a large flat store: float32, SQ8 codes, signed 8-bit codes, side by side.
 
     python benchmarks/flat_codes.py [--index DIR ...] [--synthetic 75448] [--queries 200] [--rounds 3]
+                                    [--hnsw-ef 64 128 ...] [--flush]
 
 Vectors: every live passage vector of each index (real e5 vectors when the index was built with the
 model) and, with ``--synthetic N``, N vectors made from them as ``scale.py`` makes its 1M set (pairs
@@ -8,7 +9,11 @@ mixed with noise). Queries: real inews titles encoded by the service's query enc
 ``CODES_FETCH`` × 50 candidates (as ``FaissFlatStore`` does for the service's 50) and re-scores them on
 the float32 vectors; measured per query, the variants interleaved query by query (their order
 rotating), one OpenMP thread: recall@50 against the float32 scan, and the median and p99 time of one
-search. Writes benchmarks/results/flat_codes.json.
+search. ``--hnsw-ef``: also the service's own HNSW store (``HnswStore``: the configured graph over SQ8
+codes, its candidates re-scored on fp16 vectors) at each of these efSearch values, one graph built
+once. ``--flush``: before each search, read a buffer larger than the CPU's caches, as the rest of a
+question does (a scan back to back finds its codes in the cache; in a question it reads them from
+memory). Writes benchmarks/results/flat_codes.json.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +32,8 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from qa.config import load_settings
+from qa.embeddings.ann import HnswStore
 from qa.embeddings.vector_store import CODES_FETCH, INT8, int8_codes
 
 ROOT = Path(__file__).resolve().parent
@@ -33,7 +41,7 @@ K = 50
 Vectors = npt.NDArray[np.float32]
 
 
-def scans(x: Vectors) -> dict[str, Callable[[Vectors], npt.NDArray[np.int64]]]:
+def scans(x: Vectors, hnsw_ef: Sequence[int] = ()) -> dict[str, Callable[[Vectors], npt.NDArray[np.int64]]]:
     """Each variant: a query in, its top K rows out."""
     d = x.shape[1]
     flat = faiss.IndexFlatIP(d)
@@ -58,15 +66,44 @@ def scans(x: Vectors) -> dict[str, Callable[[Vectors], npt.NDArray[np.int64]]]:
 
         return run
 
-    return {
+    variants = {
         "float32": exact,
         "sq8": refined(sq8, lambda q: q),
         "int8 signed": refined(signed, lambda q: int8_codes(q, INT8 / float(np.abs(q).max()))),
     }
+    if hnsw_ef:
+        defaults = load_settings().vector_store.store_params()
+        graph = HnswStore(d, defaults.hnsw)
+        t = time.perf_counter()
+        graph.add(x)
+        faiss.omp_set_num_threads(1)  # the build used every core
+        print(
+            f"HNSW{defaults.hnsw.m} (efConstruction {defaults.hnsw.ef_construction}) built in "
+            f"{time.perf_counter() - t:.1f} s",
+            flush=True,
+        )
+        for ef in hnsw_ef:
+            store = HnswStore(d, replace(defaults.hnsw, ef_search=ef), graph._index, graph._f16)
+
+            def run(q: Vectors, store: HnswStore = store) -> npt.NDArray[np.int64]:
+                return np.asarray([row for row, _ in store.search(q[None], K)[0]], dtype=np.int64)
+
+            variants[f"hnsw ef {ef}"] = run
+    return variants
 
 
-def measure(x: Vectors, qv: Vectors, rounds: int) -> dict[str, dict[str, float]]:
-    variants = scans(x)
+# Larger than the last-level cache of the machines this runs on; read (summed) to evict what a search left.
+_EVICT = np.ones(64 * 2**20 // 8, dtype=np.float64)
+
+
+def flush() -> None:
+    _EVICT.sum()
+
+
+def measure(
+    x: Vectors, qv: Vectors, rounds: int, hnsw_ef: Sequence[int] = (), evict: bool = False
+) -> dict[str, dict[str, float]]:
+    variants = scans(x, hnsw_ef)
     names = list(variants)
     times: dict[str, list[float]] = {n: [] for n in names}
     found: dict[str, list[set[int]]] = {n: [] for n in names}
@@ -74,6 +111,8 @@ def measure(x: Vectors, qv: Vectors, rounds: int) -> dict[str, dict[str, float]]
         for i, q in enumerate(qv):
             shift = (i + r) % len(names)
             for name in names[shift:] + names[:shift]:
+                if evict:
+                    flush()
                 t = time.perf_counter()
                 top = variants[name](q)
                 times[name].append(time.perf_counter() - t)
@@ -98,12 +137,13 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--hnsw-ef", type=int, nargs="*", default=[], help="also HnswStore at these efSearch")
+    parser.add_argument("--flush", action="store_true", help="evict the CPU's caches before each search")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "flat_codes.json")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     import scale
 
-    from qa.config import load_settings
     from qa.engine import Engine
 
     faiss.omp_set_num_threads(1)
@@ -121,9 +161,9 @@ def main() -> None:
         sets[f"synthetic ({args.synthetic})"] = (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(
             np.float32
         )
-    results: dict[str, Any] = {"queries": len(qv), "fetch": CODES_FETCH * K, "sets": {}}
+    results: dict[str, Any] = {"queries": len(qv), "fetch": CODES_FETCH * K, "flush": args.flush, "sets": {}}
     for label, x in sets.items():
-        results["sets"][label] = measure(x, qv, args.rounds)
+        results["sets"][label] = measure(x, qv, args.rounds, args.hnsw_ef, args.flush)
         for name, row in results["sets"][label].items():
             print(
                 f"{label:28s} {name:12s} recall@50 {row['recall@50']:.4f} (min {row['min_recall@50']:.2f})"
