@@ -443,7 +443,7 @@ class Reranker:
             f_cov, f_at = held.best(cand.row, focus_terms)
             f_chars = (  # the share of the focus's characters the best sentence holds
                 max(
-                    (sum(c in f for c in focus_chars) / len(focus_chars) for f in map(fold, sentences)),
+                    (len(focus_chars.intersection(f)) / len(focus_chars) for f in map(fold, sentences)),
                     default=0.0,
                 )
                 if focus_chars
@@ -461,9 +461,9 @@ class Reranker:
                 if unit:
                     unit_near = self._measured(measure, fold("".join(sentences[f_at : f_at + 2])), folded)
             names = query.entities
-            if names:
-                context = fold(self.index.titles[chunk.doc_id] + chunk.text)
-                present = sum(any(n in context for n in group) for group in names) / len(names)
+            if names:  # in the title or the passage (both folded once for the whole question)
+                title, body = fold(self.index.titles[chunk.doc_id]), fold(chunk.text)
+                present = sum(any(n in title or n in body for n in group) for group in names) / len(names)
             else:
                 present = 1.0
             out[i] = (
@@ -506,7 +506,7 @@ class Reranker:
             features = self.features(query, candidates)
             for cand, score, row in zip(candidates, self.ranker.score(features), features, strict=True):
                 cand.score = float(score)
-                cand.features = tuple(float(v) for v in row)
+                cand.features = tuple(row.tolist())
                 cand.why.append(f"sentence coverage {row[FEATURES.index('coverage')]:.2f}")
                 if row[FEATURES.index("type_near")]:
                     cand.why.append("holds the kind of answer asked for next to the question's words")
