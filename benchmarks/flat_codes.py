@@ -1,7 +1,7 @@
 """The candidate scan of a large flat store: float32, SQ8 codes, signed 8-bit codes, side by side.
 
     python benchmarks/flat_codes.py [--index DIR ...] [--synthetic 75448] [--queries 200] [--rounds 3]
-                                    [--hnsw-ef 64 128 ...] [--flush]
+                                    [--hnsw-ef 64 128 ...] [--pca 192 128 ...] [--flush]
 
 Vectors: every live passage vector of each index (real e5 vectors when the index was built with the
 model) and, with ``--synthetic N``, N vectors made from them as ``scale.py`` makes its 1M set (pairs
@@ -13,7 +13,9 @@ search. ``--hnsw-ef``: also the service's own HNSW store (``HnswStore``: the con
 codes, its candidates re-scored on fp16 vectors) at each of these efSearch values, one graph built
 once. ``--flush``: before each search, read a buffer larger than the CPU's caches, as the rest of a
 question does (a scan back to back finds its codes in the cache; in a question it reads them from
-memory). Writes benchmarks/results/flat_codes.json.
+memory). ``--pca``: also signed 8-bit codes of the vectors projected on their first N principal axes
+(a PCA fitted on them), scanned for the same candidates and for twice as many, re-scored on float32.
+Writes benchmarks/results/flat_codes.json.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ K = 50
 Vectors = npt.NDArray[np.float32]
 
 
-def scans(x: Vectors, hnsw_ef: Sequence[int] = ()) -> dict[str, Callable[[Vectors], npt.NDArray[np.int64]]]:
+def scans(
+    x: Vectors, hnsw_ef: Sequence[int] = (), pca: Sequence[int] = ()
+) -> dict[str, Callable[[Vectors], npt.NDArray[np.int64]]]:
     """Each variant: a query in, its top K rows out."""
     d = x.shape[1]
     flat = faiss.IndexFlatIP(d)
@@ -58,7 +62,9 @@ def scans(x: Vectors, hnsw_ef: Sequence[int] = ()) -> dict[str, Callable[[Vector
     def exact(q: Vectors) -> npt.NDArray[np.int64]:
         return np.asarray(flat.search(q[None], K)[1][0], dtype=np.int64)
 
-    def refined(index: Any, prepare: Callable[[Vectors], Vectors]) -> Callable[[Vectors], Any]:
+    def refined(
+        index: Any, prepare: Callable[[Vectors], Vectors], fetch: int = fetch
+    ) -> Callable[[Vectors], Any]:
         def run(q: Vectors) -> npt.NDArray[np.int64]:
             ids = index.search(prepare(q)[None], fetch)[1][0]
             ids = ids[ids >= 0]
@@ -71,6 +77,22 @@ def scans(x: Vectors, hnsw_ef: Sequence[int] = ()) -> dict[str, Callable[[Vector
         "sq8": refined(sq8, lambda q: q),
         "int8 signed": refined(signed, lambda q: int8_codes(q, INT8 / float(np.abs(q).max()))),
     }
+    for width in pca:  # signed 8-bit codes of the vectors projected on their first principal axes
+        matrix = faiss.PCAMatrix(d, width)
+        matrix.train(x)
+        projected = matrix.apply(x)
+        scale = INT8 / float(np.abs(projected).max())
+        reduced = faiss.IndexScalarQuantizer(
+            width, faiss.ScalarQuantizer.QT_8bit_direct_signed, faiss.METRIC_INNER_PRODUCT
+        )
+        reduced.add(int8_codes(projected, scale))
+
+        def project(q: Vectors, matrix: Any = matrix) -> Vectors:
+            p = matrix.apply(q[None])[0]
+            return int8_codes(p, INT8 / float(np.abs(p).max()))
+
+        for times in (1, 2):
+            variants[f"pca {width} int8 x{times}"] = refined(reduced, project, fetch * times)
     if hnsw_ef:
         defaults = load_settings().vector_store.store_params()
         graph = HnswStore(d, defaults.hnsw)
@@ -101,9 +123,14 @@ def flush() -> None:
 
 
 def measure(
-    x: Vectors, qv: Vectors, rounds: int, hnsw_ef: Sequence[int] = (), evict: bool = False
+    x: Vectors,
+    qv: Vectors,
+    rounds: int,
+    hnsw_ef: Sequence[int] = (),
+    evict: bool = False,
+    pca: Sequence[int] = (),
 ) -> dict[str, dict[str, float]]:
-    variants = scans(x, hnsw_ef)
+    variants = scans(x, hnsw_ef, pca)
     names = list(variants)
     times: dict[str, list[float]] = {n: [] for n in names}
     found: dict[str, list[set[int]]] = {n: [] for n in names}
@@ -138,6 +165,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--hnsw-ef", type=int, nargs="*", default=[], help="also HnswStore at these efSearch")
+    parser.add_argument("--pca", type=int, nargs="*", default=[], help="also int8 codes of N principal axes")
     parser.add_argument("--flush", action="store_true", help="evict the CPU's caches before each search")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "flat_codes.json")
     args = parser.parse_args()
@@ -163,7 +191,7 @@ def main() -> None:
         )
     results: dict[str, Any] = {"queries": len(qv), "fetch": CODES_FETCH * K, "flush": args.flush, "sets": {}}
     for label, x in sets.items():
-        results["sets"][label] = measure(x, qv, args.rounds, args.hnsw_ef, args.flush)
+        results["sets"][label] = measure(x, qv, args.rounds, args.hnsw_ef, args.flush, args.pca)
         for name, row in results["sets"][label].items():
             print(
                 f"{label:28s} {name:12s} recall@50 {row['recall@50']:.4f} (min {row['min_recall@50']:.2f})"
