@@ -8,13 +8,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from qa.config import Settings
 from qa.embeddings.encoder import FakeEncoder, Vectors
 from qa.engine import Engine
 from qa.errors import IndexCorruptError, IndexMismatchError, IndexStoreError
-from qa.index import layout
+from qa.index import builder, layout
 from qa.index.passages import LexicalQuery
 from qa.index.search_index import load_index
 from tests.conftest import settings_in
@@ -74,6 +75,38 @@ def test_only_new_or_changed_articles_are_embedded(fake_settings: Settings, corp
     changed = sum(1 for c in eng.index.chunks if c.doc_id in {"004_9796523c0b21f5fd", "new"})
     assert encoder.passages - before == changed
     assert report.unchanged == 4
+
+
+class BatchDependent(CountingEncoder):
+    """As a real model: a passage's vector depends a little on the batch it is encoded in (its padding, an
+    int8 model's per-batch scales)."""
+
+    def encode_passages(self, texts: Sequence[str], *, show_progress: bool = False) -> Vectors:
+        vectors = super().encode_passages(texts)
+        vectors[:, 0] += np.float32(1e-7 * sum(map(len, texts)))
+        return np.asarray(vectors / np.linalg.norm(vectors, axis=1, keepdims=True), dtype=np.float32)
+
+
+def test_articles_of_the_same_content_are_embedded_once(
+    fake_settings: Settings, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A story filed twice (two ids, one content) costs one embedding, both copies get the same vectors, and
+    a rebuild from the embedding cache gives every row the vectors the first build gave it."""
+    monkeypatch.setattr(builder, "ENCODE_BATCH", 20)  # the copies fall in batches unlike each other
+    original = corpus_dir / "004_9796523c0b21f5fd.txt"
+    (corpus_dir / "zz_twin.txt").write_text(original.read_text(encoding="utf-8"), encoding="utf-8")
+    encoder = BatchDependent()
+    eng = Engine(fake_settings, encoder=encoder)
+    report = eng.build()
+    rows = eng.index.rows_by_doc
+    ours, twin = list(rows["004_9796523c0b21f5fd"]), list(rows["zz_twin"])
+    assert eng.index.hashes["zz_twin"] == eng.index.hashes["004_9796523c0b21f5fd"] and len(ours) == len(twin)
+    assert encoder.passages == report.encoded == len(eng.index) - len(twin)
+    vectors = eng.index.passages.vectors(list(range(len(eng.index))))
+    assert np.array_equal(vectors[ours], vectors[twin])
+    again = eng.build(rebuild=True)
+    assert again.encoded == 0 and encoder.passages == report.encoded
+    assert np.array_equal(eng.index.passages.vectors(list(range(len(eng.index)))), vectors)
 
 
 def test_deleted_article_is_never_cited_again(engine: Engine, corpus_dir: Path) -> None:

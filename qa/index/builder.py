@@ -116,9 +116,20 @@ def _embed_new(
     show_progress: bool,
 ) -> int:
     """Fill ``vectors`` for the passages of new or changed articles, from the cache or by embedding
-    them in batches; every article is cached as soon as its batch is done. Returns how many were embedded."""
+    them in batches; every article is cached as soon as its batch is done. Returns how many were embedded.
+
+    Articles of the same content (the same digest: a wire story filed under two ids) are embedded once
+    and the copies take its vectors: embedded in two batches they would differ in the last bits (a
+    batch's padding and quantisation change them), and the cache, keeping one of them, would give a
+    rebuild other vectors than the first build had."""
     todo: list[tuple[str, list[int]]] = []
+    first: dict[str, list[int]] = {}
+    copies: list[tuple[list[int], list[int]]] = []  # (the copy's positions, those it copies)
     for digest, positions in pending:
+        earlier = first.setdefault(digest, positions)
+        if earlier is not positions and len(earlier) == len(positions):
+            copies.append((positions, earlier))
+            continue
         cached = cache.get(digest, len(positions))
         if cached is None:
             todo.append((digest, positions))
@@ -142,6 +153,9 @@ def _embed_new(
                 cache.put(digest, vectors[positions])
             bar.update(size)
             batch, size = [], 0
+    for positions, source in copies:
+        if positions:
+            vectors[positions] = vectors[source]
     return total
 
 
