@@ -126,10 +126,11 @@ def _embed_new(
     first: dict[str, list[int]] = {}
     copies: list[tuple[list[int], list[int]]] = []  # (the copy's positions, those it copies)
     for digest, positions in pending:
-        earlier = first.setdefault(digest, positions)
-        if earlier is not positions and len(earlier) == len(positions):
+        earlier = first.get(digest)
+        if earlier is not None and len(earlier) == len(positions):
             copies.append((positions, earlier))
             continue
+        first.setdefault(digest, positions)
         cached = cache.get(digest, len(positions))
         if cached is None:
             todo.append((digest, positions))
