@@ -114,14 +114,6 @@ def scans(
     return variants
 
 
-# Larger than the last-level cache of the machines this runs on; read (summed) to evict what a search left.
-_EVICT = np.ones(64 * 2**20 // 8, dtype=np.float64)
-
-
-def flush() -> None:
-    _EVICT.sum()
-
-
 def measure(
     x: Vectors,
     qv: Vectors,
@@ -131,6 +123,9 @@ def measure(
     pca: Sequence[int] = (),
 ) -> dict[str, dict[str, float]]:
     variants = scans(x, hnsw_ef, pca)
+    # Larger than the last-level cache of the machines this runs on; read (summed) to evict what a search
+    # left there.
+    evicting = np.ones(64 * 2**20 // 8, dtype=np.float64) if evict else None
     names = list(variants)
     times: dict[str, list[float]] = {n: [] for n in names}
     found: dict[str, list[set[int]]] = {n: [] for n in names}
@@ -138,8 +133,8 @@ def measure(
         for i, q in enumerate(qv):
             shift = (i + r) % len(names)
             for name in names[shift:] + names[:shift]:
-                if evict:
-                    flush()
+                if evicting is not None:
+                    evicting.sum()
                 t = time.perf_counter()
                 top = variants[name](q)
                 times[name].append(time.perf_counter() - t)
