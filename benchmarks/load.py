@@ -109,17 +109,21 @@ def in_process_child(asked: Path) -> dict[str, Any]:
         raise SystemExit(f"{ENGLISH!r} no longer reads the dictionary: pick another warm-up question")
     for question in todo[:5]:
         engine.ask(question)
-    times = []
+    times, encode = [], []
     for question in todo[5:]:
         t = time.perf_counter()
         engine.ask(question)
         times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        engine.encoder.encode_queries([question])  # the model alone (what of the question it costs)
+        encode.append(time.perf_counter() - t)
     ordered = sorted(times)
     return {
         "n": len(times),
         "p50_ms": statistics.median(times) * 1000,
         "p95_ms": ordered[int(0.95 * (len(ordered) - 1))] * 1000,
         "mean_ms": statistics.mean(times) * 1000,
+        "encode_p50_ms": statistics.median(encode) * 1000,
     }
 
 
@@ -137,11 +141,19 @@ def over_http(
     return level
 
 
+def _median_of(levels: list[dict[str, Any]], key: str) -> str:
+    """The median of a per-level figure, as text ("-" where no level has it: older results)."""
+    values = [v[key] for v in levels if v.get(key) is not None]
+    return f"{statistics.median(values):.1f}" if values else "-"
+
+
 def table(results: dict[str, Any]) -> str:
     lines = [
         "| code | in process p50 / p95 / mean | "
         + " | ".join(
-            f"HTTP, {w} worker{'s' if w > 1 else ''}: answered/s, p50 / p99" for w in results["workers"]
+            f"HTTP, {w} worker{'s' if w > 1 else ''}: answered/s, p50 / p99, CPU ms per answer "
+            "(server / load generator)"
+            for w in results["workers"]
         )
         + " |",
         "|---|---|" + "---|" * len(results["workers"]),
@@ -150,14 +162,17 @@ def table(results: dict[str, Any]) -> str:
         ask = runs["in_process"]
         cells = [
             f"{statistics.median(r['p50_ms'] for r in ask):.1f} / {statistics.median(r['p95_ms'] for r in ask):.1f} / "
-            f"{statistics.median(r['mean_ms'] for r in ask):.1f} ms"
+            f"{statistics.median(r['mean_ms'] for r in ask):.1f} ms "
+            f"(encoding alone p50 {_median_of(ask, 'encode_p50_ms')})"
         ]
         for workers in results["workers"]:
             levels = runs["http"][str(workers)]
             cells.append(
                 f"{statistics.median(v['answered_per_s'] for v in levels):.1f}/s, "
                 f"{statistics.median(v['latency_ms']['p50'] for v in levels):.0f} / "
-                f"{statistics.median(v['latency_ms']['p99'] for v in levels):.0f} ms"
+                f"{statistics.median(v['latency_ms']['p99'] for v in levels):.0f} ms, "
+                f"{_median_of(levels, 'server_cpu_ms_per_answer')} / "
+                f"{_median_of(levels, 'client_cpu_ms_per_request')}"
             )
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

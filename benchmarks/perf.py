@@ -216,6 +216,25 @@ def start_server(
     raise SystemExit("qa serve did not answer within 10 minutes")
 
 
+def tree_cpu(proc: subprocess.Popen[bytes]) -> float:
+    """CPU seconds (user + system) the server and its live children have used so far."""
+    root = psutil.Process(proc.pid)
+    total = 0.0
+    for p in (root, *root.children(recursive=True)):
+        try:
+            times = p.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def own_cpu() -> float:
+    """CPU seconds this process (the load generator) has used so far."""
+    times = psutil.Process().cpu_times()
+    return float(times.user + times.system)
+
+
 def tree_rss(proc: subprocess.Popen[bytes]) -> float:
     """Resident memory of the server and its children, in MiB."""
     root = psutil.Process(proc.pid)
@@ -275,7 +294,17 @@ def measure_http(
         result["levels"] = []
         counter = [1]  # the first question was asked by start_server
         for clients in levels:
+            server_cpu, client_cpu = tree_cpu(proc), own_cpu()
             level = asyncio.run(load_level(port, questions, clients, seconds, counter))
+            # Where the machine's cores went: the server's CPU per answer, and the load generator's share
+            # (it runs on the same cores, so what it takes the server cannot have).
+            level["server_cpu_s"] = tree_cpu(proc) - server_cpu
+            level["client_cpu_s"] = own_cpu() - client_cpu
+            answered = level["statuses"].get("200", 0)
+            level["server_cpu_ms_per_answer"] = 1e3 * level["server_cpu_s"] / answered if answered else None
+            level["client_cpu_ms_per_request"] = (
+                1e3 * level["client_cpu_s"] / level["requests"] if level["requests"] else None
+            )
             level["rss_mib_after"] = tree_rss(proc)
             result["levels"].append(level)
             log.info("HTTP, %d workers, %d clients: %.1f/s", workers, clients, level["answered_per_s"])
