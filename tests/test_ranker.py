@@ -170,3 +170,30 @@ def test_the_shipped_gate_fits_this_version() -> None:
     gate = AnswerGate.load(shipped)
     assert len(gate.weights) == len(GATE_FEATURES) and 0 < gate.threshold < 1
     assert json.loads(shipped.read_text(encoding="utf-8"))["fitted_on"]["sets"] == "train"
+
+
+def test_folded_sentences_are_each_sentence_folded(engine: Engine) -> None:
+    """The reranker cuts a passage's folded sentences out of the folded passage where folding kept its
+    length, and folds them one by one where it did not (℃ → °c, ½ → 1⁄2): either way each is the fold of
+    its own sentence."""
+    from qa.documents import NewDocument
+    from qa.text.normalize import SENTENCE, fold
+
+    engine.add_document(
+        NewDocument(
+            "folds",
+            "氣溫達到３５℃，濕度½。越南ＧＤＰ增長７％！河內市民說：「很熱」？\n第二段落沒有標點",
+            title="天氣",
+            date="2025-01-02",
+        )
+    )
+    index = engine.index
+    snap = engine.indexing.current()
+    lengths = set()
+    for row in range(len(index)):
+        text = index.chunks[row].text
+        folded, sentences = snap.reranker._fold_sentences(row)
+        assert folded == fold(text)
+        assert sentences == tuple(fold(s) for s in SENTENCE.findall(text)), text
+        lengths.add(len(folded) == len(text))
+    assert lengths == {True, False}  # both ways were taken
