@@ -57,7 +57,7 @@ def resolve_precision(requested: str, name: str) -> str:
     if reason:
         log.debug("precision auto: fp32 (%s)", reason)
         return FP32
-    log.debug("precision auto: int8 (ONNX Runtime, CPU with VNNI)")
+    log.debug("precision auto: int8 (ONNX Runtime, CPU with VNNI or AVX2)")
     return INT8
 
 

@@ -60,13 +60,14 @@ def test_auto_keeps_fp32_for_models_whose_int8_quality_is_unchecked() -> None:
     assert resolve_precision("auto", "some/other-model") == FP32
 
 
-def test_auto_falls_back_without_vnni(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_falls_back_without_vnni_or_avx2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(onnx_encoder, "missing_runtime", lambda: None)
-    reason = onnx_encoder.int8_unsupported(flags={"avx2", "avx512f"}, machine="x86_64")
-    assert reason is not None and "VNNI" in reason
+    reason = onnx_encoder.int8_unsupported(flags={"avx", "sse4_2"}, machine="x86_64")
+    assert reason is not None and "VNNI" in reason and "AVX2" in reason
     assert onnx_encoder.int8_unsupported(flags={"avx_vnni"}, machine="x86_64") is None
+    assert onnx_encoder.int8_unsupported(flags={"avx2", "fma"}, machine="x86_64") is None  # measured faster
     assert onnx_encoder.int8_unsupported(flags={"asimddp"}, machine="aarch64") is not None
-    monkeypatch.setattr(onnx_encoder, "cpu_flags", lambda: {"avx2"})
+    monkeypatch.setattr(onnx_encoder, "cpu_flags", lambda: {"avx", "sse4_2"})
     monkeypatch.setattr(onnx_encoder.platform, "machine", lambda: "x86_64")
     assert resolve_precision("auto", BUILTIN) == FP32
 
