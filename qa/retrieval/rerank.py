@@ -294,7 +294,9 @@ class Reranker:
         self.type_weight = type_weight
         self.ranker = ranker
         self._sentence_texts = lru_cache(maxsize=32768)(self._split_sentences)
-        self._folded = lru_cache(maxsize=32768)(self._fold_sentences)
+        # A question's candidates and their neighbours, about 90 rows: a few thousand entries (~1.6 KB each)
+        # keep recent questions' without growing a worker by more than ~13 MB.
+        self._folded = lru_cache(maxsize=8192)(self._fold_sentences)
         self._idf = lru_cache(maxsize=65536)(self._token_idf)
 
     def _token_idf(self, token: str) -> float:
