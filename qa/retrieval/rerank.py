@@ -293,7 +293,6 @@ class Reranker:
         self.coverage_weight = coverage_weight
         self.type_weight = type_weight
         self.ranker = ranker
-        self._sentence_texts = lru_cache(maxsize=32768)(self._split_sentences)
         # A question's candidates and their neighbours, about 90 rows: a few thousand entries (~1.6 KB each)
         # keep recent questions' without growing a worker by more than ~13 MB.
         self._folded = lru_cache(maxsize=8192)(self._fold_sentences)
@@ -309,9 +308,6 @@ class Reranker:
         words = list(dict.fromkeys(t for terms in term_sets for t in terms))
         return _Coverage(self.index.presence(list(dict.fromkeys(rows)), words), words)
 
-    def _split_sentences(self, row: int) -> tuple[str, ...]:
-        return tuple(SENTENCE.findall(self.index.chunks[row].text))
-
     def _fold_sentences(self, row: int) -> tuple[str, tuple[str, ...]]:
         """The passage folded, and each of its sentences folded. Where folding left the passage's length
         as it was (98% of the inews passages: it changes nothing but one character for another), the
@@ -319,11 +315,10 @@ class Reranker:
         (every such passage of the inews package checked: 75,448 rows); else each is folded alone."""
         text = self.index.chunks[row].text
         folded = fold(text)
+        spans = [m.span() for m in SENTENCE.finditer(text)]
         if len(folded) == len(text):
-            sentences = tuple(folded[m.start() : m.end()] for m in SENTENCE.finditer(text))
-        else:
-            sentences = tuple(fold(s) for s in self._sentence_texts(row))
-        return folded, sentences
+            return folded, tuple(folded[start:end] for start, end in spans)
+        return folded, tuple(fold(text[start:end]) for start, end in spans)
 
     def _entities(self, row: int) -> tuple[frozenset[str], frozenset[str]]:
         """The people and the places named in the passage ``row`` (tagged when it was written)."""
