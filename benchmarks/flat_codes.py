@@ -2,6 +2,7 @@
 
     python benchmarks/flat_codes.py [--index DIR ...] [--synthetic 75448] [--queries 200] [--rounds 3]
                                     [--hnsw-ef 64 128 ...] [--pca 192 128 ...] [--flush]
+                                    [--ivf 256/64 1024/128 ...] [--binary 1000 4000 ...]
 
 Vectors: every live passage vector of each index (real e5 vectors when the index was built with the
 model) and, with ``--synthetic N``, N vectors made from them as ``scale.py`` makes its 1M set (pairs
@@ -15,6 +16,9 @@ once. ``--flush``: before each search, read a buffer larger than the CPU's cache
 question does (a scan back to back finds its codes in the cache; in a question it reads them from
 memory). ``--pca``: also signed 8-bit codes of the vectors projected on their first N principal axes
 (a PCA fitted on them), scanned for the same candidates and for twice as many, re-scored on float32.
+``--ivf NLIST/NPROBE``: also an inverted file of SQ8 codes (k-means over the vectors into NLIST lists,
+NPROBE lists scanned), its candidates re-scored on float32. ``--binary N``: also one bit per coordinate
+(the sign of the vector less the corpus mean) in a Hamming scan for N candidates, re-scored on float32.
 Writes benchmarks/results/flat_codes.json.
 """
 
@@ -44,7 +48,11 @@ Vectors = npt.NDArray[np.float32]
 
 
 def scans(
-    x: Vectors, hnsw_ef: Sequence[int] = (), pca: Sequence[int] = ()
+    x: Vectors,
+    hnsw_ef: Sequence[int] = (),
+    pca: Sequence[int] = (),
+    ivf: Sequence[str] = (),
+    binary: Sequence[int] = (),
 ) -> dict[str, Callable[[Vectors], npt.NDArray[np.int64]]]:
     """Each variant: a query in, its top K rows out."""
     d = x.shape[1]
@@ -93,6 +101,22 @@ def scans(
 
         for times in (1, 2):
             variants[f"pca {width} int8 x{times}"] = refined(reduced, project, fetch * times)
+    for spec in ivf:  # an inverted file: k-means lists of SQ8 codes, NPROBE of them scanned
+        nlist, nprobe = (int(part) for part in spec.split("/"))
+        lists = faiss.IndexIVFScalarQuantizer(
+            faiss.IndexFlatIP(d), d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+        )
+        lists.train(x)
+        lists.add(x)
+        lists.nprobe = nprobe
+        variants[f"ivf {nlist}/{nprobe}"] = refined(lists, lambda q: q)
+    if binary:  # one bit a coordinate: the sign of the vector less the corpus mean
+        mean = x.mean(axis=0)
+        bits = faiss.IndexBinaryFlat(d)
+        bits.add(np.packbits(x > mean, axis=1))
+        hamming = _Hamming(bits, mean)
+        for count in binary:
+            variants[f"binary x{count}"] = refined(hamming, lambda q: q, count)
     if hnsw_ef:
         defaults = load_settings().vector_store.store_params()
         graph = HnswStore(d, defaults.hnsw)
@@ -114,6 +138,18 @@ def scans(
     return variants
 
 
+class _Hamming:
+    """A binary index searched with float queries, as ``refined`` calls every index."""
+
+    def __init__(self, bits: Any, mean: Vectors) -> None:
+        self.bits = bits
+        self.mean = mean
+
+    def search(self, queries: Vectors, k: int) -> tuple[Any, Any]:
+        found: tuple[Any, Any] = self.bits.search(np.packbits(queries > self.mean, axis=1), k)
+        return found
+
+
 def measure(
     x: Vectors,
     qv: Vectors,
@@ -121,8 +157,10 @@ def measure(
     hnsw_ef: Sequence[int] = (),
     evict: bool = False,
     pca: Sequence[int] = (),
+    ivf: Sequence[str] = (),
+    binary: Sequence[int] = (),
 ) -> dict[str, dict[str, float]]:
-    variants = scans(x, hnsw_ef, pca)
+    variants = scans(x, hnsw_ef, pca, ivf, binary)
     # Larger than the last-level cache of the machines this runs on; read (summed) to evict what a search
     # left there.
     evicting = np.ones(64 * 2**20 // 8, dtype=np.float64) if evict else None
@@ -161,6 +199,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=13)
     parser.add_argument("--hnsw-ef", type=int, nargs="*", default=[], help="also HnswStore at these efSearch")
     parser.add_argument("--pca", type=int, nargs="*", default=[], help="also int8 codes of N principal axes")
+    parser.add_argument("--ivf", nargs="*", default=[], help="also IVF-SQ8 at these NLIST/NPROBE")
+    parser.add_argument("--binary", type=int, nargs="*", default=[], help="also sign bits for N candidates")
     parser.add_argument("--flush", action="store_true", help="evict the CPU's caches before each search")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "flat_codes.json")
     args = parser.parse_args()
@@ -186,10 +226,12 @@ def main() -> None:
         )
     results: dict[str, Any] = {"queries": len(qv), "fetch": CODES_FETCH * K, "flush": args.flush, "sets": {}}
     for label, x in sets.items():
-        results["sets"][label] = measure(x, qv, args.rounds, args.hnsw_ef, args.flush, args.pca)
+        results["sets"][label] = measure(
+            x, qv, args.rounds, args.hnsw_ef, args.flush, args.pca, args.ivf, args.binary
+        )
         for name, row in results["sets"][label].items():
             print(
-                f"{label:28s} {name:12s} recall@50 {row['recall@50']:.4f} (min {row['min_recall@50']:.2f})"
+                f"{label:28s} {name:14s} recall@50 {row['recall@50']:.4f} (min {row['min_recall@50']:.2f})"
                 f"  p50 {row['p50_ms']:.2f} ms  p99 {row['p99_ms']:.2f} ms",
                 flush=True,
             )
