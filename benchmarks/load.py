@@ -4,10 +4,11 @@
 
 One index of ``--articles`` inews articles (the whole package is about 75k passages) for each index
 format among the trees, built once by the first tree that writes it, with the fake encoder at e5's
-width (what is measured is the service, not the model; the model adds its question encoding, about
-4-6 ms of int8 on this machine, batched across waiting questions under load; ``--real-model`` measures
-with it: e5 and the trees' own retrieval settings, over an index of e5 vectors built once, about 20
-minutes for the whole package on two cores). Trees of one format read
+width (what is measured is the service, not the model; the model adds its question encoding, int8
+on two cores about 4-6 ms with VNNI and 11-13 ms with AVX2 alone, batched across waiting questions under
+load; ``--real-model`` measures with it: e5 and the trees' own retrieval settings, over an index of e5
+vectors built once, 75-100 minutes for the whole package on two cores, resumed from its embedding
+cache when stopped). Trees of one format read
 the same index, and for each tree, taking turns (``--rounds`` times, so that a change in the machine's
 load falls on every tree alike):
 
