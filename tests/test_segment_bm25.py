@@ -162,6 +162,17 @@ def test_dead_rows_change_no_statistic() -> None:
     assert sorted(index.vocabulary()) == sorted({token for row in alive for token in row})
 
 
+def test_a_frequency_counted_by_a_search_is_the_one_read_from_the_postings() -> None:
+    """The reranker's IDF reads the frequency a search counted; with tombstones it must be the live
+    count the postings give when no search came first."""
+    _, searched = tombstoned(random.Random(6))
+    _, fresh = tombstoned(random.Random(6))
+    for token in VOCABULARY + UNKNOWN:
+        searched.search([token], 5)
+        assert token in searched._counted
+        assert searched.document_frequency(token) == fresh.document_frequency(token)
+
+
 def test_a_token_only_dead_rows_hold_is_unknown() -> None:
     index = SegmentedBM25(
         [
