@@ -181,6 +181,7 @@ class Tables:
         self.count = int(arrays["doc_ids"].size)  # articles
         self.article = lru_cache(maxsize=1024)(self._article)
         self.chunk = lru_cache(maxsize=8192)(self._chunk)
+        self._article_text = lru_cache(maxsize=1024)(self._text)
         self.find = lru_cache(maxsize=65536)(self._find)
         # Words recur across candidate passages: each is decoded from the blob once, then looked up (a
         # plain dict, emptied when it reaches WORD_CACHE words: an lru_cache costs what decoding does).
@@ -412,6 +413,21 @@ class Tables:
             raise ValueError(f"article {i} of the segment does not match its doc_id or length")
         return article, digest
 
+    def _text(self, i: int) -> str:
+        """The article's text alone, for its passages: the record parsed but no ``Article`` built (a
+        question reads a few dozen candidates' passages, most from articles not read before)."""
+        offsets = self._a["article_offsets"]
+        raw = self._a["article_json"][int(offsets[i]) : int(offsets[i + 1])].tobytes()
+        record = json.loads(raw.decode("utf-8"))
+        text = record.get("text") if isinstance(record, dict) else None
+        if (
+            not isinstance(text, str)
+            or record.get("doc_id") != self.doc_id(i)
+            or len(text) != int(self._a["text_lengths"][i])
+        ):
+            raise ValueError(f"article {i} of the segment does not match its doc_id or length")
+        return text
+
     def doc_id(self, i: int) -> str:
         return bytes(self._a["doc_ids"][i]).decode("utf-8")
 
@@ -480,11 +496,12 @@ class Tables:
 
     def _chunk(self, row: int) -> Chunk:
         a = self._a
-        article, _ = self.article(int(a["row_article"][row]))
+        i = int(a["row_article"][row])
+        text = self._article_text(i)
         start, end = int(a["row_start"][row]), int(a["row_end"][row])
         h = a["heading_offsets"]
         heading = a["headings"][int(h[row]) : int(h[row + 1])].tobytes().decode("utf-8")
-        return Chunk(article.doc_id, self.section(row), start, end, article.text[start:end], heading)
+        return Chunk(self.doc_id(i), self.section(row), start, end, text[start:end], heading)
 
     def _decode_word(self, i: int) -> str:
         return self._word_bytes(i).decode("utf-8", "surrogatepass")
