@@ -169,7 +169,7 @@ def test_a_frequency_counted_by_a_search_is_the_one_read_from_the_postings() -> 
     _, fresh = tombstoned(random.Random(6))
     for token in VOCABULARY + UNKNOWN:
         searched.search([token], 5)
-        assert token in searched._counted
+        assert token in searched._frequencies
         assert searched.document_frequency(token) == fresh.document_frequency(token)
 
 

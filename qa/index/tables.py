@@ -405,27 +405,27 @@ class Tables:
         if not ok:
             raise ValueError("the segment's tables do not agree with each other")
 
-    def _article(self, i: int) -> tuple[Article, str]:
-        offsets = self._a["article_offsets"]
-        raw = self._a["article_json"][int(offsets[i]) : int(offsets[i + 1])].tobytes()
-        article, digest = article_from_json(json.loads(raw.decode("utf-8")))
-        if article.doc_id != self.doc_id(i) or len(article.text) != int(self._a["text_lengths"][i]):
-            raise ValueError(f"article {i} of the segment does not match its doc_id or length")
-        return article, digest
-
-    def _text(self, i: int) -> str:
-        """The article's text alone, for its passages: the record parsed but no ``Article`` built (a
-        question reads a few dozen candidates' passages, most from articles not read before)."""
+    def _record(self, i: int) -> dict[str, Any]:
+        """The article's stored JSON record, checked against its doc_id and text length."""
         offsets = self._a["article_offsets"]
         raw = self._a["article_json"][int(offsets[i]) : int(offsets[i + 1])].tobytes()
         record = json.loads(raw.decode("utf-8"))
-        text = record.get("text") if isinstance(record, dict) else None
         if (
-            not isinstance(text, str)
+            not isinstance(record, dict)
+            or not isinstance(record.get("text"), str)
             or record.get("doc_id") != self.doc_id(i)
-            or len(text) != int(self._a["text_lengths"][i])
+            or len(record["text"]) != int(self._a["text_lengths"][i])
         ):
             raise ValueError(f"article {i} of the segment does not match its doc_id or length")
+        return record
+
+    def _article(self, i: int) -> tuple[Article, str]:
+        return article_from_json(self._record(i))
+
+    def _text(self, i: int) -> str:
+        """The article's text alone, for its passages: no ``Article`` built (a question reads a few dozen
+        candidates' passages, most from articles not read before)."""
+        text: str = self._record(i)["text"]
         return text
 
     def doc_id(self, i: int) -> str:

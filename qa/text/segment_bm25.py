@@ -19,7 +19,6 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,7 +40,7 @@ PREAD_AT = 1 << 20  # postings this large are read with pread (PreadArray), smal
 # bytes in all (least recently used first out): distinct questions share their common words, and those
 # have the longest postings (two thirds of the postings 600 distinct questions read at 75k passages).
 SHARES_CACHE_BYTES = 32 << 20
-COUNTED_TERMS = 65536  # terms whose frequency a search counted, kept for the reranker (then emptied)
+FREQUENCIES = 65536  # terms whose document frequency is kept (then the table is emptied)
 _DTYPES = {
     "indptr": np.dtype(np.int64),  # term t's postings are rows[indptr[t]:indptr[t + 1]]
     "rows": np.dtype(np.int32),  # ascending within a term
@@ -290,11 +289,9 @@ class SegmentedBM25:
                     numbers = np.where(live, np.cumsum(live, dtype=np.int64) + (base - 1), self._size)
                 self._parts.append(_Part(postings, live, base, numbers))
             base += live_lengths.size
-        # Questions, their reranking and their grounding ask the same terms' frequencies over and over.
-        self._frequencies = lru_cache(maxsize=65536)(self._document_frequency)
-        # ... and a question's own terms were just counted by its search: their frequencies are kept as
-        # the shares are computed, so the reranker's IDF does not read their postings again.
-        self._counted: dict[str, int] = {}
+        # Questions, their reranking and their grounding ask the same terms' frequencies over and over;
+        # a search keeps those it counts, so the reranker's IDF does not read their postings again.
+        self._frequencies: dict[str, int] = {}
         self._cached: OrderedDict[str, tuple[Numbers, npt.NDArray[np.float32]]] = OrderedDict()
         self._cached_bytes = 0
         self._cache_lock = threading.Lock()
@@ -334,8 +331,16 @@ class SegmentedBM25:
 
     def document_frequency(self, token: str) -> int:
         """In how many live rows the token occurs (cached: the segments and their masks never change)."""
-        counted = self._counted.get(token)
-        return self._frequencies(token) if counted is None else counted
+        df = self._frequencies.get(token)
+        if df is None:
+            df = self._document_frequency(token)
+            self._keep_frequency(token, df)
+        return df
+
+    def _keep_frequency(self, token: str, df: int) -> None:
+        if len(self._frequencies) >= FREQUENCIES:
+            self._frequencies.clear()
+        self._frequencies[token] = df
 
     def _document_frequency(self, token: str) -> int:
         key = _key(token)
@@ -379,9 +384,7 @@ class SegmentedBM25:
 
     def _computed_shares(self, token: str) -> tuple[Numbers, npt.NDArray[np.float32]]:
         rows, tf, df = self._postings(token)
-        if len(self._counted) >= COUNTED_TERMS:
-            self._counted.clear()
-        self._counted[token] = df
+        self._keep_frequency(token, df)
         if not df:
             return rows[:0], np.zeros(0, dtype=np.float32)
         # bm25s keeps idf and each row's share as float32 and sums them in float32; the same steps in the
