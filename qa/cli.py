@@ -392,6 +392,14 @@ def serve(
         from qa.metrics import prepare_multiprocess
 
         prepare_multiprocess(s.resolve(s.metrics.multiprocess_dir))
+    from qa.api import workers as worker_processes
+
+    if s.server.socket_per_worker and worker_processes.reuse_port_available():
+        # one socket per worker: a pool of keep-alive connections spreads over them (see qa.api.workers)
+        worker_processes.serve(
+            "qa.api.app:app_from_config", workers=count, host=address, port=number, **options
+        )
+        return
     uvicorn.run(
         "qa.api.app:app_from_config",
         factory=True,

@@ -188,6 +188,8 @@ class ServerSettings(_Section):
     api_keys: tuple[str, ...]  # full access
     read_keys: tuple[str, ...] = ()  # ask, chat, list and read articles; no writes
     workers: int = Field(ge=1, le=64)
+    # workers > 1: each its own listening socket (SO_REUSEPORT) instead of one shared by all
+    socket_per_worker: bool = True
     query_cache_size: int = Field(ge=0)
     query_batch_max: int = Field(ge=1, le=1024)
     query_batch_wait_ms: float = Field(ge=0, le=1000)

@@ -23,6 +23,7 @@ __all__ = [
     "IndexCorruptError",
     "IndexMismatchError",
     "IndexStoreError",
+    "ListenError",
     "ModelError",
     "QAError",
     "QuestionError",
@@ -113,6 +114,11 @@ class BotStateError(QAError):
 
 class WebhookURLError(QAError):
     """A URL Telegram cannot deliver updates to (not https, a port Telegram does not use, ...)."""
+
+
+class ListenError(QAError):
+    """``qa serve`` cannot listen on its address: another program listens there, or the address is not
+    this machine's, or the port needs rights this process lacks."""
 
 
 class DocumentNotFoundError(QAError):

@@ -30,6 +30,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import qa.cli
+from qa.api import workers
 from qa.api.app import create_app
 from qa.api.serving import protocol_class, protocol_path
 from qa.api.web import STATIC_DIR
@@ -572,6 +573,7 @@ def serve_calls(monkeypatch: pytest.MonkeyPatch, *args: str, env: dict[str, str]
         monkeypatch.delenv(name)
     calls: list[Any] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: calls.append((app, kwargs)))
+    monkeypatch.setattr(workers, "serve", lambda app, **kwargs: calls.append((app, {**kwargs, "own": True})))
     result = CliRunner().invoke(qa.cli.app, ["--config", str(CONFIG), "serve", *args])
     assert result.exit_code == 0, result.output
     return calls
@@ -588,9 +590,14 @@ def test_qa_serve_passes_the_timeouts_to_uvicorn(monkeypatch: pytest.MonkeyPatch
     assert kwargs["http"] == "qa.api.serving:HeadDeadline_2500ms"
 
 
-def test_qa_serve_workers_pass_the_same_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    [(app, kwargs)] = serve_calls(monkeypatch, "--workers", "2", "--host", "10.1.2.3")
+@pytest.mark.parametrize("own_sockets", [True, False])
+def test_qa_serve_workers_pass_the_same_options(monkeypatch: pytest.MonkeyPatch, own_sockets: bool) -> None:
+    """With a socket per worker (qa.api.workers, the default) and with uvicorn's one shared socket."""
+    env = {"QA_SERVER__SOCKET_PER_WORKER": str(own_sockets).lower()}
+    [(app, kwargs)] = serve_calls(monkeypatch, "--workers", "2", "--host", "10.1.2.3", env=env)
     assert app == "qa.api.app:app_from_config" and kwargs["workers"] == 2
+    assert kwargs.get("own", False) is own_sockets and kwargs["host"] == "10.1.2.3"
+    assert own_sockets or kwargs["factory"] is True
     assert kwargs["timeout_keep_alive"] == 5 and kwargs["http"] == "qa.api.serving:HeadDeadline_10000ms"
     # the worker processes' apps check Host against the address really bound
     assert os.environ["QA_SERVER__HOST"] == "10.1.2.3"
