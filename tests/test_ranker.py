@@ -197,3 +197,37 @@ def test_folded_sentences_are_each_sentence_folded(engine: Engine) -> None:
         assert sentences == tuple(fold(s) for s in SENTENCE.findall(text)), text
         lengths.add(len(folded) == len(text))
     assert lengths == {True, False}  # both ways were taken
+
+
+def test_coverage_shares_are_the_plain_sums_of_the_held_terms_in_their_order() -> None:
+    """Computed once per term set for all rows (numpy), they equal a Python sum over the terms held."""
+    from qa.index.search_index import Presence
+    from qa.retrieval.rerank import _Coverage
+
+    words = ["a", "b", "c"]
+    held = Presence(
+        at={10: 0, 11: 1},
+        sentence_bounds=[0, 2, 3],
+        sentences=np.array([[1, 0, 1], [0, 1, 0], [1, 1, 1]], dtype=bool),
+        passages=np.array([[1, 1, 1], [0, 1, 0]], dtype=bool),
+        titles=np.array([[0, 0, 1], [1, 0, 0]], dtype=bool),
+    )
+    terms = {"c": 0.3, "a": 0.1, "b": 0.7}
+    other = {"c": 0.3, "a": 0.1, "b": 0.7}  # equal, yet another dict: shares of its own
+    focus = {"a": 2.0}
+
+    def plain(row: list[bool], weights: dict[str, float]) -> float:
+        return sum(w for t, w in weights.items() if row[words.index(t)]) / sum(weights.values())
+
+    coverage = _Coverage(held, words)
+    for weights in (terms, other, focus, terms):  # asked again: the same values
+        sentences = [plain(list(r), weights) for r in held.sentences]
+        top = max(sentences[:2])  # row 10's two sentences: the best share and where it first is
+        assert coverage.best(10, weights) == (top, sentences.index(top))
+        assert coverage.best(11, weights) == (sentences[2], 0)
+        for row, at in held.at.items():
+            assert coverage.passage(row, weights) == plain(list(held.passages[at]), weights)
+            both = list(held.passages[at] | held.titles[at])
+            assert coverage.passage(row, weights, with_title=True) == plain(both, weights)
+            assert coverage.title(row, weights) == plain(list(held.titles[at]), weights)
+    assert _Coverage(held, words).passage(10, {"a": 0.0}) == 0.0  # no weight at all: no share

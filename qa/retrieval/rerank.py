@@ -222,35 +222,45 @@ class LinearRanker:
 
 
 class _Coverage:
-    """A term set's share (IDF-weighted) held by each sentence and each passage of some rows, from one
-    ``Presence`` read; sums run over the terms in their order."""
+    """A term set's share (IDF-weighted) held by each sentence, each passage and each title of some rows,
+    from one ``Presence`` read; sums run over the terms in their order.
+
+    Each share is computed once per term set for all the rows (a question asks them for 30-50
+    candidates and their neighbours); term sets are known by identity, so the dicts passed in must not
+    change while this is used (the reranker builds them once per question)."""
 
     def __init__(self, held: Presence, words: list[str]) -> None:
         self._held = held
         self._column = {w: i for i, w in enumerate(words)}
-        self._shares: dict[tuple[tuple[str, float], ...], list[float]] = {}
+        self._shares: dict[tuple[str, int], tuple[dict[str, float], list[float]]] = {}
 
-    def _sentence_shares(self, terms: dict[str, float]) -> list[float]:
-        """Every sentence's share of ``terms``, computed once per term set for all the rows."""
-        key = tuple(terms.items())
-        shares = self._shares.get(key)
-        if shares is None:
-            present = self._held.sentences
-            total = sum(terms.values())
-            if not total or not present.shape[0]:
-                shares = [0.0] * present.shape[0]
-            else:
-                weights = np.fromiter(terms.values(), dtype=np.float64, count=len(terms))
-                columns = [self._column[t] for t in terms]
-                # A running sum in the terms' order (np.cumsum adds left to right, as sum() does).
-                held = np.cumsum(present[:, columns] * weights, axis=1)[:, -1]
-                shares = (held / total).tolist()
-            self._shares[key] = shares
+    def _row_shares(self, which: str, terms: dict[str, float]) -> list[float]:
+        """The share of ``terms`` of every row of one of the presence tables: ``sentences``, ``passages``,
+        ``titles``, or ``passages+titles`` (a passage counting its title's terms as held too)."""
+        found = self._shares.get((which, id(terms)))
+        if found is not None and found[0] is terms:  # the dict kept alive with it: its id is not reused
+            return found[1]
+        held = self._held
+        if which == "passages+titles":
+            present = held.passages | held.titles
+        else:
+            present = {"sentences": held.sentences, "passages": held.passages, "titles": held.titles}[which]
+        total = sum(terms.values())
+        if not total or not present.shape[0]:
+            shares = [0.0] * present.shape[0]
+        else:
+            weights = np.fromiter(terms.values(), dtype=np.float64, count=len(terms))
+            columns = [self._column[t] for t in terms]
+            # A running sum in the terms' order (np.cumsum adds left to right, as sum() does; the terms
+            # not held add 0.0, which changes no sum).
+            sums = np.cumsum(present[:, columns] * weights, axis=1)[:, -1]
+            shares = (sums / total).tolist()
+        self._shares[(which, id(terms))] = (terms, shares)
         return shares
 
     def best(self, row: int, terms: dict[str, float]) -> tuple[float, int]:
         """The best sentence's share of the terms, and its position in the passage (the first best)."""
-        shares = self._sentence_shares(terms)
+        shares = self._row_shares("sentences", terms)
         at = self._held.at[row]
         first, end = self._held.sentence_bounds[at], self._held.sentence_bounds[at + 1]
         best, where = 0.0, 0
@@ -262,20 +272,11 @@ class _Coverage:
     def passage(self, row: int, terms: dict[str, float], *, with_title: bool = False) -> float:
         """The whole passage's share of the terms, counting those of its article's title as held too
         when ``with_title``."""
-        at = self._held.at[row]
-        held = self._held.passages[at] | self._held.titles[at] if with_title else self._held.passages[at]
-        return self._share(held, terms)
+        return self._row_shares("passages+titles" if with_title else "passages", terms)[self._held.at[row]]
 
     def title(self, row: int, terms: dict[str, float]) -> float:
         """The share of the terms the title of the row's article holds."""
-        return self._share(self._held.titles[self._held.at[row]], terms)
-
-    def _share(self, held: npt.NDArray[np.bool_], terms: dict[str, float]) -> float:
-        """The terms' share (their weights over all of theirs) of those a row of ``held`` marks."""
-        total = sum(terms.values())
-        if not total:
-            return 0.0
-        return sum(w for t, w in terms.items() if held[self._column[t]]) / total
+        return self._row_shares("titles", terms)[self._held.at[row]]
 
 
 class Reranker:
