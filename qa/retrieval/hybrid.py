@@ -119,20 +119,29 @@ class HybridSearcher:
         lexical_rank = {row: r for r, (row, _) in enumerate(lexical[0])}
         best_bm25 = max((score for _, score in lexical[0]), default=0.0)
         bm25 = {row: score / best_bm25 for row, score in lexical[0]} if best_bm25 > 0 else {}
-        candidates = []
         sections = self.index.sections  # not the chunks: most of the fused rows go no further
-        for row, cosine in zip(rows, cosines, strict=True):
-            score = fused[row] * (s.related_penalty if sections[row] is Section.RELATED else 1.0)
+        scores = [
+            fused[row] * (s.related_penalty if sections[row] is Section.RELATED else 1.0) for row in rows
+        ]
+        # The best ``limit`` in a stable order (ties keep the fused order); only they become candidates.
+        kept = sorted(range(len(rows)), key=lambda i: -scores[i])[:limit]
+        candidates = []
+        for i in kept:
+            row = rows[i]
             cand = Candidate(
-                row, score, float(cosine), dense_rank.get(row), lexical_rank.get(row), bm25.get(row, 0.0)
+                row,
+                scores[i],
+                float(cosines[i]),
+                dense_rank.get(row),
+                lexical_rank.get(row),
+                bm25.get(row, 0.0),
             )
             if cand.dense_rank is not None:
                 cand.why.append(f"dense #{cand.dense_rank + 1}")
             if cand.lexical_rank is not None:
                 cand.why.append(f"bm25 #{cand.lexical_rank + 1}")
             candidates.append(cand)
-        candidates.sort(key=lambda c: -c.score)
-        return candidates[:limit]
+        return candidates
 
     def _engine_fused(
         self, fused: list[FusedHit], vectors: npt.NDArray[np.float32], limit: int

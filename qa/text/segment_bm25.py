@@ -404,7 +404,15 @@ class SegmentedBM25:
         for token in tokens:
             if token not in shares:
                 shares[token] = self._shares(token)
-            np.add.at(scores, *shares[token])
+        if not tokens:
+            return scores[: self._size]
+        # One add.at over every token's rows in the tokens' order: it adds element after element, so each
+        # row's float32 sum runs in the same order as one add.at per token would (the same bits), without
+        # a call per token.
+        found = [shares[token] for token in tokens]
+        rows = np.concatenate([rows for rows, _ in found])
+        values = np.concatenate([values for _, values in found])
+        np.add.at(scores, rows, values)
         return scores[: self._size]
 
     def search(self, tokens: Sequence[str], k: int, allowed: Mask | None = None) -> list[tuple[int, float]]:
