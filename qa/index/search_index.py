@@ -149,16 +149,23 @@ class _Articles(Mapping[str, T]):
     """The live articles of a snapshot by doc_id (the records, their hashes or titles), each read when asked
     for."""
 
-    def __init__(self, snapshot: Assembled, read: Callable[[Tables, int], T]) -> None:
+    def __init__(self, snapshot: Assembled, read: Callable[[Tables, int], T], *, cache: int = 0) -> None:
         self._snapshot = snapshot
         self._read = read
+        # Small values asked for again and again (a question's candidates' titles): the last ``cache``
+        # kept (an unknown doc_id raises, which is not kept).
+        self._value = lru_cache(maxsize=cache)(self._find) if cache else self._find
 
     def __getitem__(self, doc_id: str) -> T:
         if isinstance(doc_id, str):
-            for part in self._snapshot.parts:
-                i = part.holds(doc_id)
-                if i is not None:
-                    return self._read(part.tables.tables, i)
+            return self._value(doc_id)
+        raise KeyError(doc_id)
+
+    def _find(self, doc_id: str) -> T:
+        for part in self._snapshot.parts:
+            i = part.holds(doc_id)
+            if i is not None:
+                return self._read(part.tables.tables, i)
         raise KeyError(doc_id)
 
     def __iter__(self) -> Iterator[str]:
@@ -176,15 +183,21 @@ class _RowsByDoc(Mapping[str, Sequence[int]]):
 
     def __init__(self, snapshot: Assembled) -> None:
         self._snapshot = snapshot
+        # a question's candidates' articles, asked by the reranker and grounding: the last 8192 kept
+        self._rows = lru_cache(maxsize=8192)(self._find)
 
     def __getitem__(self, doc_id: str) -> Sequence[int]:
         if isinstance(doc_id, str):
-            for part in self._snapshot.parts:
-                i = part.holds(doc_id)
-                if i is not None:
-                    rows = part.rows_of(i)
-                    if rows:
-                        return rows
+            return self._rows(doc_id)
+        raise KeyError(doc_id)
+
+    def _find(self, doc_id: str) -> range:
+        for part in self._snapshot.parts:
+            i = part.holds(doc_id)
+            if i is not None:
+                rows = part.rows_of(i)
+                if rows:
+                    return rows
         raise KeyError(doc_id)
 
     def __iter__(self) -> Iterator[str]:
@@ -240,7 +253,7 @@ class Assembled:
     def _views(self) -> None:
         self.articles: Mapping[str, Article] = _Articles(self, lambda t, i: t.article(i)[0])
         self.hashes: Mapping[str, str] = _Articles(self, Tables.hash)
-        self.titles: Mapping[str, str] = _Articles(self, Tables.title)
+        self.titles: Mapping[str, str] = _Articles(self, Tables.title, cache=8192)
         self.title_tokens: Mapping[str, Sequence[str]] = _Articles(self, Tables.title_tokens)
         self.chunks: Sequence[Chunk] = _RowView(self, lambda t, r: t.chunk(r))
         self.tokens: Sequence[Sequence[str]] = _RowView(self, Tables.tokens)
