@@ -16,7 +16,9 @@ load falls on every tree alike):
   use is not in the figures) and five warm-up questions, then ``Engine.ask`` p50 / p95 / mean over
   ``--asked`` distinct questions;
 - over HTTP: ``qa serve --workers W`` for every ``--workers``, ``--clients`` concurrent clients (each
-  sends its next question when answered) for ``--seconds``: answered/s and latency percentiles.
+  sends its next question when answered) for ``--seconds``: answered/s and latency percentiles; with
+  ``--warmup S``, after S seconds of the same load that are not measured (a new server's first seconds:
+  its workers' first questions, the English dictionary read in the background), i.e. the steady state.
 
 Questions: the training questions (``benchmarks/data/inews_train_questions*.jsonl``, without history)
 interleaved with the corpus's titles, all distinct, so that every answer is computed (no encoding or
@@ -133,11 +135,11 @@ def in_process(tree: Path, env: dict[str, str], asked: Path) -> dict[str, Any]:
 
 
 def over_http(
-    env: dict[str, str], asked: list[str], clients: int, seconds: float, workers: int
+    env: dict[str, str], asked: list[str], clients: int, seconds: float, workers: int, warmup: float = 0.0
 ) -> dict[str, Any]:
     """One load level against a new ``qa serve``; its first question (asked before the level starts)
     is the English one, so the dictionary it loads is not in the figures."""
-    result = perf.measure_http(env, [ENGLISH, *asked], [clients], seconds, workers)
+    result = perf.measure_http(env, [ENGLISH, *asked], [clients], seconds, workers, warmup)
     level: dict[str, Any] = result["levels"][0]
     return level
 
@@ -193,6 +195,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--seconds", type=float, default=20.0, help="per HTTP level")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=0.0,
+        help="seconds of load before each HTTP level, not measured (the steady state; 0: from the start)",
+    )
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rebuild", action="store_true", help="build the index again")
     parser.add_argument(
@@ -230,7 +238,7 @@ def main() -> None:
             env = environment(tree, corpus_dir, index_of[label], real_model=args.real_model)
             results["trees"][label]["in_process"].append(in_process(tree, env, asked_file))
             for workers in args.workers:
-                level = over_http(env, asked, args.clients, args.seconds, workers)
+                level = over_http(env, asked, args.clients, args.seconds, workers, args.warmup)
                 results["trees"][label]["http"][str(workers)].append(level)
             print(label, json.dumps(results["trees"][label], default=str)[:400], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -281,8 +281,17 @@ async def load_level(
 
 
 def measure_http(
-    env: dict[str, str], questions: list[str], levels: list[int], seconds: float, workers: int
+    env: dict[str, str],
+    questions: list[str],
+    levels: list[int],
+    seconds: float,
+    workers: int,
+    warmup: float = 0.0,
 ) -> dict[str, Any]:
+    """``warmup``: seconds of load at the first level before any is measured, its figures dropped (a
+    new server's first seconds: its workers' first connections and questions, the English dictionary
+    read in the background), so that the levels measure the steady state; its questions are not
+    asked again."""
     port = free_port()
     proc, cold = start_server(env, port, questions[0], workers)
     try:
@@ -290,9 +299,12 @@ def measure_http(
             "workers": workers,
             "cold_start_first_answer_s": cold,
             "rss_mib_start": tree_rss(proc),
+            "warmup_s": warmup,
         }
         result["levels"] = []
         counter = [1]  # the first question was asked by start_server
+        if warmup > 0 and levels:
+            asyncio.run(load_level(port, questions, levels[0], warmup, counter))
         for clients in levels:
             server_cpu, client_cpu = tree_cpu(proc), own_cpu()
             level = asyncio.run(load_level(port, questions, clients, seconds, counter))

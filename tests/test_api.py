@@ -509,6 +509,21 @@ def test_the_dictionary_is_read_in_the_background_once_ready(
         assert (dictionary._senses == {"beach": ["海滩"]}) if warm else dictionary._senses is None
 
 
+def test_the_tokenizer_is_loaded_in_the_background_once_ready(tmp_path: Path) -> None:
+    """jieba's dictionary and tagger, which every question needs: not by a worker's first question (with
+    the questions queued behind it waiting too)."""
+    settings = make_settings(tmp_path / "service", server={"warm_dictionary": False})
+    Engine(settings).open(show_progress=False)  # built beforehand: opening it needs no tokenizer
+    engine = Engine(settings)
+    assert not engine.tokenizer._ready
+    with TestClient(create_app(settings, engine)) as client:
+        assert wait_ready(client).status_code == 200
+        deadline = time.monotonic() + 30
+        while not engine.tokenizer._ready:
+            assert time.monotonic() < deadline, "the tokenizer was not loaded after start-up"
+            time.sleep(0.02)
+
+
 def test_start_up_failure_is_reported_by_readyz(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     engine = Engine(settings)
 

@@ -207,6 +207,12 @@ class ChineseTokenizer:
             self._pos = POSTokenizer(self._jieba)  # jieba's tagger, its decoder in numpy
             self._ready = True
 
+    def warm(self) -> None:
+        """Load jieba's dictionary and its tagger now (about 1 s, once; a question asked meanwhile waits
+        for this load, not another), instead of in the first question that needs them."""
+        if not self._ready:
+            self._init()
+
     def words(self, text: str) -> list[str]:
         """jieba words of the folded text (no stopword removal)."""
         if not self._ready:
