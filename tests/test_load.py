@@ -94,6 +94,17 @@ def write_config(root: Path) -> Path:
     return config
 
 
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets process ``pid`` holds open, from /proc."""
+    found = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                found.add(target[len("socket:[") : -1])
+    return found
+
+
 class ServeProcess:
     """``qa --config <config> serve --port 0`` in a subprocess; the port is read from uvicorn's log."""
 
@@ -153,12 +164,7 @@ class ServeProcess:
 
     def listening(self) -> set[tuple[str, int]]:
         """(address, port) of the process's listening IPv4/IPv6 TCP sockets, from /proc."""
-        inodes = set()
-        for fd in Path(f"/proc/{self.pid}/fd").iterdir():
-            with contextlib.suppress(OSError):
-                target = os.readlink(fd)
-                if target.startswith("socket:["):
-                    inodes.add(target[len("socket:[") : -1])
+        inodes = socket_inodes(self.pid)
         found = set()
         for table in ("tcp", "tcp6"):
             for line in Path(f"/proc/{self.pid}/net/{table}").read_text().splitlines()[1:]:

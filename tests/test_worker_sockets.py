@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import signal
 import socket
@@ -17,7 +16,7 @@ import uvicorn
 
 from qa.api import workers
 from qa.errors import ListenError
-from tests.test_load import ServeProcess, write_config
+from tests.test_load import ServeProcess, socket_inodes, write_config
 
 pytestmark = pytest.mark.skipif(not workers.reuse_port_available(), reason="no SO_REUSEPORT here")
 
@@ -173,16 +172,6 @@ def test_sigterm_ends_the_loop(supervisor: workers.Workers) -> None:
 
 
 # -- a real `qa serve --workers 2` ------------------------------------------------------------------------
-
-
-def socket_inodes(pid: int) -> set[str]:
-    found = set()
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:["):
-                found.add(target[len("socket:[") : -1])
-    return found
 
 
 def tcp_sockets(port: int) -> dict[str, str]:

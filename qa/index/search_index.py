@@ -162,11 +162,8 @@ class _Articles(Mapping[str, T]):
         raise KeyError(doc_id)
 
     def _find(self, doc_id: str) -> T:
-        for part in self._snapshot.parts:
-            i = part.holds(doc_id)
-            if i is not None:
-                return self._read(part.tables.tables, i)
-        raise KeyError(doc_id)
+        part, i = self._snapshot.holder(doc_id)
+        return self._read(part.tables.tables, i)
 
     def __iter__(self) -> Iterator[str]:
         for part in self._snapshot.parts:
@@ -192,13 +189,11 @@ class _RowsByDoc(Mapping[str, Sequence[int]]):
         raise KeyError(doc_id)
 
     def _find(self, doc_id: str) -> range:
-        for part in self._snapshot.parts:
-            i = part.holds(doc_id)
-            if i is not None:
-                rows = part.rows_of(i)
-                if rows:
-                    return rows
-        raise KeyError(doc_id)
+        part, i = self._snapshot.holder(doc_id)
+        rows = part.rows_of(i)
+        if not rows:
+            raise KeyError(doc_id)
+        return rows
 
     def __iter__(self) -> Iterator[str]:
         return (d for d in self._snapshot.articles if d in self)
@@ -311,6 +306,14 @@ class Assembled:
                     found.add(digest)
                     break
         return found
+
+    def holder(self, doc_id: str) -> tuple[_Part, int]:
+        """The part where the article ``doc_id`` is live and its position there; KeyError if none."""
+        for part in self.parts:
+            i = part.holds(doc_id)
+            if i is not None:
+                return part, i
+        raise KeyError(doc_id)
 
     def locate(self, row: int) -> tuple[_Part, int]:
         """The part holding snapshot row ``row`` and the row's number there."""
