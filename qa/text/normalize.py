@@ -56,10 +56,23 @@ _WIDE = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 _NARROW = tuple(_WIDE.get(code, code) for code in range(0x10000))
 
 
+# The full-width characters of Chinese news text, most frequent first (in 5,000 inews passages: ，
+# 12,931 times, the ideographic space 850, then ：！）（？；; any other was seen at most 5 times).
+# ``str.replace`` of each (a C scan) and the table for whatever other one a text holds make the same
+# string as the table alone, in half the time.
+_COMMON_WIDE = tuple((wide, chr(_WIDE[ord(wide)])) for wide in "，\u3000：！）（？；")
+_ANY_WIDE = re.compile("[\uff01-\uff5e\u3000]")
+
+
 def nfkc(text: str) -> str:
-    """``unicodedata.normalize("NFKC", text)``, about 3× faster on Chinese text. The same string: a
+    """``unicodedata.normalize("NFKC", text)``, about 6× faster on Chinese text. The same string: a
     character replaced by its own compatibility decomposition leaves NFKD, hence NFKC, unchanged."""
-    return unicodedata.normalize("NFKC", text.translate(_NARROW))
+    for wide, narrow in _COMMON_WIDE:
+        if wide in text:
+            text = text.replace(wide, narrow)
+    if _ANY_WIDE.search(text) is not None:
+        text = text.translate(_NARROW)
+    return unicodedata.normalize("NFKC", text)
 
 
 @lru_cache(maxsize=32768)
